@@ -1,0 +1,8 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class ApiConfig(AppConfig):
+    name = "perfdash.api"
+    default_auto_field = "django.db.models.BigAutoField"

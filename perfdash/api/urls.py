@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from perfdash.api import views
+
+urlpatterns = [
+    path("ingest", views.ingest, name="api-ingest"),
+    path("stats", views.stats, name="api-stats"),
+    path("histogram", views.histogram, name="api-histogram"),
+    path("series", views.series, name="api-series"),
+]

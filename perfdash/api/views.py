@@ -1,0 +1,157 @@
+"""Public HTTP API v1: ingest (collectors) and read (stats, histogram, series)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import wraps
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from perfdash.api.decorators import error, token_required
+from perfdash.ingest import ratelimit
+from perfdash.ingest.tasks import store_batch
+from perfdash.ingest.validate import BadBatch, Limits, decode_body, parse_batch
+from perfdash.lib.durations import parse_duration
+from perfdash.metrics import query
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_S = 5
+
+
+def method(name: str):
+    def decorator(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if request.method != name:
+                response = error(f"method {request.method} not allowed; use {name}", 405)
+                response["Allow"] = name
+                return response
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def _limits() -> Limits:
+    return Limits(
+        max_points=settings.INGEST_MAX_POINTS,
+        max_tags=settings.INGEST_MAX_TAGS,
+        max_name=settings.INGEST_MAX_NAME_LENGTH,
+        max_body=settings.INGEST_MAX_BODY_BYTES,
+        max_future_s=settings.INGEST_MAX_FUTURE_SECONDS,
+        max_age_s=settings.ROLLUP_RETENTION_DAYS * 86400,
+    )
+
+
+@csrf_exempt
+@method("POST")
+@token_required("ingest")
+def ingest(request):
+    limits = _limits()
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return error(f"body is larger than {limits.max_body} bytes", 413)
+    try:
+        raw = decode_body(body, request.META.get("CONTENT_TYPE", ""),
+                          request.headers.get("Content-Encoding", ""), limits)
+        batch = parse_batch(raw, limits, time.time())
+    except BadBatch as exc:
+        return JsonResponse(exc.as_json(), status=exc.status)
+    try:
+        if not ratelimit.allow(request.token.id, len(batch)):
+            response = error(f"over the rate limit of {settings.INGEST_RATE_LIMIT} points/s", 429)
+            response["Retry-After"] = "1"
+            return response
+        store_batch.apply_async(args=[batch.to_message(request.token.id)])
+    except Exception as exc:  # any broker failure: the collector keeps the batch and retries
+        log.warning("ingest queue unavailable: %s", type(exc).__name__)
+        response = error("ingest queue unavailable; retry later", 503)
+        response["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+    return JsonResponse({"accepted": len(batch), "batch_id": batch.batch_id}, status=202)
+
+
+COMMON_PARAMS = {"metric", "window", "node", "agent"}
+
+
+def _read_params(request, extra: set[str]) -> tuple[str, int, query.Scope]:
+    params = request.GET
+    tags = [k for k in params if k.startswith("tag.")]
+    for k in params:
+        if k not in COMMON_PARAMS | extra and not k.startswith("tag."):
+            raise query.QueryError(k, f"unknown parameter {k!r}")
+    if len(tags) > 1:
+        raise query.QueryError(tags[1], "at most one tag.K filter")
+    metric = params.get("metric", "")
+    if not metric:
+        raise query.QueryError("metric", "metric is required")
+    window = _duration(params.get("window", "1h"), "window")
+    if not 60 <= window <= settings.ROLLUP_RETENTION_DAYS * 86400:
+        raise query.QueryError("window", f"window must be between 1m and {settings.ROLLUP_RETENTION_DAYS}d")
+    tag_key = tags[0][4:] if tags else ""
+    scope = query.Scope(node=params.get("node", ""), agent=params.get("agent", ""),
+                        tag_key=tag_key, tag_value=params.get(tags[0], "") if tags else "")
+    return metric, window, scope
+
+
+def _duration(text: str, param: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise query.QueryError(param, str(exc)) from None
+
+
+def read_view(extra: set[str] = frozenset()):
+    """GET-only, token with `read` scope or a session, and the shared parameter errors."""
+
+    def decorator(view):
+        @method("GET")
+        @token_required("read", allow_session=True)
+        @wraps(view)
+        def wrapper(request):
+            try:
+                metric, window, scope = _read_params(request, set(extra))
+                return JsonResponse(view(request, metric, window, scope))
+            except query.QueryError as exc:
+                return error(str(exc), 400, param=exc.param)
+            except query.UnknownMetric:
+                return error(f"unknown metric {request.GET.get('metric')!r}", 404, param="metric")
+
+        return wrapper
+
+    return decorator
+
+
+@read_view()
+def stats(request, metric: str, window: int, scope: query.Scope) -> dict:
+    return {"metric": metric, "window": request.GET.get("window", "1h"), **query.stats(metric, window, scope)}
+
+
+@read_view({"buckets"})
+def histogram(request, metric: str, window: int, scope: query.Scope) -> dict:
+    try:
+        buckets = int(request.GET.get("buckets", "40"))
+    except ValueError:
+        buckets = 0
+    if not 1 <= buckets <= 500:
+        raise query.QueryError("buckets", "buckets must be a whole number from 1 to 500")
+    result = query.histogram(metric, window, scope, buckets)
+    return {"metric": metric, "window": request.GET.get("window", "1h"), **result}
+
+
+@read_view({"step", "stat"})
+def series(request, metric: str, window: int, scope: query.Scope) -> dict:
+    step = _duration(request.GET.get("step", "1m"), "step")
+    stat = request.GET.get("stat", "p95")
+    points = query.series(metric, window, step, stat, scope)
+    return {
+        "metric": metric, "window": request.GET.get("window", "1h"), "step": request.GET.get("step", "1m"),
+        "stat": stat,
+        "points": [[time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), v] for t, v in points],
+    }

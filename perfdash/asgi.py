@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "perfdash.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+# Websocket routes arrive with the dashboard app; HTTP is plain Django.
+application = ProtocolTypeRouter({"http": django_asgi_app})

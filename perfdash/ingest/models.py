@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import time
+
+from django.db import connection, models, transaction
+
+from perfdash.ingest.batch import Batch
+from perfdash.metrics import store
+
+
+class IngestedBatch(models.Model):
+    """One accepted batch, stored exactly once: its unique (token, batch id) row commits in the
+    same transaction as its points and rollup deltas, so a redelivered task is a no-op."""
+
+    token = models.ForeignKey("api.ApiToken", on_delete=models.PROTECT, related_name="batches")
+    batch_id = models.CharField(max_length=128)
+    points = models.PositiveIntegerField()
+    stored_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["token", "batch_id"], name="batch_unique_per_token")]
+
+    def __str__(self) -> str:
+        return f"{self.batch_id} ({self.points} points)"
+
+    @classmethod
+    def store(cls, token_id: int, batch: Batch, now: float | None = None) -> bool:
+        """Write the batch unless this token already stored this batch id. True if written."""
+        now = time.time() if now is None else now
+        series_ids, level_keys = store.prepare(batch, now)
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(
+                "INSERT INTO ingest_ingestedbatch (token_id, batch_id, points, stored_at) "
+                "VALUES (%s, %s, %s, now()) ON CONFLICT DO NOTHING RETURNING id",
+                [token_id, batch.batch_id, len(batch)],
+            )
+            if cur.fetchone() is None:
+                return False
+            store.write(cur, batch, series_ids, level_keys, now)
+        return True
+
+
+class FailedBatch(models.Model):
+    """A batch the worker could not store for a reason other than the database being away
+    (that is retried forever). Kept whole so nothing acknowledged is lost; replay with
+    `manage.py replay_failed_batches` once the cause is fixed."""
+
+    message = models.JSONField()
+    error = models.TextField()
+    failed_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.message.get('batch_id')} failed at {self.failed_at:%Y-%m-%d %H:%M:%S}"

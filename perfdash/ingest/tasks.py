@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from perfdash.ingest.batch import Batch
+from perfdash.ingest.models import FailedBatch, IngestedBatch
+from perfdash.metrics import partitions
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="ingest.store_batch",
+    queue="ingest",
+    ignore_result=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # PostgreSQL away (restart, failover, dropped connection): wait and try again, forever;
+    # the message stays in Redis until a try commits.
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=None,
+)
+def store_batch(message: dict) -> None:
+    batch = Batch.from_message(message)
+    try:
+        IngestedBatch.store(message["token_id"], batch)
+    except (OperationalError, InterfaceError):
+        partitions.forget()
+        raise
+    except Exception as exc:
+        # Anything else will not fix itself by retrying: keep the batch for a replay.
+        log.exception("batch %s could not be stored; kept as a failed batch", batch.batch_id)
+        FailedBatch.objects.create(message=message, error=f"{type(exc).__name__}: {exc}")

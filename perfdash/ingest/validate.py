@@ -1,0 +1,234 @@
+"""Whole-batch validation of an ingest request body (DESIGN.md, "Ingest API v1").
+
+Either the whole batch is valid and comes back as a columnar `Batch`, or `BadBatch` says
+what is wrong and where; nothing of a rejected batch is ever stored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import orjson
+
+from perfdash.ingest.batch import Batch, SeriesKey
+
+METRIC_OR_TAG_KEY = re.compile(r"[a-zA-Z_][a-zA-Z0-9_.]*\Z")
+# Node, agent and tag values are free text (escaped wherever shown) but not control chars.
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+NON_NEGATIVE_SUFFIXES = ("_ms", "_seconds", "_bytes", "_total")
+POINT_FIELDS = frozenset(("ts", "node", "agent", "metric", "value", "tags"))
+
+
+@dataclass
+class Limits:
+    max_points: int
+    max_tags: int
+    max_name: int
+    max_body: int
+    max_future_s: float
+    max_age_s: float
+
+
+class BadBatch(Exception):
+    def __init__(self, message: str, status: int = 400, point: int | None = None, field: str | None = None):
+        super().__init__(message)
+        self.message, self.status, self.point, self.field = message, status, point, field
+
+    def as_json(self) -> dict:
+        body: dict = {"error": self.message}
+        if self.point is not None:
+            body["point"] = self.point
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+def decode_body(body: bytes, content_type: str, content_encoding: str, limits: Limits) -> bytes:
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise BadBatch(f"Content-Type must be application/json, not {content_type or 'missing'!r}", 415)
+    encoding = content_encoding.strip().lower()
+    if len(body) > limits.max_body:
+        raise BadBatch(f"body is larger than {limits.max_body} bytes", 413)
+    if encoding in ("", "identity"):
+        return body
+    if encoding != "gzip":
+        raise BadBatch(f"Content-Encoding {content_encoding!r} is not supported; use gzip", 415)
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        # max_length bounds the memory a gzip bomb can take.
+        out = inflater.decompress(body, limits.max_body + 1)
+    except zlib.error as exc:
+        raise BadBatch(f"body is not valid gzip: {exc}") from exc
+    if len(out) > limits.max_body or inflater.unconsumed_tail:
+        raise BadBatch(f"decompressed body is larger than {limits.max_body} bytes", 413)
+    if not inflater.eof:
+        raise BadBatch("body is not valid gzip: truncated stream")
+    return out
+
+
+def parse_batch(raw: bytes, limits: Limits, now: float) -> Batch:
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses NaN, Infinity and huge integers; the stdlib parser takes them so the
+        # per-point checks can say which point and field is wrong.
+        try:
+            doc = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise BadBatch(f"malformed JSON: {exc}") from exc
+    if type(doc) is not dict:
+        raise BadBatch("body must be a JSON object with a `points` list")
+    unknown = set(doc) - {"batch_id", "points"}
+    if unknown:
+        raise BadBatch(f"unknown top-level field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
+    batch_id = doc.get("batch_id")
+    if batch_id is None:
+        batch_id = uuid.uuid4().hex
+    elif type(batch_id) is not str or not 1 <= len(batch_id) <= limits.max_name or CONTROL_CHARS.search(batch_id):
+        raise BadBatch(f"batch_id must be a string of 1 to {limits.max_name} printable characters", field="batch_id")
+    points = doc.get("points")
+    if type(points) is not list:
+        raise BadBatch("`points` must be a list", field="points")
+    if not points:
+        raise BadBatch("`points` is empty", field="points")
+    if len(points) > limits.max_points:
+        raise BadBatch(f"too many points: {len(points)} > {limits.max_points} per batch", 413, field="points")
+    return _PointParser(limits, now).parse(batch_id, points)
+
+
+class _PointParser:
+    """Validates points one by one; names and tag sets seen once are remembered, since a
+    batch repeats the same few hundred series many times."""
+
+    def __init__(self, limits: Limits, now: float):
+        self.limits = limits
+        self.earliest = now - limits.max_age_s
+        self.latest = now + limits.max_future_s
+        self.metric_ok: set[str] = set()
+        self.label_ok: set[str] = set()
+        self.tags_seen: dict[tuple, str] = {}
+
+    def parse(self, batch_id: str, points: list) -> Batch:
+        series: dict[SeriesKey, int] = {}
+        idx, ts_col, val_col = [], [], []
+        for i, p in enumerate(points):
+            if type(p) is not dict:
+                raise BadBatch("each point must be a JSON object", point=i)
+            if len(p) > 6 or not POINT_FIELDS.issuperset(p):
+                extra = sorted(set(p) - POINT_FIELDS)
+                raise BadBatch(f"unknown field {extra[0]!r}", point=i, field=extra[0])
+            metric = self.metric(p.get("metric"), i)
+            key = (metric, self.label(p.get("node"), i, "node"), self.label(p.get("agent"), i, "agent"),
+                   self.tags(p.get("tags"), i))
+            ts_col.append(self.ts(p.get("ts"), i))
+            val_col.append(self.value(p.get("value"), metric, i))
+            s = series.get(key)
+            if s is None:
+                s = series[key] = len(series)
+            idx.append(s)
+        return Batch(batch_id, list(series), np.array(idx, np.int32), np.array(ts_col), np.array(val_col))
+
+    def metric(self, name, i: int) -> str:
+        if name in self.metric_ok:
+            return name
+        if name is None:
+            raise BadBatch("missing field", point=i, field="metric")
+        self.check_key(name, i, "metric")
+        self.metric_ok.add(name)
+        return name
+
+    def check_key(self, name, i: int, field: str) -> None:
+        if type(name) is not str:
+            raise BadBatch(f"{field} must be a string", point=i, field=field)
+        if not 1 <= len(name) <= self.limits.max_name:
+            raise BadBatch(f"{field} must be 1 to {self.limits.max_name} characters", point=i, field=field)
+        if not METRIC_OR_TAG_KEY.match(name):
+            raise BadBatch(f"{field} {name!r} may only use letters, digits, '_' and '.', "
+                           "and must not start with a digit", point=i, field=field)
+
+    def label(self, name, i: int, field: str) -> str:
+        if name in self.label_ok:
+            return name
+        if name is None:
+            raise BadBatch("missing field", point=i, field=field)
+        if type(name) is not str:
+            raise BadBatch(f"{field} must be a string", point=i, field=field)
+        if not 1 <= len(name) <= self.limits.max_name:
+            raise BadBatch(f"{field} must be 1 to {self.limits.max_name} characters", point=i, field=field)
+        if CONTROL_CHARS.search(name):
+            raise BadBatch(f"{field} must not contain control characters", point=i, field=field)
+        self.label_ok.add(name)
+        return name
+
+    def tags(self, tags, i: int) -> str:
+        if not tags:
+            if tags is None or type(tags) is dict:
+                return "{}"
+            raise BadBatch("tags must be an object of strings", point=i, field="tags")
+        if type(tags) is not dict:
+            raise BadBatch("tags must be an object of strings", point=i, field="tags")
+        items = tuple(sorted(tags.items()))
+        known = self.tags_seen.get(items)
+        if known is not None:
+            return known
+        if len(items) > self.limits.max_tags:
+            raise BadBatch(f"too many tags: {len(items)} > {self.limits.max_tags}", point=i, field="tags")
+        for k, v in items:
+            self.check_key(k, i, f"tags.{k}")
+            self.label(v, i, f"tags.{k}")
+        canonical = orjson.dumps(dict(items), option=orjson.OPT_SORT_KEYS).decode()
+        self.tags_seen[items] = canonical
+        return canonical
+
+    def ts(self, ts, i: int) -> float:
+        t = type(ts)
+        if t is str:
+            try:
+                parsed = datetime.fromisoformat(ts)
+            except ValueError:
+                raise BadBatch(f"ts {ts[:40]!r} is not an RFC 3339 timestamp", point=i, field="ts") from None
+            if parsed.tzinfo is None:
+                raise BadBatch("ts needs a time zone offset (e.g. 'Z')", point=i, field="ts")
+            sec = parsed.timestamp()
+        elif t is float or t is int:
+            sec = _finite(ts)
+            if sec is None:
+                raise BadBatch("ts must be finite", point=i, field="ts")
+        elif ts is None:
+            raise BadBatch("missing field", point=i, field="ts")
+        else:
+            raise BadBatch("ts must be an RFC 3339 string or Unix seconds", point=i, field="ts")
+        if sec > self.latest:
+            raise BadBatch(f"ts is more than {self.limits.max_future_s:.0f} s in the future", point=i, field="ts")
+        if sec < self.earliest:
+            raise BadBatch(f"ts is older than the retention of {self.limits.max_age_s / 86400:.0f} days",
+                           point=i, field="ts")
+        return sec
+
+    def value(self, value, metric: str, i: int) -> float:
+        t = type(value)
+        if t is not float and t is not int:
+            if value is None:
+                raise BadBatch("missing field", point=i, field="value")
+            raise BadBatch("value must be a number", point=i, field="value")
+        v = _finite(value)
+        if v is None:
+            raise BadBatch("value must be finite", point=i, field="value")
+        if v < 0 and metric.endswith(NON_NEGATIVE_SUFFIXES):
+            raise BadBatch(f"{metric} cannot be negative", point=i, field="value")
+        return v
+
+
+def _finite(number: int | float) -> float | None:
+    try:
+        v = float(number)
+    except OverflowError:
+        return None
+    return v if math.isfinite(v) else None

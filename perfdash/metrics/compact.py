@@ -1,0 +1,81 @@
+"""Fold rollup deltas into the minute and hour rollups.
+
+Ingest appends one delta row per (rollup key, minute) per batch: cheap to write, never a
+lock on a shared row. This job moves deltas into one row per (key, minute) and per
+(key, hour). It deletes the deltas and the rows they merge into, and writes the merged rows,
+in one transaction, so a concurrent read sees either the deltas or their merged result,
+never both and never neither. One compactor runs at a time (advisory lock).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+
+from perfdash.lib.pg import binary_cursor
+from perfdash.metrics import copydata, partitions
+from perfdash.metrics.rollup import ROW_COLUMNS, Rows, group_label
+
+_LOCK_ID = 0x636F6D7061  # "compa"
+RETURNING = "RETURNING " + ROW_COLUMNS
+
+
+def compact(chunk: int = 50_000, budget_s: float = 4.0) -> int:
+    """Fold deltas in chunks until none are left or the time budget is spent; returns how
+    many delta rows were folded (0 if another compactor holds the lock)."""
+    started, total = time.monotonic(), 0
+    while time.monotonic() - started < budget_s:
+        n = _fold(chunk)
+        total += n
+        if n < chunk:
+            break
+    return total
+
+
+def _fold(chunk: int) -> int:
+    now = time.time()
+    minute_floor = now - settings.MINUTE_ROLLUP_RETENTION_DAYS * 86400
+    hour_floor = now - settings.ROLLUP_RETENTION_DAYS * 86400
+    with transaction.atomic():
+        cur = binary_cursor()
+        cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [_LOCK_ID])
+        if not cur.fetchone()[0]:
+            return 0
+        cur.execute(
+            "WITH v AS (SELECT ctid FROM metrics_rollup_delta LIMIT %s) "
+            "DELETE FROM metrics_rollup_delta d USING v WHERE d.ctid = v.ctid "
+            + RETURNING.format(t="d", p="minute"),
+            [chunk],
+        )
+        delta = Rows.of(cur.fetchall())
+        if not len(delta.key):
+            return 0
+        _merge_into(cur, "metrics_rollup_minute", "minute", 60, delta.where(delta.period >= minute_floor))
+        _merge_into(cur, "metrics_rollup_hour", "hour", 3600, delta.where(delta.period >= hour_floor))
+        return len(delta.key)
+
+
+def _merge_into(cur, table: str, column: str, period_seconds: int, delta: Rows) -> None:
+    if not len(delta.key):
+        return
+    periods = delta.period // period_seconds * period_seconds
+    days = {datetime.fromtimestamp(int(d) * 86400, UTC).date() for d in np.unique(periods // 86400)}
+    partitions.ensure(table, days)
+    targets = np.unique(group_label(delta.key, periods))
+    cur.execute(
+        f"DELETE FROM {table} t USING unnest(%s::int4[], %s::float8[]) AS x(k, p) "
+        f"WHERE t.key_id = x.k AND t.{column} = to_timestamp(x.p) "
+        f"AND t.{column} >= to_timestamp(%s) AND t.{column} <= to_timestamp(%s) "
+        + RETURNING.format(t="t", p=column),
+        [(targets >> 32).tolist(), (targets & 0xFFFFFFFF).astype(np.float64).tolist(),
+         float(periods.min()), float(periods.max())],
+    )
+    existing = Rows.of(cur.fetchall())
+    merged = Rows.concat(delta, existing).grouped(period_seconds)
+    columns = copydata.ROLLUP_COLUMNS.format(period=column)
+    with cur.copy(f"COPY {table} {columns} FROM STDIN (FORMAT BINARY)") as cp:
+        cp.write(copydata.rollups(merged, period_seconds))

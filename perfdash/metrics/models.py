@@ -1,0 +1,67 @@
+"""Dictionaries of the metric store.
+
+The big tables (raw points, rollup deltas, minute and hour rollups) are partitioned
+PostgreSQL tables created in SQL by migration 0002; they hold only these ids, which keeps
+their rows narrow enough for fast COPY.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+# Tags that get their own rollups (drill-down by tool, model, provider or memory op).
+DIMENSION_TAGS = ("tool", "model", "provider", "op")
+
+WELL_KNOWN_METRICS = {
+    "agent_response_ms": "latency",
+    "tool_execution_ms": "latency",
+    "llm_call_ms": "latency",
+    "memory_op_ms": "latency",
+    "agent_memory_bytes": "gauge",
+    "active_agents": "gauge",
+    "errors_total": "counter",
+    "tokens_total": "counter",
+    "cache_hits_total": "counter",
+    "cache_misses_total": "counter",
+}
+
+
+class Series(models.Model):
+    """One stream of raw points: a metric of one agent with one set of tags."""
+
+    metric = models.CharField(max_length=128)
+    node = models.CharField(max_length=128)
+    agent = models.CharField(max_length=128)
+    tags_key = models.TextField(help_text="Canonical JSON of the tags (sorted keys).")
+    tags = models.JSONField(default=dict)
+    first_seen = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["metric", "node", "agent", "tags_key"], name="series_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric}{{node={self.node}, agent={self.agent}, {self.tags_key}}}"
+
+
+class RollupKey(models.Model):
+    """What one rollup row aggregates: a metric at fleet, node or agent scope, optionally
+    narrowed to one dimension tag. An empty string means "all"."""
+
+    metric = models.CharField(max_length=128)
+    node = models.CharField(max_length=128, blank=True)
+    agent = models.CharField(max_length=128, blank=True)
+    tag_key = models.CharField(max_length=128, blank=True)
+    tag_value = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["metric", "node", "agent", "tag_key", "tag_value"], name="rollupkey_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["metric", "agent"], name="rollupkey_agent")]
+
+    def __str__(self) -> str:
+        return f"{self.metric} node={self.node or '*'} agent={self.agent or '*'} {self.tag_key}={self.tag_value}"

@@ -1,0 +1,195 @@
+"""Reading the metric store: statistics, histograms and time series over any window.
+
+The one place that turns rollup rows into numbers; the read API, the dashboard, alert
+evaluation and forecasting all call it. Every answer is built from rollups: whole hours
+from hourly rows, the edges from minute rows, plus deltas not yet folded, in one SQL
+statement (one snapshot, so a concurrent compaction never counts a point twice).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+from django.db import connection
+
+from perfdash.lib.pg import binary_cursor
+from perfdash.metrics.models import DIMENSION_TAGS, WELL_KNOWN_METRICS, RollupKey
+from perfdash.metrics.rollup import ROW_COLUMNS, Groups, Rows, combine
+from perfdash.metrics.sketch import key_values, quantiles
+
+PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
+STATS = ("count", "min", "max", "avg", "sum", "rate", *PERCENTILES)
+MAX_SERIES_POINTS = 1500
+
+
+class QueryError(ValueError):
+    """A parameter that cannot be answered; `param` names it."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(message)
+        self.param = param
+
+
+class UnknownMetric(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which part of the fleet: everything (the default), a node, an agent, and optionally
+    one dimension tag (tool, model, provider or op)."""
+
+    node: str = ""
+    agent: str = ""
+    tag_key: str = ""
+    tag_value: str = ""
+
+    def __post_init__(self) -> None:
+        if self.tag_key and self.tag_key not in DIMENSION_TAGS:
+            raise QueryError(f"tag.{self.tag_key}", f"only these tags can filter: {', '.join(DIMENSION_TAGS)}")
+
+
+def known_metric(metric: str) -> bool:
+    return metric in WELL_KNOWN_METRICS or RollupKey.objects.filter(metric=metric).exists()
+
+
+def key_ids(metric: str, scope: Scope) -> list[int]:
+    keys = RollupKey.objects.filter(metric=metric, tag_key=scope.tag_key, tag_value=scope.tag_value)
+    if scope.agent:
+        keys = keys.filter(agent=scope.agent)
+        if scope.node:
+            keys = keys.filter(node=scope.node)
+    else:
+        keys = keys.filter(node=scope.node, agent="")
+    return list(keys.values_list("id", flat=True))
+
+
+def _check(metric: str) -> None:
+    if not known_metric(metric):
+        raise UnknownMetric(metric)
+
+
+def _bounds(window_s: int, now: float, step_s: int = 60) -> tuple[int, int, int, int]:
+    """[start, end) aligned to `step_s`, and the whole hours [h0, h1) inside it.
+    Windows older than the minute-rollup retention start on an hour."""
+    end = (int(now) // step_s + 1) * step_s
+    start = end - window_s
+    if start < now - settings.MINUTE_ROLLUP_RETENTION_DAYS * 86400 + 3600:
+        start = start // 3600 * 3600
+    h0, h1 = -(-start // 3600) * 3600, end // 3600 * 3600
+    if h0 >= h1:
+        h0 = h1 = end
+    return start, end, h0, h1
+
+
+_READ = f"""
+SELECT {ROW_COLUMNS.format(t="h", p="hour")} FROM metrics_rollup_hour h
+ WHERE h.key_id = ANY(%(keys)s) AND h.hour >= to_timestamp(%(h0)s) AND h.hour < to_timestamp(%(h1)s)
+UNION ALL
+SELECT {ROW_COLUMNS.format(t="m", p="minute")} FROM metrics_rollup_minute m
+ WHERE m.key_id = ANY(%(keys)s) AND m.minute >= to_timestamp(%(start)s) AND m.minute < to_timestamp(%(end)s)
+   AND (m.minute < to_timestamp(%(h0)s) OR m.minute >= to_timestamp(%(h1)s))
+UNION ALL
+SELECT {ROW_COLUMNS.format(t="d", p="minute")} FROM metrics_rollup_delta d
+ WHERE d.key_id = ANY(%(keys)s) AND d.minute >= to_timestamp(%(start)s) AND d.minute < to_timestamp(%(end)s)
+"""
+
+
+def read_rows(keys: list[int], start: int, end: int, h0: int, h1: int) -> Rows:
+    if not keys:
+        return Rows.of([])
+    with binary_cursor() as cur:
+        cur.execute(_READ, {"keys": keys, "start": start, "end": end, "h0": h0, "h1": h1})
+        return Rows.of(cur.fetchall())
+
+
+def _summaries(rows: Rows, label: np.ndarray) -> Groups:
+    return combine(label, rows.count, rows.sum, rows.min, rows.max, label[rows.pair_row],
+                   rows.pair_key, rows.pair_count)
+
+
+def _stat_values(g: Groups, i: int, seconds: float) -> dict[str, float | int | None]:
+    count = int(g.count[i])
+    sl = slice(g.pair_start[i], g.pair_start[i + 1])
+    pct = quantiles(g.pair_key[sl], g.pair_count[sl], list(PERCENTILES.values()), g.min[i], g.max[i])
+    out: dict[str, float | int | None] = {
+        "count": count, "min": float(g.min[i]), "max": float(g.max[i]), "avg": float(g.sum[i]) / count,
+        "sum": float(g.sum[i]), "rate": count / seconds,
+    }
+    out.update(zip(PERCENTILES, pct, strict=True))
+    return out
+
+
+EMPTY = {"count": 0, "min": None, "max": None, "avg": None, "sum": 0.0, "rate": 0.0,
+         **{p: None for p in PERCENTILES}}
+
+
+def stats(metric: str, window_s: int, scope: Scope = Scope(), now: float | None = None) -> dict:
+    """count, min, max, avg, sum, rate (points/s) and p50/p90/p95/p99 over the window."""
+    _check(metric)
+    now = time.time() if now is None else now
+    start, end, h0, h1 = _bounds(window_s, now)
+    rows = read_rows(key_ids(metric, scope), start, end, h0, h1)
+    if not len(rows.key):
+        return dict(EMPTY)
+    g = _summaries(rows, np.zeros(len(rows.key), np.int64))
+    return _stat_values(g, 0, end - start)
+
+
+def histogram(metric: str, window_s: int, scope: Scope = Scope(), buckets: int = 40,
+              now: float | None = None) -> dict:
+    """Counts in `buckets` log-spaced buckets between the window's min and max (linear
+    spacing if the values are not all positive)."""
+    _check(metric)
+    now = time.time() if now is None else now
+    start, end, h0, h1 = _bounds(window_s, now)
+    rows = read_rows(key_ids(metric, scope), start, end, h0, h1)
+    if not len(rows.key):
+        return {"count": 0, "buckets": []}
+    g = _summaries(rows, np.zeros(len(rows.key), np.int64))
+    lo, hi = float(g.min[0]), float(g.max[0])
+    values = np.clip(key_values(g.pair_key), lo, hi)
+    if lo > 0 and hi > lo:
+        edges = np.geomspace(lo, hi, buckets + 1)
+    else:
+        edges = np.linspace(lo, hi if hi > lo else lo + 1, buckets + 1)
+    counts, _ = np.histogram(values, edges, weights=g.pair_count)
+    return {
+        "count": int(g.count[0]),
+        "buckets": [{"lower": float(a), "upper": float(b), "count": int(c)}
+                    for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)],
+    }
+
+
+def series(metric: str, window_s: int, step_s: int, stat: str, scope: Scope = Scope(),
+           now: float | None = None) -> list[tuple[int, float | None]]:
+    """One value of `stat` per step, as (Unix seconds of the step start, value or None)."""
+    _check(metric)
+    if stat not in STATS:
+        raise QueryError("stat", f"stat must be one of {', '.join(STATS)}")
+    if step_s < 60 or step_s % 60:
+        raise QueryError("step", "step must be a whole number of minutes")
+    if window_s % step_s or window_s // step_s > MAX_SERIES_POINTS:
+        raise QueryError("step", f"window must be a multiple of step, at most {MAX_SERIES_POINTS} steps")
+    now = time.time() if now is None else now
+    start, end, h0, h1 = _bounds(window_s, now, step_s)
+    if step_s % 3600:
+        if start < now - settings.MINUTE_ROLLUP_RETENTION_DAYS * 86400:
+            raise QueryError("step", "steps under 1h are kept for "
+                             f"{settings.MINUTE_ROLLUP_RETENTION_DAYS} days; use step=1h for this window")
+        h0 = h1 = end  # minute rows only
+    rows = read_rows(key_ids(metric, scope), start, end, h0, h1)
+    steps = (end - start) // step_s
+    values: list[float | None] = [None] * steps
+    if stat in ("count", "sum", "rate"):
+        values = [0.0] * steps
+    if len(rows.key):
+        g = _summaries(rows, (rows.period - start) // step_s)
+        for i, bucket in enumerate(g.label):
+            if 0 <= bucket < steps:
+                values[bucket] = _stat_values(g, i, step_s)[stat]
+    return [(start + i * step_s, v if v is None or not math.isnan(v) else None) for i, v in enumerate(values)]

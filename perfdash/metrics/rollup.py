@@ -1,0 +1,140 @@
+"""Group points (or stored partial rollups) into per-(key, period) summaries, vectorised.
+
+Pure numpy: no database. The ingest writer feeds it points, the compactor feeds it stored
+rows; both get back one summary per group, ready to be written with binary COPY.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from perfdash.metrics.sketch import PAIR, keys_for
+
+# How stored rollup rows are selected so that `Rows.of` can read them.
+ROW_COLUMNS = (
+    "{t}.key_id, extract(epoch FROM {t}.{p})::int8, {t}.count, {t}.sum, {t}.min, {t}.max, {t}.sketch"
+)
+
+
+def group_label(key_ids: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    """One int64 label per (rollup key id, period number)."""
+    return (key_ids.astype(np.int64) << 32) | periods.astype(np.int64)
+
+
+def split_label(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (labels >> 32).astype(np.int32), (labels & 0xFFFFFFFF).astype(np.int64)
+
+
+@dataclass
+class Groups:
+    label: np.ndarray  # int64, sorted unique
+    count: np.ndarray  # int64
+    sum: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    pair_start: np.ndarray  # int64 offsets into pair_key/pair_count, len(label) + 1
+    pair_key: np.ndarray  # int32
+    pair_count: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+
+def _starts(*sorted_cols: np.ndarray) -> np.ndarray:
+    change = np.zeros(len(sorted_cols[0]), dtype=bool)
+    change[0] = True
+    for col in sorted_cols:
+        change[1:] |= col[1:] != col[:-1]
+    return np.flatnonzero(change)
+
+
+def combine(
+    label: np.ndarray,
+    count: np.ndarray,
+    total: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    pair_label: np.ndarray,
+    pair_key: np.ndarray,
+    pair_count: np.ndarray,
+) -> Groups:
+    """Merge rows that share a label: counts and sums add, min/max reduce, pairs add per key."""
+    if not len(label):
+        empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0)
+        return Groups(empty_i, empty_i, empty_f, empty_f, empty_f, np.zeros(1, np.int64),
+                      np.zeros(0, np.int32), empty_i)
+    order = np.argsort(label, kind="stable")
+    label, count, total, lo, hi = label[order], count[order], total[order], lo[order], hi[order]
+    starts = _starts(label)
+    porder = np.lexsort((pair_key, pair_label))
+    pair_label, pair_key, pair_count = pair_label[porder], pair_key[porder], pair_count[porder]
+    pstarts = _starts(pair_label, pair_key)
+    merged_label = pair_label[pstarts]
+    uniq = label[starts]
+    return Groups(
+        label=uniq,
+        count=np.add.reduceat(count, starts),
+        sum=np.add.reduceat(total, starts),
+        min=np.minimum.reduceat(lo, starts),
+        max=np.maximum.reduceat(hi, starts),
+        pair_start=np.searchsorted(merged_label, np.append(uniq, np.iinfo(np.int64).max)),
+        pair_key=pair_key[pstarts],
+        pair_count=np.add.reduceat(pair_count, pstarts),
+    )
+
+
+def group_values(label: np.ndarray, values: np.ndarray) -> Groups:
+    """Summaries of raw values, one per distinct label."""
+    ones = np.ones(len(values), np.int64)
+    return combine(label, ones, values, values, values, label, keys_for(values), ones)
+
+
+@dataclass
+class Rows:
+    """Stored rollup rows as columns; pairs flattened, each pointing at its row."""
+
+    key: np.ndarray
+    period: np.ndarray  # Unix seconds of the period start
+    count: np.ndarray
+    sum: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    pair_row: np.ndarray
+    pair_key: np.ndarray
+    pair_count: np.ndarray
+
+    @classmethod
+    def of(cls, fetched: list[tuple]) -> Rows:
+        if not fetched:
+            z = np.zeros(0)
+            zi = np.zeros(0, np.int64)
+            return cls(zi, zi, zi, z, z, z, zi, np.zeros(0, np.int32), zi)
+        key, period, count, total, lo, hi, sketches = zip(*fetched, strict=True)
+        pairs = np.frombuffer(b"".join(sketches), PAIR)
+        sizes = np.array([len(s) for s in sketches]) // PAIR.itemsize
+        return cls(
+            np.array(key, np.int64), np.array(period, np.int64), np.array(count, np.int64),
+            np.array(total, np.float64), np.array(lo, np.float64), np.array(hi, np.float64),
+            np.repeat(np.arange(len(fetched)), sizes), pairs["key"].copy(), pairs["count"].copy(),
+        )
+
+    def where(self, mask: np.ndarray) -> Rows:
+        keep_pair = mask[self.pair_row]
+        new_index = np.cumsum(mask) - 1
+        return Rows(self.key[mask], self.period[mask], self.count[mask], self.sum[mask], self.min[mask],
+                    self.max[mask], new_index[self.pair_row[keep_pair]], self.pair_key[keep_pair],
+                    self.pair_count[keep_pair])
+
+    @staticmethod
+    def concat(a: Rows, b: Rows) -> Rows:
+        return Rows(*(np.concatenate([x, y]) for x, y in [
+            (a.key, b.key), (a.period, b.period), (a.count, b.count), (a.sum, b.sum), (a.min, b.min),
+            (a.max, b.max), (a.pair_row, b.pair_row + len(a.key)), (a.pair_key, b.pair_key),
+            (a.pair_count, b.pair_count)]))
+
+    def grouped(self, period_seconds: int) -> Groups:
+        label = group_label(self.key, self.period // period_seconds)
+        return combine(label, self.count, self.sum, self.min, self.max, label[self.pair_row],
+                       self.pair_key, self.pair_count)
