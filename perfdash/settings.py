@@ -93,6 +93,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # idempotent), so it can be short.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
+    # Sweep for messages of dead workers every few seconds (kombu's default is ~100 s).
+    "unacked_restore_interval": env.int("CELERY_RESTORE_INTERVAL", default=5),
+    "unacked_restore_throttle": 1,
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
 }

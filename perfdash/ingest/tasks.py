@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
@@ -10,6 +11,9 @@ from perfdash.ingest.models import FailedBatch, IngestedBatch
 from perfdash.metrics import partitions
 
 log = logging.getLogger(__name__)
+# The database is away (restart, failover, dropped connection). COPY raises psycopg's own
+# errors, since Django does not wrap it.
+DATABASE_AWAY = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 @shared_task(
@@ -20,7 +24,7 @@ log = logging.getLogger(__name__)
     reject_on_worker_lost=True,
     # PostgreSQL away (restart, failover, dropped connection): wait and try again, forever;
     # the message stays in Redis until a try commits.
-    autoretry_for=(OperationalError, InterfaceError),
+    autoretry_for=DATABASE_AWAY,
     retry_backoff=1,
     retry_backoff_max=60,
     retry_jitter=True,
@@ -30,7 +34,7 @@ def store_batch(message: dict) -> None:
     batch = Batch.from_message(message)
     try:
         IngestedBatch.store(message["token_id"], batch)
-    except (OperationalError, InterfaceError):
+    except DATABASE_AWAY:
         partitions.forget()
         raise
     except Exception as exc:

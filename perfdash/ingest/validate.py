@@ -136,7 +136,7 @@ class _PointParser:
         return Batch(batch_id, list(series), np.array(idx, np.int32), np.array(ts_col), np.array(val_col))
 
     def metric(self, name, i: int) -> str:
-        if name in self.metric_ok:
+        if type(name) is str and name in self.metric_ok:
             return name
         if name is None:
             raise BadBatch("missing field", point=i, field="metric")
@@ -154,7 +154,7 @@ class _PointParser:
                            "and must not start with a digit", point=i, field=field)
 
     def label(self, name, i: int, field: str) -> str:
-        if name in self.label_ok:
+        if type(name) is str and name in self.label_ok:
             return name
         if name is None:
             raise BadBatch("missing field", point=i, field=field)
@@ -175,7 +175,10 @@ class _PointParser:
         if type(tags) is not dict:
             raise BadBatch("tags must be an object of strings", point=i, field="tags")
         items = tuple(sorted(tags.items()))
-        known = self.tags_seen.get(items)
+        try:
+            known = self.tags_seen.get(items)
+        except TypeError:  # a list or object as a tag value; the checks below name it
+            known = None
         if known is not None:
             return known
         if len(items) > self.limits.max_tags:

@@ -1,0 +1,108 @@
+"""`make run`: check the services, migrate, and supervise web, worker and beat.
+
+Ctrl-C (or SIGTERM) stops every child and waits for it; if one child dies, the rest are
+stopped too, so a half-running system never lingers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import environ
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def check_services(database_url: str, redis_url: str) -> str | None:
+    """None if PostgreSQL and Redis answer (creating the database if it is missing), else
+    a one-line reason."""
+    import psycopg
+    import redis
+
+    db = environ.Env.db_url_config(database_url)
+    conninfo = dict(host=db["HOST"] or None, port=db["PORT"] or None, user=db["USER"] or None,
+                    password=db["PASSWORD"] or None, connect_timeout=3)
+    try:
+        psycopg.connect(dbname=db["NAME"], **conninfo).close()
+    except psycopg.OperationalError as exc:
+        if "does not exist" not in str(exc):
+            return (f"PostgreSQL is not reachable at {_safe(database_url)} — start one (e.g. `docker compose "
+                    f"-f docker/compose.yaml up -d postgres`) or set DATABASE_URL in .env")
+        with psycopg.connect(dbname="postgres", autocommit=True, **conninfo) as conn:
+            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
+    except redis.RedisError:
+        return (f"Redis is not reachable at {_safe(redis_url)} — start one (e.g. `docker compose "
+                f"-f docker/compose.yaml up -d redis`) or set REDIS_URL in .env")
+    return None
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if at and ":" in creds:
+        creds = creds.split(":", 1)[0] + ":***"
+    return f"{scheme}{sep}{creds}{at}{host}"
+
+
+def main() -> int:
+    env = environ.Env()
+    environ.Env.read_env(ROOT / ".env", overwrite=False)
+    database_url = env("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/perfdash")
+    redis_url = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+    port = env("PORT", default="8000")
+    problem = check_services(database_url, redis_url)
+    if problem:
+        print(f"perfdash: {problem}", file=sys.stderr)
+        return 1
+
+    python = str(BIN / "python")
+    subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True)
+    commands = {
+        "web": [str(BIN / "uvicorn"), "perfdash.asgi:application", "--host", "127.0.0.1", "--port", port,
+                "--no-access-log"],
+        "worker": [str(BIN / "celery"), "-A", "perfdash", "worker", "-Q", "ingest,alerts,notify,forecast",
+                   "-c", env("WORKER_CONCURRENCY", default="2"), "-l", "warning"],
+        "beat": [str(BIN / "celery"), "-A", "perfdash", "beat", "-l", "warning",
+                 "-s", str(ROOT / ".celerybeat-schedule")],
+    }
+    children = {name: subprocess.Popen(cmd, cwd=ROOT) for name, cmd in commands.items()}
+    print(f"perfdash: running on http://127.0.0.1:{port}/ (admin: /admin/; Ctrl-C stops everything)")
+
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping:
+        dead = [n for n, p in children.items() if p.poll() is not None]
+        if dead:
+            print(f"perfdash: {', '.join(dead)} exited; stopping the rest", file=sys.stderr)
+            break
+        time.sleep(0.5)
+    for p in children.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for p in children.values():
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+    return 0 if stopping else 1
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    sys.exit(main())
