@@ -120,14 +120,18 @@ def merge(summaries: list[Summary]) -> Summary:
 
 
 def quantiles(keys: np.ndarray, counts: np.ndarray, qs: list[float], lo: float, hi: float) -> list[float]:
-    """Quantiles q in [0, 1] by rank q·(n-1), clamped into the exact [min, max]."""
+    """Quantiles q in [0, 1], interpolated between the values of rank floor(q·(n-1)) and the
+    next one, like PostgreSQL's percentile_cont; clamped into the exact [min, max]."""
     total = int(counts.sum())
     if not total:
         return [math.nan for _ in qs]
     cum = np.cumsum(counts)
-    ranks = np.asarray(qs) * (total - 1)
-    idx = np.searchsorted(cum, ranks, side="right")
-    vals = key_values(keys[np.minimum(idx, len(keys) - 1)])
+    ranks = np.asarray(qs, dtype=np.float64) * (total - 1)
+    below = np.floor(ranks)
+    last = len(keys) - 1
+    v_below = key_values(keys[np.minimum(np.searchsorted(cum, below, side="right"), last)])
+    v_above = key_values(keys[np.minimum(np.searchsorted(cum, np.minimum(below + 1, total - 1), side="right"), last)])
+    vals = v_below + (v_above - v_below) * (ranks - below)
     return [float(min(max(v, lo), hi)) for v in vals]
 
 
