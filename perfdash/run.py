@@ -26,21 +26,30 @@ def check_services(database_url: str, redis_url: str) -> str | None:
     import redis
 
     db = environ.Env.db_url_config(database_url)
-    conninfo = dict(host=db["HOST"] or None, port=db["PORT"] or None, user=db["USER"] or None,
-                    password=db["PASSWORD"] or None, connect_timeout=3)
+    conninfo = dict(
+        host=db["HOST"] or None,
+        port=db["PORT"] or None,
+        user=db["USER"] or None,
+        password=db["PASSWORD"] or None,
+        connect_timeout=3,
+    )
     try:
         psycopg.connect(dbname=db["NAME"], **conninfo).close()
     except psycopg.OperationalError as exc:
         if "does not exist" not in str(exc):
-            return (f"PostgreSQL is not reachable at {_safe(database_url)} — start one (e.g. `docker compose "
-                    f"-f docker/compose.yaml up -d postgres`) or set DATABASE_URL in .env")
+            return (
+                f"PostgreSQL is not reachable at {_safe(database_url)} — start one (e.g. `docker compose "
+                f"-f docker/compose.yaml up -d postgres`) or set DATABASE_URL in .env"
+            )
         with psycopg.connect(dbname="postgres", autocommit=True, **conninfo) as conn:
             conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
     try:
         redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
     except redis.RedisError:
-        return (f"Redis is not reachable at {_safe(redis_url)} — start one (e.g. `docker compose "
-                f"-f docker/compose.yaml up -d redis`) or set REDIS_URL in .env")
+        return (
+            f"Redis is not reachable at {_safe(redis_url)} — start one (e.g. `docker compose "
+            f"-f docker/compose.yaml up -d redis`) or set REDIS_URL in .env"
+        )
     return None
 
 
@@ -67,12 +76,37 @@ def main() -> int:
     python = str(BIN / "python")
     subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True)
     commands = {
-        "web": [str(BIN / "uvicorn"), "perfdash.asgi:application", "--host", "127.0.0.1", "--port", port,
-                "--no-access-log"],
-        "worker": [str(BIN / "celery"), "-A", "perfdash", "worker", "-Q", "ingest,alerts,notify,forecast",
-                   "-c", env("WORKER_CONCURRENCY", default="2"), "-l", "warning"],
-        "beat": [str(BIN / "celery"), "-A", "perfdash", "beat", "-l", "warning",
-                 "-s", str(ROOT / ".celerybeat-schedule")],
+        "web": [
+            str(BIN / "uvicorn"),
+            "perfdash.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--no-access-log",
+        ],
+        "worker": [
+            str(BIN / "celery"),
+            "-A",
+            "perfdash",
+            "worker",
+            "-Q",
+            "ingest,alerts,notify,forecast",
+            "-c",
+            env("WORKER_CONCURRENCY", default="2"),
+            "-l",
+            "warning",
+        ],
+        "beat": [
+            str(BIN / "celery"),
+            "-A",
+            "perfdash",
+            "beat",
+            "-l",
+            "warning",
+            "-s",
+            str(ROOT / ".celerybeat-schedule"),
+        ],
     }
     children = {name: subprocess.Popen(cmd, cwd=ROOT) for name, cmd in commands.items()}
     print(f"perfdash: running on http://127.0.0.1:{port}/ (admin: /admin/; Ctrl-C stops everything)")

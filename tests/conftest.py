@@ -52,8 +52,13 @@ def read_token(db) -> str:
 def test_env(**extra: str) -> dict[str, str]:
     db = settings.DATABASES["default"]
     url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    return {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": url,
-            "REDIS_URL": settings.REDIS_URL, **extra}
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": url,
+        "REDIS_URL": settings.REDIS_URL,
+        **extra,
+    }
 
 
 def free_port() -> int:
@@ -75,8 +80,9 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30, what: str =
 class Proc:
     def __init__(self, cmd: list[str], env: dict[str, str], log: Path):
         self.log = log
-        self.popen = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        self.popen = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def output(self) -> str:
         return self.log.read_text()
@@ -89,8 +95,11 @@ class Proc:
 
 def start_server(tmp: Path, **env: str) -> tuple[Proc, str]:
     port = free_port()
-    proc = Proc([str(BIN / "uvicorn"), "perfdash.asgi:application", "--port", str(port), "--no-access-log"],
-                test_env(**env), tmp / f"uvicorn-{port}.log")
+    proc = Proc(
+        [str(BIN / "uvicorn"), "perfdash.asgi:application", "--port", str(port), "--no-access-log"],
+        test_env(**env),
+        tmp / f"uvicorn-{port}.log",
+    )
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -106,9 +115,26 @@ def start_server(tmp: Path, **env: str) -> tuple[Proc, str]:
 
 
 def start_worker(tmp: Path, name: str, **env: str) -> Proc:
-    proc = Proc([str(BIN / "celery"), "-A", "perfdash", "worker", "-Q", "ingest", "-c", "1",
-                 "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "-l", "info"],
-                test_env(**env), tmp / f"worker-{name}.log")
+    proc = Proc(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "perfdash",
+            "worker",
+            "-Q",
+            "ingest",
+            "-c",
+            "1",
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "info",
+        ],
+        test_env(**env),
+        tmp / f"worker-{name}.log",
+    )
     wait_until(lambda: "ready." in proc.output() or proc.popen.poll() is not None, 30, "the worker")
     assert proc.popen.poll() is None, proc.output()
     return proc

@@ -7,4 +7,4 @@ import os
 
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 
-from perfdash.settings import *  # noqa: E402, F403
+from perfdash.settings import *  # noqa: F403

@@ -58,8 +58,9 @@ def ingest(request):
     except RequestDataTooBig:
         return error(f"body is larger than {limits.max_body} bytes", 413)
     try:
-        raw = decode_body(body, request.META.get("CONTENT_TYPE", ""),
-                          request.headers.get("Content-Encoding", ""), limits)
+        raw = decode_body(
+            body, request.META.get("CONTENT_TYPE", ""), request.headers.get("Content-Encoding", ""), limits
+        )
         batch = parse_batch(raw, limits, time.time())
     except BadBatch as exc:
         return JsonResponse(exc.as_json(), status=exc.status)
@@ -68,7 +69,10 @@ def ingest(request):
             response = error(f"over the rate limit of {settings.INGEST_RATE_LIMIT} points/s", 429)
             response["Retry-After"] = "1"
             return response
-        store_batch.apply_async(args=[batch.to_message(request.token.id)])
+        # argsrepr: Celery would otherwise walk the whole batch to log its repr.
+        store_batch.apply_async(
+            args=[batch.to_message(request.token.id)], argsrepr=f"<batch {batch.batch_id}>"
+        )
     except Exception as exc:  # any broker failure: the collector keeps the batch and retries
         log.warning("ingest queue unavailable: %s", type(exc).__name__)
         response = error("ingest queue unavailable; retry later", 503)
@@ -95,8 +99,12 @@ def _read_params(request, extra: set[str]) -> tuple[str, int, query.Scope]:
     if not 60 <= window <= settings.ROLLUP_RETENTION_DAYS * 86400:
         raise query.QueryError("window", f"window must be between 1m and {settings.ROLLUP_RETENTION_DAYS}d")
     tag_key = tags[0][4:] if tags else ""
-    scope = query.Scope(node=params.get("node", ""), agent=params.get("agent", ""),
-                        tag_key=tag_key, tag_value=params.get(tags[0], "") if tags else "")
+    scope = query.Scope(
+        node=params.get("node", ""),
+        agent=params.get("agent", ""),
+        tag_key=tag_key,
+        tag_value=params.get(tags[0], "") if tags else "",
+    )
     return metric, window, scope
 
 
@@ -151,7 +159,9 @@ def series(request, metric: str, window: int, scope: query.Scope) -> dict:
     stat = request.GET.get("stat", "p95")
     points = query.series(metric, window, step, stat, scope)
     return {
-        "metric": metric, "window": request.GET.get("window", "1h"), "step": request.GET.get("step", "1m"),
+        "metric": metric,
+        "window": request.GET.get("window", "1h"),
+        "step": request.GET.get("step", "1m"),
         "stat": stat,
         "points": [[time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), v] for t, v in points],
     }

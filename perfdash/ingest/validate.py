@@ -6,6 +6,7 @@ what is wrong and where; nothing of a rejected batch is ever stored.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import re
@@ -13,7 +14,9 @@ import uuid
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NoReturn
 
+import msgspec
 import numpy as np
 import orjson
 
@@ -24,6 +27,12 @@ METRIC_OR_TAG_KEY = re.compile(r"[a-zA-Z_][a-zA-Z0-9_.]*\Z")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 NON_NEGATIVE_SUFFIXES = ("_ms", "_seconds", "_bytes", "_total")
 POINT_FIELDS = frozenset(("ts", "node", "agent", "metric", "value", "tags"))
+MAX_VALUE = 1.7e308  # anything beyond is infinite as a float
+
+# Series seen as valid in earlier batches of this process, by how they were sent (names do
+# not change validity; the limits they were checked against are part of the key).
+_validated: dict[tuple[int, int], dict[tuple, tuple[SeriesKey, bool]]] = {}
+_VALIDATED_MAX = 200_000
 
 
 @dataclass
@@ -74,6 +83,44 @@ def decode_body(body: bytes, content_type: str, content_encoding: str, limits: L
 
 
 def parse_batch(raw: bytes, limits: Limits, now: float) -> Batch:
+    # Parsing allocates ~50,000 objects per batch and creates no reference cycles; without
+    # this the cyclic garbage collector runs dozens of times per batch (~30 % of the time).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_batch(raw, limits, now)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _TypedPoint(msgspec.Struct, forbid_unknown_fields=True):
+    ts: float | str
+    node: str
+    agent: str
+    metric: str
+    value: float
+    tags: dict[str, str] | None = None
+
+
+class _TypedBody(msgspec.Struct, forbid_unknown_fields=True):
+    points: list[_TypedPoint]
+    batch_id: str | None = None
+
+
+_TYPED = msgspec.json.Decoder(_TypedBody)
+
+
+def _parse_batch(raw: bytes, limits: Limits, now: float) -> Batch:
+    # Fast path: msgspec decodes and type-checks in C. Any body it refuses goes through the
+    # generic path below, whose checks say precisely what and where.
+    try:
+        body = _TYPED.decode(raw)
+    except msgspec.MsgspecError:
+        body = None
+    if body is not None:
+        batch_id, points = _envelope(body.batch_id, body.points, limits)
+        return _PointParser(limits, now).parse_typed(batch_id, points)
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -88,24 +135,34 @@ def parse_batch(raw: bytes, limits: Limits, now: float) -> Batch:
     unknown = set(doc) - {"batch_id", "points"}
     if unknown:
         raise BadBatch(f"unknown top-level field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
-    batch_id = doc.get("batch_id")
+    batch_id, points = _envelope(doc.get("batch_id"), doc.get("points"), limits)
+    return _PointParser(limits, now).parse(batch_id, points)
+
+
+def _envelope(batch_id, points, limits: Limits) -> tuple[str, list]:
     if batch_id is None:
         batch_id = uuid.uuid4().hex
-    elif type(batch_id) is not str or not 1 <= len(batch_id) <= limits.max_name or CONTROL_CHARS.search(batch_id):
-        raise BadBatch(f"batch_id must be a string of 1 to {limits.max_name} printable characters", field="batch_id")
-    points = doc.get("points")
+    elif (
+        type(batch_id) is not str
+        or not 1 <= len(batch_id) <= limits.max_name
+        or CONTROL_CHARS.search(batch_id)
+    ):
+        raise BadBatch(
+            f"batch_id must be a string of 1 to {limits.max_name} printable characters", field="batch_id"
+        )
     if type(points) is not list:
         raise BadBatch("`points` must be a list", field="points")
     if not points:
         raise BadBatch("`points` is empty", field="points")
     if len(points) > limits.max_points:
         raise BadBatch(f"too many points: {len(points)} > {limits.max_points} per batch", 413, field="points")
-    return _PointParser(limits, now).parse(batch_id, points)
+    return batch_id, points
 
 
 class _PointParser:
-    """Validates points one by one; names and tag sets seen once are remembered, since a
-    batch repeats the same few hundred series many times."""
+    """Validates points. A batch repeats a few hundred series many times, so each distinct
+    (metric, node, agent, tags) is checked once and later points only have their ts and
+    value checked; anything unusual drops to `reject`, which finds the precise error."""
 
     def __init__(self, limits: Limits, now: float):
         self.limits = limits
@@ -117,23 +174,108 @@ class _PointParser:
 
     def parse(self, batch_id: str, points: list) -> Batch:
         series: dict[SeriesKey, int] = {}
+        known: dict[tuple, tuple[int, bool]] = {}  # as sent -> (series index, non-negative)
         idx, ts_col, val_col = [], [], []
+        earliest, latest = self.earliest, self.latest
         for i, p in enumerate(points):
-            if type(p) is not dict:
-                raise BadBatch("each point must be a JSON object", point=i)
-            if len(p) > 6 or not POINT_FIELDS.issuperset(p):
-                extra = sorted(set(p) - POINT_FIELDS)
-                raise BadBatch(f"unknown field {extra[0]!r}", point=i, field=extra[0])
-            metric = self.metric(p.get("metric"), i)
-            key = (metric, self.label(p.get("node"), i, "node"), self.label(p.get("agent"), i, "agent"),
-                   self.tags(p.get("tags"), i))
-            ts_col.append(self.ts(p.get("ts"), i))
-            val_col.append(self.value(p.get("value"), metric, i))
-            s = series.get(key)
-            if s is None:
-                s = series[key] = len(series)
+            try:
+                n = len(p)
+                if n != 5 and (n != 6 or "tags" not in p):
+                    raise TypeError
+                tags = p.get("tags")
+                raw = (p["metric"], p["node"], p["agent"], tuple(tags.items()) if tags else ())
+                entry = known.get(raw)
+                ts, v = p["ts"], p["value"]
+            except (TypeError, KeyError, AttributeError):
+                self.reject(p, i)
+            if entry is None:
+                entry = known[raw] = self.register(raw, i, series, p.get("tags"))
+            s, non_negative = entry
+            t = type(ts)
+            if t is str or (t is not float and t is not int) or not earliest <= ts <= latest:
+                ts = self.ts(ts, i)
+            t = type(v)
+            if (
+                (t is not float and t is not int)
+                or not -MAX_VALUE < v < MAX_VALUE
+                or (non_negative and v < 0)
+            ):
+                v = self.value(v, raw[0], i)
             idx.append(s)
-        return Batch(batch_id, list(series), np.array(idx, np.int32), np.array(ts_col), np.array(val_col))
+            ts_col.append(ts)
+            val_col.append(v)
+        return Batch(
+            batch_id,
+            list(series),
+            np.array(idx, np.int32),
+            np.array(ts_col, np.float64),
+            np.array(val_col, np.float64),
+        )
+
+    def parse_typed(self, batch_id: str, points: list[_TypedPoint]) -> Batch:
+        """The same checks as `parse`, for points msgspec has already type-checked."""
+        series: dict[SeriesKey, int] = {}
+        known: dict[tuple, tuple[int, bool]] = {}
+        idx, ts_col, val_col = [], [], []
+        earliest, latest = self.earliest, self.latest
+        for i, p in enumerate(points):
+            tags = p.tags
+            raw = (p.metric, p.node, p.agent, tuple(tags.items()) if tags else ())
+            entry = known.get(raw)
+            if entry is None:
+                entry = known[raw] = self.register(raw, i, series, tags)
+            s, non_negative = entry
+            ts = p.ts
+            if type(ts) is str or not earliest <= ts <= latest:
+                ts = self.ts(ts, i)
+            v = p.value
+            if not -MAX_VALUE < v < MAX_VALUE or (non_negative and v < 0):
+                v = self.value(v, raw[0], i)
+            idx.append(s)
+            ts_col.append(ts)
+            val_col.append(v)
+        return Batch(
+            batch_id,
+            list(series),
+            np.array(idx, np.int32),
+            np.array(ts_col, np.float64),
+            np.array(val_col, np.float64),
+        )
+
+    def register(self, raw: tuple, i: int, series: dict[SeriesKey, int], tags) -> tuple[int, bool]:
+        """Series index of a point sent as `raw` = (metric, node, agent, tag items)."""
+        cache = _validated.setdefault((self.limits.max_name, self.limits.max_tags), {})
+        checked = cache.get(raw)
+        if checked is None:
+            checked = self.check_series(raw[0], raw[1], raw[2], tags, i)
+            if len(cache) >= _VALIDATED_MAX:
+                cache.clear()
+            cache[raw] = checked
+        key, non_negative = checked
+        s = series.get(key)
+        if s is None:
+            s = series[key] = len(series)
+        return s, non_negative
+
+    def check_series(self, metric, node, agent, tags, i: int) -> tuple[SeriesKey, bool]:
+        metric = self.metric(metric, i)
+        key = (metric, self.label(node, i, "node"), self.label(agent, i, "agent"), self.tags(tags, i))
+        return key, metric.endswith(NON_NEGATIVE_SUFFIXES)
+
+    def reject(self, p, i: int) -> NoReturn:
+        """Raise the precise error of a point the fast path did not accept."""
+        if type(p) is not dict:
+            raise BadBatch("each point must be a JSON object", point=i)
+        self.fields(p, i)
+        self.check_series(p.get("metric"), p.get("node"), p.get("agent"), p.get("tags"), i)
+        self.ts(p.get("ts"), i)
+        self.value(p.get("value"), p.get("metric"), i)
+        raise BadBatch("invalid point", point=i)
+
+    def fields(self, p: dict, i: int) -> None:
+        extra = sorted(set(p) - POINT_FIELDS)
+        if extra:
+            raise BadBatch(f"unknown field {extra[0]!r}", point=i, field=extra[0])
 
     def metric(self, name, i: int) -> str:
         if type(name) is str and name in self.metric_ok:
@@ -150,8 +292,12 @@ class _PointParser:
         if not 1 <= len(name) <= self.limits.max_name:
             raise BadBatch(f"{field} must be 1 to {self.limits.max_name} characters", point=i, field=field)
         if not METRIC_OR_TAG_KEY.match(name):
-            raise BadBatch(f"{field} {name!r} may only use letters, digits, '_' and '.', "
-                           "and must not start with a digit", point=i, field=field)
+            raise BadBatch(
+                f"{field} {name!r} may only use letters, digits, '_' and '.', "
+                "and must not start with a digit",
+                point=i,
+                field=field,
+            )
 
     def label(self, name, i: int, field: str) -> str:
         if type(name) is str and name in self.label_ok:
@@ -209,10 +355,15 @@ class _PointParser:
         else:
             raise BadBatch("ts must be an RFC 3339 string or Unix seconds", point=i, field="ts")
         if sec > self.latest:
-            raise BadBatch(f"ts is more than {self.limits.max_future_s:.0f} s in the future", point=i, field="ts")
+            raise BadBatch(
+                f"ts is more than {self.limits.max_future_s:.0f} s in the future", point=i, field="ts"
+            )
         if sec < self.earliest:
-            raise BadBatch(f"ts is older than the retention of {self.limits.max_age_s / 86400:.0f} days",
-                           point=i, field="ts")
+            raise BadBatch(
+                f"ts is older than the retention of {self.limits.max_age_s / 86400:.0f} days",
+                point=i,
+                field="ts",
+            )
         return sec
 
     def value(self, value, metric: str, i: int) -> float:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
 from perfdash.lib.pg import binary_cursor
 from perfdash.metrics import copydata, partitions
@@ -71,8 +71,12 @@ def _merge_into(cur, table: str, column: str, period_seconds: int, delta: Rows) 
         f"WHERE t.key_id = x.k AND t.{column} = to_timestamp(x.p) "
         f"AND t.{column} >= to_timestamp(%s) AND t.{column} <= to_timestamp(%s) "
         + RETURNING.format(t="t", p=column),
-        [(targets >> 32).tolist(), (targets & 0xFFFFFFFF).astype(np.float64).tolist(),
-         float(periods.min()), float(periods.max())],
+        [
+            (targets >> 32).tolist(),
+            (targets & 0xFFFFFFFF).astype(np.float64).tolist(),
+            float(periods.min()),
+            float(periods.max()),
+        ],
     )
     existing = Rows.of(cur.fetchall())
     merged = Rows.concat(delta, existing).grouped(period_seconds)

@@ -16,13 +16,33 @@ TRAILER = b"\xff\xff"
 PG_EPOCH = 946_684_800  # 2000-01-01 in Unix seconds: PostgreSQL's timestamp origin
 
 RAW_ROW = np.dtype(
-    [("n", ">i2"), ("l_ts", ">i4"), ("ts", ">i8"), ("l_sid", ">i4"), ("sid", ">i4"),
-     ("l_v", ">i4"), ("v", ">f8")]
+    [
+        ("n", ">i2"),
+        ("l_ts", ">i4"),
+        ("ts", ">i8"),
+        ("l_sid", ">i4"),
+        ("sid", ">i4"),
+        ("l_v", ">i4"),
+        ("v", ">f8"),
+    ]
 )
 ROLLUP_HEAD = np.dtype(
-    [("n", ">i2"), ("l_key", ">i4"), ("key", ">i4"), ("l_p", ">i4"), ("period", ">i8"),
-     ("l_c", ">i4"), ("count", ">i8"), ("l_s", ">i4"), ("sum", ">f8"), ("l_lo", ">i4"), ("lo", ">f8"),
-     ("l_hi", ">i4"), ("hi", ">f8"), ("l_sk", ">i4")]
+    [
+        ("n", ">i2"),
+        ("l_key", ">i4"),
+        ("key", ">i4"),
+        ("l_p", ">i4"),
+        ("period", ">i8"),
+        ("l_c", ">i4"),
+        ("count", ">i8"),
+        ("l_s", ">i4"),
+        ("sum", ">f8"),
+        ("l_lo", ">i4"),
+        ("lo", ">f8"),
+        ("l_hi", ">i4"),
+        ("hi", ">f8"),
+        ("l_sk", ">i4"),
+    ]
 )
 
 RAW_COLUMNS = "(ts, series_id, value)"

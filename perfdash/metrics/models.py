@@ -64,4 +64,6 @@ class RollupKey(models.Model):
         indexes = [models.Index(fields=["metric", "agent"], name="rollupkey_agent")]
 
     def __str__(self) -> str:
-        return f"{self.metric} node={self.node or '*'} agent={self.agent or '*'} {self.tag_key}={self.tag_value}"
+        return (
+            f"{self.metric} node={self.node or '*'} agent={self.agent or '*'} {self.tag_key}={self.tag_value}"
+        )

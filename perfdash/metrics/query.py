@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
-from django.db import connection
 
 from perfdash.lib.pg import binary_cursor
 from perfdash.metrics.models import DIMENSION_TAGS, WELL_KNOWN_METRICS, RollupKey
@@ -50,7 +49,12 @@ class Scope:
 
     def __post_init__(self) -> None:
         if self.tag_key and self.tag_key not in DIMENSION_TAGS:
-            raise QueryError(f"tag.{self.tag_key}", f"only these tags can filter: {', '.join(DIMENSION_TAGS)}")
+            raise QueryError(
+                f"tag.{self.tag_key}", f"only these tags can filter: {', '.join(DIMENSION_TAGS)}"
+            )
+
+
+FLEET = Scope()
 
 
 def known_metric(metric: str) -> bool:
@@ -108,8 +112,9 @@ def read_rows(keys: list[int], start: int, end: int, h0: int, h1: int) -> Rows:
 
 
 def _summaries(rows: Rows, label: np.ndarray) -> Groups:
-    return combine(label, rows.count, rows.sum, rows.min, rows.max, label[rows.pair_row],
-                   rows.pair_key, rows.pair_count)
+    return combine(
+        label, rows.count, rows.sum, rows.min, rows.max, rows.pair_row, rows.pair_key, rows.pair_count
+    )
 
 
 def _stat_values(g: Groups, i: int, seconds: float) -> dict[str, float | int | None]:
@@ -117,18 +122,29 @@ def _stat_values(g: Groups, i: int, seconds: float) -> dict[str, float | int | N
     sl = slice(g.pair_start[i], g.pair_start[i + 1])
     pct = quantiles(g.pair_key[sl], g.pair_count[sl], list(PERCENTILES.values()), g.min[i], g.max[i])
     out: dict[str, float | int | None] = {
-        "count": count, "min": float(g.min[i]), "max": float(g.max[i]), "avg": float(g.sum[i]) / count,
-        "sum": float(g.sum[i]), "rate": count / seconds,
+        "count": count,
+        "min": float(g.min[i]),
+        "max": float(g.max[i]),
+        "avg": float(g.sum[i]) / count,
+        "sum": float(g.sum[i]),
+        "rate": count / seconds,
     }
     out.update(zip(PERCENTILES, pct, strict=True))
     return out
 
 
-EMPTY = {"count": 0, "min": None, "max": None, "avg": None, "sum": 0.0, "rate": 0.0,
-         **{p: None for p in PERCENTILES}}
+EMPTY = {
+    "count": 0,
+    "min": None,
+    "max": None,
+    "avg": None,
+    "sum": 0.0,
+    "rate": 0.0,
+    **{p: None for p in PERCENTILES},
+}
 
 
-def stats(metric: str, window_s: int, scope: Scope = Scope(), now: float | None = None) -> dict:
+def stats(metric: str, window_s: int, scope: Scope = FLEET, now: float | None = None) -> dict:
     """count, min, max, avg, sum, rate (points/s) and p50/p90/p95/p99 over the window."""
     _check(metric)
     now = time.time() if now is None else now
@@ -140,8 +156,9 @@ def stats(metric: str, window_s: int, scope: Scope = Scope(), now: float | None 
     return _stat_values(g, 0, end - start)
 
 
-def histogram(metric: str, window_s: int, scope: Scope = Scope(), buckets: int = 40,
-              now: float | None = None) -> dict:
+def histogram(
+    metric: str, window_s: int, scope: Scope = FLEET, buckets: int = 40, now: float | None = None
+) -> dict:
     """Counts in `buckets` log-spaced buckets between the window's min and max (linear
     spacing if the values are not all positive)."""
     _check(metric)
@@ -160,13 +177,16 @@ def histogram(metric: str, window_s: int, scope: Scope = Scope(), buckets: int =
     counts, _ = np.histogram(values, edges, weights=g.pair_count)
     return {
         "count": int(g.count[0]),
-        "buckets": [{"lower": float(a), "upper": float(b), "count": int(c)}
-                    for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)],
+        "buckets": [
+            {"lower": float(a), "upper": float(b), "count": int(c)}
+            for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)
+        ],
     }
 
 
-def series(metric: str, window_s: int, step_s: int, stat: str, scope: Scope = Scope(),
-           now: float | None = None) -> list[tuple[int, float | None]]:
+def series(
+    metric: str, window_s: int, step_s: int, stat: str, scope: Scope = FLEET, now: float | None = None
+) -> list[tuple[int, float | None]]:
     """One value of `stat` per step, as (Unix seconds of the step start, value or None)."""
     _check(metric)
     if stat not in STATS:
@@ -179,8 +199,11 @@ def series(metric: str, window_s: int, step_s: int, stat: str, scope: Scope = Sc
     start, end, h0, h1 = _bounds(window_s, now, step_s)
     if step_s % 3600:
         if start < now - settings.MINUTE_ROLLUP_RETENTION_DAYS * 86400:
-            raise QueryError("step", "steps under 1h are kept for "
-                             f"{settings.MINUTE_ROLLUP_RETENTION_DAYS} days; use step=1h for this window")
+            raise QueryError(
+                "step",
+                "steps under 1h are kept for "
+                f"{settings.MINUTE_ROLLUP_RETENTION_DAYS} days; use step=1h for this window",
+            )
         h0 = h1 = end  # minute rows only
     rows = read_rows(key_ids(metric, scope), start, end, h0, h1)
     steps = (end - start) // step_s

@@ -56,39 +56,69 @@ def combine(
     total: np.ndarray,
     lo: np.ndarray,
     hi: np.ndarray,
-    pair_label: np.ndarray,
+    pair_row: np.ndarray,
     pair_key: np.ndarray,
     pair_count: np.ndarray,
 ) -> Groups:
-    """Merge rows that share a label: counts and sums add, min/max reduce, pairs add per key."""
+    """Merge rows that share a label: counts and sums add, min/max reduce, and the
+    (sketch key, count) pairs of row `pair_row` add up per key."""
     if not len(label):
         empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0)
-        return Groups(empty_i, empty_i, empty_f, empty_f, empty_f, np.zeros(1, np.int64),
-                      np.zeros(0, np.int32), empty_i)
-    order = np.argsort(label, kind="stable")
-    label, count, total, lo, hi = label[order], count[order], total[order], lo[order], hi[order]
-    starts = _starts(label)
-    porder = np.lexsort((pair_key, pair_label))
-    pair_label, pair_key, pair_count = pair_label[porder], pair_key[porder], pair_count[porder]
-    pstarts = _starts(pair_label, pair_key)
-    merged_label = pair_label[pstarts]
-    uniq = label[starts]
+        return Groups(
+            empty_i, empty_i, empty_f, empty_f, empty_f, np.zeros(1, np.int64), np.zeros(0, np.int32), empty_i
+        )
+    uniq, gid = np.unique(label, return_inverse=True)
+    n = len(uniq)
+    lows, highs = np.full(n, np.inf), np.full(n, -np.inf)
+    np.minimum.at(lows, gid, lo)
+    np.maximum.at(highs, gid, hi)
+    # One int64 sort key per pair: group index, then sketch key (offset to sort unsigned).
+    sort_key = (gid[pair_row].astype(np.int64) << 32) | (pair_key.astype(np.int64) + (1 << 31))
+    porder = np.argsort(sort_key)
+    sort_key = sort_key[porder]
+    pstarts = _starts(sort_key)
     return Groups(
         label=uniq,
-        count=np.add.reduceat(count, starts),
-        sum=np.add.reduceat(total, starts),
-        min=np.minimum.reduceat(lo, starts),
-        max=np.maximum.reduceat(hi, starts),
-        pair_start=np.searchsorted(merged_label, np.append(uniq, np.iinfo(np.int64).max)),
-        pair_key=pair_key[pstarts],
-        pair_count=np.add.reduceat(pair_count, pstarts),
+        count=np.bincount(gid, weights=count, minlength=n).astype(np.int64),
+        sum=np.bincount(gid, weights=total, minlength=n),
+        min=lows,
+        max=highs,
+        pair_start=np.searchsorted(sort_key[pstarts] >> 32, np.arange(n + 1)),
+        pair_key=((sort_key[pstarts] & 0xFFFFFFFF) - (1 << 31)).astype(np.int32),
+        pair_count=np.add.reduceat(pair_count[porder], pstarts),
     )
 
 
 def group_values(label: np.ndarray, values: np.ndarray) -> Groups:
-    """Summaries of raw values, one per distinct label."""
-    ones = np.ones(len(values), np.int64)
-    return combine(label, ones, values, values, values, label, keys_for(values), ones)
+    """Summaries of raw values, one per distinct label.
+
+    The hot path of ingest: when (key, minute) fits in 31 bits, label and sketch key are
+    packed into one int64 and a single argsort does all the grouping."""
+    skeys = keys_for(values)
+    if not len(label):
+        return combine(label, label, values, values, values, label, skeys, label)
+    key, minute = label >> 32, label & 0xFFFFFFFF
+    m0, span = int(minute.min()), int(minute.max() - minute.min()) + 1
+    if (int(key.max()) + 1) * span >= 1 << 31:
+        ones = np.ones(len(values), np.int64)
+        return combine(label, ones, values, values, values, np.arange(len(values)), skeys, ones)
+    packed = ((key * span + (minute - m0)) << 32) | (skeys.astype(np.int64) + (1 << 31))
+    order = np.argsort(packed)
+    packed, values = packed[order], values[order]
+    group_of = packed >> 32
+    gstarts, pstarts = _starts(group_of), _starts(packed)
+    g = group_of[gstarts]
+    ends = np.append(gstarts[1:], len(values))
+    return Groups(
+        label=group_label(g // span, g % span + m0),
+        count=(ends - gstarts).astype(np.int64),
+        sum=np.add.reduceat(values, gstarts),
+        min=np.minimum.reduceat(values, gstarts),
+        max=np.maximum.reduceat(values, gstarts),
+        pair_start=np.append(np.searchsorted(pstarts, gstarts), len(pstarts)),
+        pair_key=((packed[pstarts] & 0xFFFFFFFF) - (1 << 31)).astype(np.int32),
+        pair_count=np.diff(np.append(pstarts, len(values))).astype(np.int64),
+    )
 
 
 @dataclass
@@ -115,26 +145,53 @@ class Rows:
         pairs = np.frombuffer(b"".join(sketches), PAIR)
         sizes = np.array([len(s) for s in sketches]) // PAIR.itemsize
         return cls(
-            np.array(key, np.int64), np.array(period, np.int64), np.array(count, np.int64),
-            np.array(total, np.float64), np.array(lo, np.float64), np.array(hi, np.float64),
-            np.repeat(np.arange(len(fetched)), sizes), pairs["key"].copy(), pairs["count"].copy(),
+            np.array(key, np.int64),
+            np.array(period, np.int64),
+            np.array(count, np.int64),
+            np.array(total, np.float64),
+            np.array(lo, np.float64),
+            np.array(hi, np.float64),
+            np.repeat(np.arange(len(fetched)), sizes),
+            pairs["key"].copy(),
+            pairs["count"].copy(),
         )
 
     def where(self, mask: np.ndarray) -> Rows:
         keep_pair = mask[self.pair_row]
         new_index = np.cumsum(mask) - 1
-        return Rows(self.key[mask], self.period[mask], self.count[mask], self.sum[mask], self.min[mask],
-                    self.max[mask], new_index[self.pair_row[keep_pair]], self.pair_key[keep_pair],
-                    self.pair_count[keep_pair])
+        return Rows(
+            self.key[mask],
+            self.period[mask],
+            self.count[mask],
+            self.sum[mask],
+            self.min[mask],
+            self.max[mask],
+            new_index[self.pair_row[keep_pair]],
+            self.pair_key[keep_pair],
+            self.pair_count[keep_pair],
+        )
 
     @staticmethod
     def concat(a: Rows, b: Rows) -> Rows:
-        return Rows(*(np.concatenate([x, y]) for x, y in [
-            (a.key, b.key), (a.period, b.period), (a.count, b.count), (a.sum, b.sum), (a.min, b.min),
-            (a.max, b.max), (a.pair_row, b.pair_row + len(a.key)), (a.pair_key, b.pair_key),
-            (a.pair_count, b.pair_count)]))
+        return Rows(
+            *(
+                np.concatenate([x, y])
+                for x, y in [
+                    (a.key, b.key),
+                    (a.period, b.period),
+                    (a.count, b.count),
+                    (a.sum, b.sum),
+                    (a.min, b.min),
+                    (a.max, b.max),
+                    (a.pair_row, b.pair_row + len(a.key)),
+                    (a.pair_key, b.pair_key),
+                    (a.pair_count, b.pair_count),
+                ]
+            )
+        )
 
     def grouped(self, period_seconds: int) -> Groups:
         label = group_label(self.key, self.period // period_seconds)
-        return combine(label, self.count, self.sum, self.min, self.max, label[self.pair_row],
-                       self.pair_key, self.pair_count)
+        return combine(
+            label, self.count, self.sum, self.min, self.max, self.pair_row, self.pair_key, self.pair_count
+        )

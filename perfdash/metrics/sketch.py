@@ -85,8 +85,12 @@ class Summary:
             return cls.empty()
         keys, counts = np.unique(keys_for(values), return_counts=True)
         return cls(
-            len(values), float(values.sum()), float(values.min()), float(values.max()),
-            keys, counts.astype(np.int64),
+            len(values),
+            float(values.sum()),
+            float(values.min()),
+            float(values.max()),
+            keys,
+            counts.astype(np.int64),
         )
 
     def quantile(self, q: float) -> float:
@@ -114,8 +118,12 @@ def merge(summaries: list[Summary]) -> Summary:
         np.concatenate([s.keys for s in summaries]), np.concatenate([s.counts for s in summaries])
     )
     return Summary(
-        sum(s.count for s in summaries), sum(s.sum for s in summaries),
-        min(s.min for s in summaries), max(s.max for s in summaries), keys, counts,
+        sum(s.count for s in summaries),
+        sum(s.sum for s in summaries),
+        min(s.min for s in summaries),
+        max(s.max for s in summaries),
+        keys,
+        counts,
     )
 
 
@@ -130,7 +138,9 @@ def quantiles(keys: np.ndarray, counts: np.ndarray, qs: list[float], lo: float, 
     below = np.floor(ranks)
     last = len(keys) - 1
     v_below = key_values(keys[np.minimum(np.searchsorted(cum, below, side="right"), last)])
-    v_above = key_values(keys[np.minimum(np.searchsorted(cum, np.minimum(below + 1, total - 1), side="right"), last)])
+    v_above = key_values(
+        keys[np.minimum(np.searchsorted(cum, np.minimum(below + 1, total - 1), side="right"), last)]
+    )
     vals = v_below + (v_above - v_below) * (ranks - below)
     return [float(min(max(v, lo), hi)) for v in vals]
 

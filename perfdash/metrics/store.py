@@ -81,7 +81,8 @@ def _create(missing: list[SeriesKey]) -> None:
         cur.execute(
             "SELECT k.id, k.metric, k.node, k.agent, k.tag_key, k.tag_value FROM metrics_rollupkey k "
             "JOIN unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) AS x(m, n, a, tk, tv) "
-            "ON k.metric = x.m AND k.node = x.n AND k.agent = x.a AND k.tag_key = x.tk AND k.tag_value = x.tv",
+            "ON k.metric = x.m AND k.node = x.n AND k.agent = x.a "
+            "AND k.tag_key = x.tk AND k.tag_value = x.tv",
             kcols,
         )
         key_ids = {tuple(r[1:]): r[0] for r in cur.fetchall()}
@@ -106,20 +107,37 @@ def prepare(batch: Batch, now: float) -> tuple[np.ndarray, np.ndarray]:
     return series_ids, level_keys
 
 
-def write(cur, batch: Batch, series_ids: np.ndarray, level_keys: np.ndarray, now: float) -> None:
-    """COPY the raw points (those within raw retention) and one rollup delta per
-    (rollup key, minute) of the batch. Runs in the caller's transaction."""
+def copy_data(
+    batch: Batch, series_ids: np.ndarray, level_keys: np.ndarray, now: float
+) -> tuple[bytes | None, bytes]:
+    """Binary COPY streams of a batch: its raw points (None if all are older than the raw
+    retention) and one rollup delta per (rollup key, minute) it touches."""
     fresh = batch.ts >= now - settings.RAW_RETENTION_DAYS * 86400
+    raw = None
     if fresh.any():
-        data = copydata.raw_points(batch.ts[fresh], series_ids[batch.series_idx[fresh]], batch.value[fresh])
-        with cur.copy(f"COPY metrics_point {copydata.RAW_COLUMNS} FROM STDIN (FORMAT BINARY)") as cp:
-            cp.write(data)
-
-    keys = level_keys[batch.series_idx]  # (N, L)
+        raw = copydata.raw_points(batch.ts[fresh], series_ids[batch.series_idx[fresh]], batch.value[fresh])
+    keys = level_keys[batch.series_idx]  # (points, levels)
     valid = keys >= 0
     point_of = np.nonzero(valid)[0]
     minutes = (batch.ts // 60).astype(np.int64)
     groups = group_values(group_label(keys[valid], minutes[point_of]), batch.value[point_of])
-    columns = copydata.ROLLUP_COLUMNS.format(period="minute")
-    with cur.copy(f"COPY metrics_rollup_delta {columns} FROM STDIN (FORMAT BINARY)") as cp:
-        cp.write(copydata.rollups(groups, 60))
+    return raw, copydata.rollups(groups, 60)
+
+
+RAW_COPY = f"COPY metrics_point {copydata.RAW_COLUMNS} FROM STDIN (FORMAT BINARY)"
+DELTA_COPY = (
+    f"COPY metrics_rollup_delta {copydata.ROLLUP_COLUMNS.format(period='minute')} FROM STDIN (FORMAT BINARY)"
+)
+
+
+def write(cur, batch: Batch, series_ids: np.ndarray, level_keys: np.ndarray, now: float) -> None:
+    """COPY the batch's raw points and rollup deltas, in the caller's transaction."""
+    copy_streams(cur, *copy_data(batch, series_ids, level_keys, now))
+
+
+def copy_streams(cur, raw: bytes | None, deltas: bytes) -> None:
+    if raw is not None:
+        with cur.copy(RAW_COPY) as cp:
+            cp.write(raw)
+    with cur.copy(DELTA_COPY) as cp:
+        cp.write(deltas)

@@ -34,16 +34,23 @@ def encode(body: dict) -> bytes:
 
 
 def point(**over) -> dict:
-    p = {"ts": time.time(), "node": "node-1", "agent": "agent-1", "metric": "tool_execution_ms",
-         "value": 812.4, "tags": {"tool": "web_search"}}
+    p = {
+        "ts": time.time(),
+        "node": "node-1",
+        "agent": "agent-1",
+        "metric": "tool_execution_ms",
+        "value": 812.4,
+        "tags": {"tool": "web_search"},
+    }
     p.update(over)
     return {k: v for k, v in p.items() if v is not ...}
 
 
 def post(client, token: str, body, content_type: str = "application/json", **headers):
     data = body if isinstance(body, bytes) else orjson.dumps(body)
-    return client.post(URL, data=data, content_type=content_type, HTTP_AUTHORIZATION=f"Bearer {token}",
-                       **headers)
+    return client.post(
+        URL, data=data, content_type=content_type, HTTP_AUTHORIZATION=f"Bearer {token}", **headers
+    )
 
 
 def stored_points() -> int:
@@ -103,8 +110,9 @@ def assert_error(response, status: int, point: int | None = None, field: str | N
     ],
 )
 def test_it_rejects_a_bad_point_and_says_where(client, ingest_token, bad, field, words):
-    body = assert_error(post(client, ingest_token, encode({"points": [point(), point(**bad)]})), 400,
-                        point=1, field=field)
+    body = assert_error(
+        post(client, ingest_token, encode({"points": [point(), point(**bad)]})), 400, point=1, field=field
+    )
     assert words.lower() in body["error"].lower()
 
 
@@ -124,8 +132,9 @@ def test_it_rejects_a_point_that_is_not_an_object(client, ingest_token):
 
 def test_it_rejects_a_bad_batch_id(client, ingest_token):
     assert_error(post(client, ingest_token, {"batch_id": 12, "points": [point()]}), 400, field="batch_id")
-    assert_error(post(client, ingest_token, {"batch_id": "x" * 129, "points": [point()]}), 400,
-                 field="batch_id")
+    assert_error(
+        post(client, ingest_token, {"batch_id": "x" * 129, "points": [point()]}), 400, field="batch_id"
+    )
 
 
 def test_it_rejects_too_many_points(client, ingest_token, settings):

@@ -17,8 +17,11 @@ from perfdash.ingest.models import IngestedBatch
 def world(db):
     token = ApiToken.issue("w", ["ingest"])[0]
     now = time.time()
-    series = [("agent_response_ms", "node-1", "agent-1", "{}"), ("agent_response_ms", "node-2", "agent-2", "{}"),
-              ("llm_call_ms", "node-1", "agent-1", '{"model":"m-large","provider":"acme"}')]
+    series = [
+        ("agent_response_ms", "node-1", "agent-1", "{}"),
+        ("agent_response_ms", "node-2", "agent-2", "{}"),
+        ("llm_call_ms", "node-1", "agent-1", '{"model":"m-large","provider":"acme"}'),
+    ]
     idx = np.array([0] * 100 + [1] * 50 + [2] * 30, np.int32)
     values = np.concatenate([np.full(100, 100.0), np.full(50, 1000.0), np.full(30, 2500.0)])
     ts = np.full(len(idx), now - 30)
@@ -51,7 +54,9 @@ def test_stats_filtered_by_node_or_agent(client, read_token, world, filters, n):
 def test_stats_filtered_by_tag(client, read_token, world):
     body = get(client, "stats?metric=llm_call_ms&window=1h&tag.model=m-large", read_token).json()
     assert body["count"] == 30 and body["p95"] == pytest.approx(2500, rel=0.01)
-    body = get(client, "stats?metric=llm_call_ms&window=1h&agent=agent-1&tag.provider=acme", read_token).json()
+    body = get(
+        client, "stats?metric=llm_call_ms&window=1h&agent=agent-1&tag.provider=acme", read_token
+    ).json()
     assert body["count"] == 30
 
 
@@ -72,20 +77,23 @@ def test_series_gives_one_value_per_step(client, read_token, world):
     assert [v for _, v in body["points"] if v is not None] == [pytest.approx(1000, rel=0.01)]
 
 
-@pytest.mark.parametrize("path, param", [
-    ("stats?window=1h", "metric"),
-    ("stats?metric=agent_response_ms&window=1y", "window"),
-    ("stats?metric=agent_response_ms&window=0m", "window"),
-    ("stats?metric=agent_response_ms&window=400d", "window"),
-    ("stats?metric=agent_response_ms&colour=red", "colour"),
-    ("stats?metric=agent_response_ms&tag.user=bob", "tag.user"),
-    ("stats?metric=agent_response_ms&tag.tool=a&tag.model=b", "tag.model"),
-    ("histogram?metric=agent_response_ms&buckets=many", "buckets"),
-    ("series?metric=agent_response_ms&step=7s", "step"),
-    ("series?metric=agent_response_ms&window=1h&step=7m", "step"),
-    ("series?metric=agent_response_ms&window=30d&step=1m", "step"),
-    ("series?metric=agent_response_ms&stat=p42", "stat"),
-])
+@pytest.mark.parametrize(
+    "path, param",
+    [
+        ("stats?window=1h", "metric"),
+        ("stats?metric=agent_response_ms&window=1y", "window"),
+        ("stats?metric=agent_response_ms&window=0m", "window"),
+        ("stats?metric=agent_response_ms&window=400d", "window"),
+        ("stats?metric=agent_response_ms&colour=red", "colour"),
+        ("stats?metric=agent_response_ms&tag.user=bob", "tag.user"),
+        ("stats?metric=agent_response_ms&tag.tool=a&tag.model=b", "tag.model"),
+        ("histogram?metric=agent_response_ms&buckets=many", "buckets"),
+        ("series?metric=agent_response_ms&step=7s", "step"),
+        ("series?metric=agent_response_ms&window=1h&step=7m", "step"),
+        ("series?metric=agent_response_ms&window=30d&step=1m", "step"),
+        ("series?metric=agent_response_ms&stat=p42", "stat"),
+    ],
+)
 def test_a_bad_parameter_gets_400_naming_it(client, read_token, world, path, param):
     r = get(client, path, read_token)
     assert r.status_code == 400, r.content

@@ -24,9 +24,17 @@ LEVELS_WITH_TOOL = 6  # fleet, node, agent, each also by tool
 def make_points(n: int, seed: int = 1) -> list[dict]:
     rnd = random.Random(seed)
     now = time.time()
-    return [{"ts": now - rnd.random() * 120, "node": f"node-{i % 3}", "agent": f"agent-{i % 17}",
-             "metric": "tool_execution_ms", "value": rnd.lognormvariate(6, 0.8),
-             "tags": {"tool": rnd.choice(["web_search", "calculator"])}} for i in range(n)]
+    return [
+        {
+            "ts": now - rnd.random() * 120,
+            "node": f"node-{i % 3}",
+            "agent": f"agent-{i % 17}",
+            "metric": "tool_execution_ms",
+            "value": rnd.lognormvariate(6, 0.8),
+            "tags": {"tool": rnd.choice(["web_search", "calculator"])},
+        }
+        for i in range(n)
+    ]
 
 
 def count(sql: str) -> int:
@@ -40,12 +48,18 @@ def raw_points() -> int:
 
 
 def rollup_points() -> int:
-    return count("SELECT sum(count) FROM metrics_rollup_delta") + count("SELECT sum(count) FROM metrics_rollup_minute")
+    return count("SELECT sum(count) FROM metrics_rollup_delta") + count(
+        "SELECT sum(count) FROM metrics_rollup_minute"
+    )
 
 
 def post(url: str, token: str, body: dict, **headers) -> httpx.Response:
-    return httpx.post(f"{url}/api/v1/ingest", content=orjson.dumps(body), timeout=30,
-                      headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json", **headers})
+    return httpx.post(
+        f"{url}/api/v1/ingest",
+        content=orjson.dumps(body),
+        timeout=30,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json", **headers},
+    )
 
 
 @pytest.fixture
@@ -70,8 +84,15 @@ def test_posted_points_are_stored_once_even_when_a_batch_is_sent_twice(live_serv
 
 def test_a_gzip_body_is_accepted_and_stored(live_server_url, celery_worker, token):
     body = gzip.compress(orjson.dumps({"points": make_points(200)}))
-    r = httpx.post(f"{live_server_url}/api/v1/ingest", content=body, headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json", "Content-Encoding": "gzip"})
+    r = httpx.post(
+        f"{live_server_url}/api/v1/ingest",
+        content=body,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        },
+    )
     assert r.status_code == 202, r.text
     assert r.json()["accepted"] == 200
     wait_until(lambda: raw_points() == 200, what="200 stored points")
@@ -112,8 +133,10 @@ class LockedTable:
 
     def blocked_backend(self) -> int | None:
         with psycopg.connect(self.conn.info.dsn, autocommit=True) as c:
-            row = c.execute("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                            "AND query LIKE 'COPY metrics_rollup_delta%%'").fetchone()
+            row = c.execute(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE 'COPY metrics_rollup_delta%%'"
+            ).fetchone()
         return row[0] if row else None
 
     def release(self) -> None:
@@ -134,7 +157,13 @@ def isolated_queue(redis_queue) -> str:
 def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(tmp_path, token, isolated_queue):
     server, url = start_server(tmp_path, REDIS_URL=isolated_queue)
     lock = LockedTable("metrics_rollup_delta")
-    worker = start_worker(tmp_path, "doomed", REDIS_URL=isolated_queue, CELERY_VISIBILITY_TIMEOUT="3", CELERY_RESTORE_INTERVAL="1")
+    worker = start_worker(
+        tmp_path,
+        "doomed",
+        REDIS_URL=isolated_queue,
+        CELERY_VISIBILITY_TIMEOUT="3",
+        CELERY_RESTORE_INTERVAL="1",
+    )
     try:
         assert post(url, token, {"batch_id": "precious", "points": make_points(5000)}).status_code == 202
         wait_until(lock.blocked_backend, what="the worker to be inside its batch")
@@ -143,10 +172,19 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(tmp_path, t
         lock.release()
     assert raw_points() == 0  # the half-written batch was rolled back
 
-    survivor = start_worker(tmp_path, "survivor", REDIS_URL=isolated_queue, CELERY_VISIBILITY_TIMEOUT="3", CELERY_RESTORE_INTERVAL="1")
+    survivor = start_worker(
+        tmp_path,
+        "survivor",
+        REDIS_URL=isolated_queue,
+        CELERY_VISIBILITY_TIMEOUT="3",
+        CELERY_RESTORE_INTERVAL="1",
+    )
     try:
-        wait_until(lambda: IngestedBatch.objects.filter(batch_id="precious").exists(), timeout=60,
-                   what="the batch to be redelivered and stored")
+        wait_until(
+            lambda: IngestedBatch.objects.filter(batch_id="precious").exists(),
+            timeout=60,
+            what="the batch to be redelivered and stored",
+        )
         assert raw_points() == 5000
         assert rollup_points() == 5000 * LEVELS_WITH_TOOL
     finally:
@@ -164,8 +202,9 @@ def test_a_lost_database_connection_mid_batch_is_retried_without_loss(tmp_path, 
         with psycopg.connect(lock.conn.info.dsn, autocommit=True) as c:  # what a PostgreSQL restart does
             c.execute("SELECT pg_terminate_backend(%s)", [pid])
         lock.release()
-        wait_until(lambda: IngestedBatch.objects.filter(batch_id="b").exists(), timeout=60,
-                   what="the retried batch")
+        wait_until(
+            lambda: IngestedBatch.objects.filter(batch_id="b").exists(), timeout=60, what="the retried batch"
+        )
         assert raw_points() == 3000
         assert rollup_points() == 3000 * LEVELS_WITH_TOOL
         assert "Retry in" in worker.output()

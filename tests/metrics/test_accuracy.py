@@ -21,8 +21,11 @@ def fleet_batches(n_batches: int = 6, per_batch: int = 5000, seed: int = 7) -> l
     """Latency points from 40 agents on 4 nodes over the last 50 minutes, per-tool medians."""
     rng = np.random.default_rng(seed)
     tools = ["web_search", "calculator", "code_exec"]
-    series = [("tool_execution_ms", f"node-{a % 4}", f"agent-{a}", f'{{"tool":"{t}"}}')
-              for a in range(40) for t in tools]
+    series = [
+        ("tool_execution_ms", f"node-{a % 4}", f"agent-{a}", f'{{"tool":"{t}"}}')
+        for a in range(40)
+        for t in tools
+    ]
     medians = np.array([[200.0, 20.0, 1500.0][i % 3] for i in range(len(series))])
     out = []
     for b in range(n_batches):
@@ -57,13 +60,18 @@ SCOPES = [
     (Scope(node="node-2"), "s.node = %s", ["node-2"]),
     (Scope(agent="agent-13"), "s.agent = %s", ["agent-13"]),
     (Scope(tag_key="tool", tag_value="code_exec"), "s.tags->>'tool' = %s", ["code_exec"]),
-    (Scope(node="node-1", tag_key="tool", tag_value="web_search"), "s.node = %s AND s.tags->>'tool' = %s",
-     ["node-1", "web_search"]),
+    (
+        Scope(node="node-1", tag_key="tool", tag_value="web_search"),
+        "s.node = %s AND s.tags->>'tool' = %s",
+        ["node-1", "web_search"],
+    ),
 ]
 
 
 @pytest.mark.parametrize("compacted", [False, True], ids=["from-deltas", "after-compaction"])
-@pytest.mark.parametrize("scope, where, params", SCOPES, ids=lambda x: repr(x)[:40] if isinstance(x, Scope) else "")
+@pytest.mark.parametrize(
+    "scope, where, params", SCOPES, ids=lambda x: repr(x)[:40] if isinstance(x, Scope) else ""
+)
 def test_percentiles_match_exact_values_within_one_percent(stored, compacted, scope, where, params):
     if compacted:
         assert compact.compact() > 0

@@ -22,8 +22,13 @@ SERIES = [("memory_op_ms", f"node-{i % 2}", f"agent-{i}", '{"op":"read"}') for i
 
 def batch(name: str, n: int, seed: int, spread_s: float = 7200) -> Batch:
     rng = np.random.default_rng(seed)
-    return Batch(name, SERIES, rng.integers(0, 10, n).astype(np.int32), NOW - rng.uniform(0, spread_s, n),
-                 rng.lognormal(3, 1, n))
+    return Batch(
+        name,
+        SERIES,
+        rng.integers(0, 10, n).astype(np.int32),
+        NOW - rng.uniform(0, spread_s, n),
+        rng.lognormal(3, 1, n),
+    )
 
 
 def total(table: str) -> int:
@@ -50,7 +55,7 @@ def test_compaction_moves_every_point_and_merges_rows(token):
     hour_points, hour_rows = total("metrics_rollup_hour")
     assert minute_points == hour_points == delta_points
     assert minute_rows < delta_rows and hour_rows < minute_rows
-    assert query.stats("memory_op_ms", 86400, now=NOW) == before
+    assert query.stats("memory_op_ms", 86400, now=NOW) == pytest.approx(before, rel=1e-12)
 
 
 def test_late_deltas_merge_into_existing_rollup_rows(token):
@@ -60,8 +65,10 @@ def test_late_deltas_merge_into_existing_rollup_rows(token):
     compact.compact()
     assert total("metrics_rollup_minute")[0] == 6000 * 6
     with connection.cursor() as cur:  # still one row per key and period
-        cur.execute("SELECT count(*) FROM (SELECT key_id, minute FROM metrics_rollup_minute "
-                    "GROUP BY 1, 2 HAVING count(*) > 1) dup")
+        cur.execute(
+            "SELECT count(*) FROM (SELECT key_id, minute FROM metrics_rollup_minute "
+            "GROUP BY 1, 2 HAVING count(*) > 1) dup"
+        )
         assert cur.fetchone()[0] == 0
     assert query.stats("memory_op_ms", 86400, now=NOW)["count"] == 6000
 

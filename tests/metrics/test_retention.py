@@ -62,5 +62,6 @@ def test_partitions_can_be_ensured_concurrently_and_twice(db):
     partitions.ensure("metrics_rollup_hour", [day])
     partitions.forget()
     partitions.ensure("metrics_rollup_hour", [day])
-    assert partitions.partition_name("metrics_rollup_hour", day) in [n for n, _ in partitions.existing(
-        "metrics_rollup_hour")]
+    assert partitions.partition_name("metrics_rollup_hour", day) in [
+        n for n, _ in partitions.existing("metrics_rollup_hour")
+    ]

@@ -5,34 +5,50 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('api', '0001_initial'),
+        ("api", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='FailedBatch',
+            name="FailedBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('message', models.JSONField()),
-                ('error', models.TextField()),
-                ('failed_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("message", models.JSONField()),
+                ("error", models.TextField()),
+                ("failed_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='IngestedBatch',
+            name="IngestedBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('batch_id', models.CharField(max_length=128)),
-                ('points', models.PositiveIntegerField()),
-                ('stored_at', models.DateTimeField(auto_now_add=True)),
-                ('token', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='batches', to='api.apitoken')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("batch_id", models.CharField(max_length=128)),
+                ("points", models.PositiveIntegerField()),
+                ("stored_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "token",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="batches", to="api.apitoken"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('token', 'batch_id'), name='batch_unique_per_token')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("token", "batch_id"), name="batch_unique_per_token")
+                ],
             },
         ),
     ]

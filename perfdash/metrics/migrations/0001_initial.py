@@ -4,41 +4,53 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='RollupKey',
+            name="RollupKey",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('metric', models.CharField(max_length=128)),
-                ('node', models.CharField(blank=True, max_length=128)),
-                ('agent', models.CharField(blank=True, max_length=128)),
-                ('tag_key', models.CharField(blank=True, max_length=128)),
-                ('tag_value', models.CharField(blank=True, max_length=128)),
+                (
+                    "id",
+                    models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
+                ),
+                ("metric", models.CharField(max_length=128)),
+                ("node", models.CharField(blank=True, max_length=128)),
+                ("agent", models.CharField(blank=True, max_length=128)),
+                ("tag_key", models.CharField(blank=True, max_length=128)),
+                ("tag_value", models.CharField(blank=True, max_length=128)),
             ],
             options={
-                'indexes': [models.Index(fields=['metric', 'agent'], name='rollupkey_agent')],
-                'constraints': [models.UniqueConstraint(fields=('metric', 'node', 'agent', 'tag_key', 'tag_value'), name='rollupkey_unique')],
+                "indexes": [models.Index(fields=["metric", "agent"], name="rollupkey_agent")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("metric", "node", "agent", "tag_key", "tag_value"), name="rollupkey_unique"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Series',
+            name="Series",
             fields=[
-                ('id', models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('metric', models.CharField(max_length=128)),
-                ('node', models.CharField(max_length=128)),
-                ('agent', models.CharField(max_length=128)),
-                ('tags_key', models.TextField(help_text='Canonical JSON of the tags (sorted keys).')),
-                ('tags', models.JSONField(default=dict)),
-                ('first_seen', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.AutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID"),
+                ),
+                ("metric", models.CharField(max_length=128)),
+                ("node", models.CharField(max_length=128)),
+                ("agent", models.CharField(max_length=128)),
+                ("tags_key", models.TextField(help_text="Canonical JSON of the tags (sorted keys).")),
+                ("tags", models.JSONField(default=dict)),
+                ("first_seen", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('metric', 'node', 'agent', 'tags_key'), name='series_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("metric", "node", "agent", "tags_key"), name="series_unique"
+                    )
+                ],
             },
         ),
     ]

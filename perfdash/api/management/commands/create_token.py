@@ -10,8 +10,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("name")
-        parser.add_argument("--scope", action="append", choices=SCOPES, required=True,
-                            help="ingest or read; repeat for both")
+        parser.add_argument(
+            "--scope", action="append", choices=SCOPES, required=True, help="ingest or read; repeat for both"
+        )
 
     def handle(self, *args, name: str, scope: list[str], **options) -> None:
         try:
