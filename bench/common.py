@@ -16,19 +16,23 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/perfdash_bench")
+# The query benchmark keeps its large data set in a database of its own between runs.
+QUERY_BENCH_DB = os.environ.get(
+    "QUERY_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/perfdash_bench_query"
+)
 BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 TOOLS = ["web_search", "calculator", "code_exec", "browser", "sql_query", "file_read"]
 MODELS = [("acme", "m-large"), ("acme", "m-small"), ("globex", "g-pro")]
 
 
-def setup_django() -> None:
-    os.environ["DATABASE_URL"] = BENCH_DB
+def setup_django(database_url: str = BENCH_DB) -> None:
+    os.environ["DATABASE_URL"] = database_url
     os.environ["REDIS_URL"] = BENCH_REDIS
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "perfdash.settings")
     sys.path.insert(0, str(ROOT))
     from perfdash.run import check_services
 
-    problem = check_services(BENCH_DB, BENCH_REDIS)
+    problem = check_services(database_url, BENCH_REDIS)
     if problem:
         sys.exit(problem)
     import django

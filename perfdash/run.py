@@ -75,6 +75,7 @@ def main() -> int:
 
     python = str(BIN / "python")
     subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True)
+    subprocess.run([python, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, check=True)
     commands = {
         "web": [
             str(BIN / "uvicorn"),

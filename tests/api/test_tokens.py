@@ -49,3 +49,8 @@ def test_tokens_are_listed_and_revocable_in_the_admin(admin_client):
     token.refresh_from_db()
     assert not token.is_active
     assert admin.site.is_registered(ApiToken)
+
+
+def test_the_admin_is_styled_without_a_separate_web_server(client, db):
+    css = client.get("/static/admin/css/base.css")
+    assert css.status_code == 200 and b"body" in b"".join(css.streaming_content)
