@@ -17,9 +17,8 @@ import os
 import statistics
 import time
 
-import numpy as np
-
 import common
+import numpy as np
 
 os.environ.setdefault("RAW_RETENTION_DAYS", "31")  # keep every loaded point raw, for exact checks
 os.environ.setdefault("MINUTE_ROLLUP_RETENTION_DAYS", "3")
@@ -195,7 +194,8 @@ def main() -> None:
         f"\nquery.stats('{metric}') and query.series(…, 60 steps, p95): milliseconds over {args.repeat} runs"
     )
     print(
-        f"{'scope':<7}{'window':>7}  {'stats p50':>9} {'p95':>7} {'p99':>7}   {'series p50':>10} {'p95':>7} {'p99':>7}"
+        f"{'scope':<7}{'window':>7}  {'stats p50':>9} {'p95':>7} {'p99':>7}   "
+        f"{'series p50':>10} {'p95':>7} {'p99':>7}"
     )
     worst = 0.0
     for name, scope in scopes.items():
@@ -209,7 +209,8 @@ def main() -> None:
             r = timings(lambda: query.series(metric, seconds, step, "p95", scope), args.repeat)  # noqa: B023
             worst = max(worst, s[2], r[2])
             print(
-                f"{name:<7}{label:>7}  {s[0]:9.1f} {s[1]:7.1f} {s[2]:7.1f}   {r[0]:10.1f} {r[1]:7.1f} {r[2]:7.1f}"
+                f"{name:<7}{label:>7}  {s[0]:9.1f} {s[1]:7.1f} {s[2]:7.1f}   "
+                f"{r[0]:10.1f} {r[1]:7.1f} {r[2]:7.1f}"
             )
     print(f"slowest p99: {worst:.1f} ms (target <= 100 ms)")
 
@@ -230,7 +231,8 @@ def main() -> None:
     for label, seconds, scope, where, params in checks:
         err, got, want = exact_check(metric, seconds, scope, where, params)
         print(
-            f"  {label:<10} worst relative error {err * 100:.3f} %  (p99 {got['p99']:.1f} vs exact {want['p99']:.1f})"
+            f"  {label:<10} worst relative error {err * 100:.3f} %  "
+            f"(p99 {got['p99']:.1f} vs exact {want['p99']:.1f})"
         )
 
 
