@@ -1,0 +1,20 @@
+"""python -m collectors agent … | python -m collectors simulate …"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("agent", "simulate"):
+        print("usage: python -m collectors {agent,simulate} [options]   (-h for help on each)", file=sys.stderr)
+        return 2
+    if argv[0] == "agent":
+        from collectors.agent import main as run
+    else:
+        from collectors.simulate import main as run
+    return run(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
