@@ -147,11 +147,18 @@ def live_server_url(django_db_setup, django_db_blocker, tmp_path_factory) -> Ite
     proc.kill(signal.SIGTERM)
 
 
-@pytest.fixture(scope="session")
-def redis_queue() -> redis.Redis:
+def drop_keys(prefix: str) -> None:
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.flushdb()
-    return client
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+
+
+@pytest.fixture(scope="session")
+def redis_queue() -> Iterator[None]:
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"]
+    drop_keys(prefix)
+    yield
+    drop_keys(prefix)
 
 
 @pytest.fixture(scope="session")

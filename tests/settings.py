@@ -1,10 +1,19 @@
-"""Settings for the test suite: the real PostgreSQL and Redis, on their own database and
-Redis db so `make test` never touches the data of a running `make run`."""
+"""Settings for the test suite: the real PostgreSQL and Redis, isolated per test session.
+
+Each session (and the servers and workers it starts, which inherit PERFDASH_TEST_SESSION)
+gets its own test database and its own Redis key prefix, so two suites can run at once and
+neither touches the data of a running `make run`.
+"""
 
 from __future__ import annotations
 
 import os
 
+SESSION = os.environ.setdefault("PERFDASH_TEST_SESSION", str(os.getpid()))
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 
-from perfdash.settings import *  # noqa: F403
+from perfdash.settings import *  # noqa: E402, F403
+from perfdash.settings import CELERY_BROKER_TRANSPORT_OPTIONS, DATABASES  # noqa: E402
+
+DATABASES["default"]["TEST"] = {"NAME": f"test_perfdash_{SESSION.split('-')[0]}"}
+CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": f"t{SESSION}:"}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import gzip
+import os
 import random
 import time
 
@@ -15,7 +18,7 @@ from django.db import connection
 
 from perfdash.api.models import ApiToken
 from perfdash.ingest.models import IngestedBatch
-from tests.conftest import start_server, start_worker, wait_until
+from tests.conftest import drop_keys, start_server, start_worker, wait_until
 
 pytestmark = pytest.mark.slow
 LEVELS_WITH_TOOL = 6  # fleet, node, agent, each also by tool
@@ -145,22 +148,22 @@ class LockedTable:
 
 
 @pytest.fixture
-def isolated_queue(redis_queue) -> str:
-    # Its own Redis db: the session's worker must not take this test's batch.
-    url = settings.REDIS_URL.rsplit("/", 1)[0] + "/14"
-    import redis
-
-    redis.Redis.from_url(url).flushdb()
-    return url
+def isolated_queue(redis_queue) -> Iterator[str]:
+    # Its own session id, hence its own Redis key prefix: the session's worker must not
+    # take this test's batch.
+    session = f"{os.environ['PERFDASH_TEST_SESSION']}-isolated"
+    drop_keys(f"t{session}:")
+    yield session
+    drop_keys(f"t{session}:")
 
 
 def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(tmp_path, token, isolated_queue):
-    server, url = start_server(tmp_path, REDIS_URL=isolated_queue)
+    server, url = start_server(tmp_path, PERFDASH_TEST_SESSION=isolated_queue)
     lock = LockedTable("metrics_rollup_delta")
     worker = start_worker(
         tmp_path,
         "doomed",
-        REDIS_URL=isolated_queue,
+        PERFDASH_TEST_SESSION=isolated_queue,
         CELERY_VISIBILITY_TIMEOUT="3",
         CELERY_RESTORE_INTERVAL="1",
     )
@@ -175,7 +178,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(tmp_path, t
     survivor = start_worker(
         tmp_path,
         "survivor",
-        REDIS_URL=isolated_queue,
+        PERFDASH_TEST_SESSION=isolated_queue,
         CELERY_VISIBILITY_TIMEOUT="3",
         CELERY_RESTORE_INTERVAL="1",
     )
@@ -193,8 +196,8 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(tmp_path, t
 
 
 def test_a_lost_database_connection_mid_batch_is_retried_without_loss(tmp_path, token, isolated_queue):
-    server, url = start_server(tmp_path, REDIS_URL=isolated_queue)
-    worker = start_worker(tmp_path, "retrier", REDIS_URL=isolated_queue)
+    server, url = start_server(tmp_path, PERFDASH_TEST_SESSION=isolated_queue)
+    worker = start_worker(tmp_path, "retrier", PERFDASH_TEST_SESSION=isolated_queue)
     lock = LockedTable("metrics_rollup_delta")
     try:
         assert post(url, token, {"batch_id": "b", "points": make_points(3000)}).status_code == 202
