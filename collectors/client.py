@@ -65,6 +65,7 @@ class Client:
             spool_dir = Path.home() / ".cache" / "perfdash" / "spool" / _safe(self.agent)
         self._spool = Spool(spool_dir, spool_max_bytes) if spool_dir else None
         self._pending: list[tuple[bytes, int]] = []  # unsent bodies when there is no spool
+        self._pending_points = 0
         self._buffer: list[Point] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -83,9 +84,13 @@ class Client:
                *, node: str | None = None, agent: str | None = None) -> None:
         point = (time.time() if ts is None else ts, metric, value, tags, node or self.node, agent or self.agent)
         with self._lock:
-            if len(self._buffer) >= self.max_buffer:
-                self.dropped += 1
-                return
+            if len(self._buffer) + self._pending_points >= self.max_buffer:
+                if not self._pending:  # the cap holds: newest data wins over the oldest
+                    self.dropped += 1
+                    return
+                _, n = self._pending.pop(0)
+                self._pending_points -= n
+                self.dropped += n
             self._buffer.append(point)
             full = len(self._buffer) >= self.batch_size
         if full:
@@ -139,7 +144,7 @@ class Client:
     def buffered(self) -> int:
         """Points held in memory: recorded but not yet sent or spooled."""
         with self._lock:
-            return len(self._buffer) + sum(n for _, n in self._pending)
+            return len(self._buffer) + self._pending_points
 
     def spooled(self) -> int:
         return self._spool.pending_points() if self._spool else 0
@@ -212,12 +217,17 @@ class Client:
                 if not self._deliver(path.read_bytes(), Spool.points_in(path)):
                     return False
                 path.unlink(missing_ok=True)
-        while self._pending:
-            body, n = self._pending[0]
+        while True:
+            with self._lock:
+                if not self._pending:
+                    break
+                body, n = self._pending[0]
             if not self._deliver(body, n):
                 return False
             with self._lock:
-                self._pending.pop(0)
+                if self._pending and self._pending[0][0] is body:
+                    self._pending.pop(0)
+                    self._pending_points -= n
         return True
 
     def _deliver(self, body: bytes, points: int) -> bool:
@@ -251,11 +261,11 @@ class Client:
             return
         with self._lock:
             self._pending.append((body, points))
-            excess = sum(n for _, n in self._pending) + len(self._buffer) - self.max_buffer
-            while excess > 0 and self._pending:  # the memory cap holds: drop the oldest
-                _, n = self._pending.pop(0)
+            self._pending_points += points
+            while self._pending_points + len(self._buffer) > self.max_buffer and self._pending:
+                _, n = self._pending.pop(0)  # the memory cap holds: drop the oldest
+                self._pending_points -= n
                 self.dropped += n
-                excess -= n
 
     def _spill(self) -> None:
         """While the server is away, move the buffer out of memory (to the spool if any)."""

@@ -93,8 +93,8 @@ class Proc:
             self.popen.wait(timeout=30)
 
 
-def start_server(tmp: Path, **env: str) -> tuple[Proc, str]:
-    port = free_port()
+def start_server(tmp: Path, port: int | None = None, **env: str) -> tuple[Proc, str]:
+    port = port or free_port()
     proc = Proc(
         [str(BIN / "uvicorn"), "perfdash.asgi:application", "--port", str(port), "--no-access-log"],
         test_env(**env),
