@@ -7,7 +7,9 @@ import sys
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("agent", "simulate"):
-        print("usage: python -m collectors {agent,simulate} [options]   (-h for help on each)", file=sys.stderr)
+        print(
+            "usage: python -m collectors {agent,simulate} [options]   (-h for help on each)", file=sys.stderr
+        )
         return 2
     if argv[0] == "agent":
         from collectors.agent import main as run

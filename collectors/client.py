@@ -54,7 +54,11 @@ class Client:
         url = url or os.environ.get("PERFDASH_URL", "http://127.0.0.1:8000")
         token = token or os.environ.get("PERFDASH_TOKEN", "")
         self.node = node or os.environ.get("PERFDASH_NODE") or socket.gethostname()
-        self.agent = agent or os.environ.get("PERFDASH_AGENT") or f"{Path(os.sys.argv[0]).stem or 'agent'}-{os.getpid()}"
+        self.agent = (
+            agent
+            or os.environ.get("PERFDASH_AGENT")
+            or f"{Path(os.sys.argv[0]).stem or 'agent'}-{os.getpid()}"
+        )
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.max_buffer = max_buffer
@@ -80,9 +84,24 @@ class Client:
 
     # --- recording -----------------------------------------------------------------------
 
-    def record(self, metric: str, value: float, tags: dict[str, str] | None = None, ts: float | None = None,
-               *, node: str | None = None, agent: str | None = None) -> None:
-        point = (time.time() if ts is None else ts, metric, value, tags, node or self.node, agent or self.agent)
+    def record(
+        self,
+        metric: str,
+        value: float,
+        tags: dict[str, str] | None = None,
+        ts: float | None = None,
+        *,
+        node: str | None = None,
+        agent: str | None = None,
+    ) -> None:
+        point = (
+            time.time() if ts is None else ts,
+            metric,
+            value,
+            tags,
+            node or self.node,
+            agent or self.agent,
+        )
         with self._lock:
             if len(self._buffer) + self._pending_points >= self.max_buffer:
                 if not self._pending:  # the cap holds: newest data wins over the oldest
@@ -242,7 +261,9 @@ class Client:
             return True
         delay = self._backoff.next_delay(outcome.retry_after)
         self._resume_at = time.monotonic() + delay
-        log.debug("perfdash ingest unavailable (%s %s); retrying in %.1f s", outcome.code, outcome.message, delay)
+        log.debug(
+            "perfdash ingest unavailable (%s %s); retrying in %.1f s", outcome.code, outcome.message, delay
+        )
         return False
 
     def _reject(self, outcome: Outcome, points: int) -> None:
@@ -250,8 +271,12 @@ class Client:
         key = (outcome.code, outcome.message)
         if key not in self._logged_rejections:  # once per distinct error, not per batch
             self._logged_rejections.add(key)
-            log.error("perfdash rejected a batch of %d points (HTTP %s): %s; not retrying",
-                      points, outcome.code, outcome.message)
+            log.error(
+                "perfdash rejected a batch of %d points (HTTP %s): %s; not retrying",
+                points,
+                outcome.code,
+                outcome.message,
+            )
 
     def _keep(self, body: bytes, points: int) -> None:
         if self._spool:

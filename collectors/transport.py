@@ -55,8 +55,11 @@ class Transport:
         self._https = parts.scheme == "https"
         self._host, self._port = parts.hostname, parts.port
         self.path = parts.path.rstrip("/") + "/api/v1/ingest"
-        self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                         "Content-Encoding": "gzip"}
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        }
         self._timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
 
@@ -92,8 +95,13 @@ class Transport:
 def _error_text(data: bytes) -> str:
     try:
         body = json.loads(data)
-        return json.dumps(body) if not isinstance(body, dict) else (
-            body.get("error", "") + "".join(f", {k}={body[k]}" for k in ("point", "field") if k in body))
+        return (
+            json.dumps(body)
+            if not isinstance(body, dict)
+            else (
+                body.get("error", "") + "".join(f", {k}={body[k]}" for k in ("point", "field") if k in body)
+            )
+        )
     except ValueError:
         return data[:200].decode("utf-8", "replace")
 

@@ -6,6 +6,7 @@ stopped too, so a half-running system never lingers.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -109,8 +110,36 @@ def main() -> int:
             str(ROOT / ".celerybeat-schedule"),
         ],
     }
+    login = "create one with `.venv/bin/python manage.py createsuperuser`"
+    if env.bool("DEMO", default=True):
+        demo = json.loads(
+            subprocess.run(
+                [python, "manage.py", "demo_setup"], cwd=ROOT, check=True, capture_output=True, text=True
+            ).stdout
+        )
+        login = demo["login"]
+        commands["demo fleet"] = [
+            python,
+            "-m",
+            "collectors",
+            "simulate",
+            "--agents",
+            env("DEMO_AGENTS", default="200"),
+            "--nodes",
+            env("DEMO_NODES", default="4"),
+            "--duration",
+            "0",
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--token",
+            demo["token"],
+            *(["--backfill", "6h"] if demo["first_start"] else []),
+        ]
     children = {name: subprocess.Popen(cmd, cwd=ROOT) for name, cmd in commands.items()}
-    print(f"perfdash: running on http://127.0.0.1:{port}/ (admin: /admin/; Ctrl-C stops everything)")
+    print(
+        f"perfdash: running on http://127.0.0.1:{port}/ — log in at /admin/ ({login}); "
+        "Ctrl-C stops everything"
+    )
 
     stopping = False
 

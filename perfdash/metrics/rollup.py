@@ -102,8 +102,11 @@ def _merge_pairs(pair_gid: np.ndarray, pair_key: np.ndarray, pair_count: np.ndar
     order = np.argsort(sort_key)
     sort_key = sort_key[order]
     starts = _starts(sort_key)
-    return (sort_key[starts] >> 32, ((sort_key[starts] & 0xFFFFFFFF) - (1 << 31)).astype(np.int32),
-            np.add.reduceat(pair_count[order], starts))
+    return (
+        sort_key[starts] >> 32,
+        ((sort_key[starts] & 0xFFFFFFFF) - (1 << 31)).astype(np.int32),
+        np.add.reduceat(pair_count[order], starts),
+    )
 
 
 def group_values(label: np.ndarray, values: np.ndarray) -> Groups:

@@ -16,8 +16,14 @@ from tests.conftest import free_port, start_server, wait_until
 
 def make_client(url: str, tmp_path=None, **kw) -> Client:
     kw.setdefault("flush_interval", 0.05)
-    return Client(url, "pd_test", node="node-1", agent="agent-1",
-                  spool_dir=kw.pop("spool_dir", tmp_path / "spool" if tmp_path else ""), **kw)
+    return Client(
+        url,
+        "pd_test",
+        node="node-1",
+        agent="agent-1",
+        spool_dir=kw.pop("spool_dir", tmp_path / "spool" if tmp_path else ""),
+        **kw,
+    )
 
 
 def test_timers_counters_and_decorators_send_the_well_known_metrics(receiver, tmp_path):
@@ -119,19 +125,32 @@ def test_the_spool_is_bounded_on_disk(tmp_path):
 
 # --- against the real server ---------------------------------------------------------------
 
+
 def stored(metric: str | None = None) -> int:
     with connection.cursor() as cur:
-        cur.execute("SELECT count(*) FROM metrics_point p JOIN metrics_series s ON s.id = p.series_id "
-                    "WHERE %s::text IS NULL OR s.metric = %s", [metric, metric])
+        cur.execute(
+            "SELECT count(*) FROM metrics_point p JOIN metrics_series s ON s.id = p.series_id "
+            "WHERE %s::text IS NULL OR s.metric = %s",
+            [metric, metric],
+        )
         return cur.fetchone()[0]
 
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_points_recorded_by_the_sdk_arrive_exactly_once(live_server_url, celery_worker, clean_tables, tmp_path):
+def test_points_recorded_by_the_sdk_arrive_exactly_once(
+    live_server_url, celery_worker, clean_tables, tmp_path
+):
     token = ApiToken.issue("sdk", ["ingest"])[1]
-    with Client(live_server_url, token, node="node-1", agent="agent-7", spool_dir=tmp_path,
-                flush_interval=0.1, batch_size=300) as perf:
+    with Client(
+        live_server_url,
+        token,
+        node="node-1",
+        agent="agent-7",
+        spool_dir=tmp_path,
+        flush_interval=0.1,
+        batch_size=300,
+    ) as perf:
         for i in range(1000):
             with perf.tool("web_search" if i % 2 else "calculator"):
                 pass
@@ -150,8 +169,9 @@ def test_points_spooled_while_the_server_is_down_arrive_once_after_a_restart(
     token = ApiToken.issue("sdk", ["ingest"])[1]
     port = free_port()
     spool = tmp_path / "spool"
-    first = Client(f"http://127.0.0.1:{port}", token, agent="a", spool_dir=spool, flush_interval=0.05,
-                   batch_size=200)
+    first = Client(
+        f"http://127.0.0.1:{port}", token, agent="a", spool_dir=spool, flush_interval=0.05, batch_size=200
+    )
     for i in range(1000):
         first.record("agent_response_ms", float(i))
     first.close(timeout=1)  # the agent process ends with the server still down
@@ -167,3 +187,15 @@ def test_points_spooled_while_the_server_is_down_arrive_once_after_a_restart(
         assert stored() == 1000 and second.spooled() == 0
     finally:
         server.kill()
+
+
+def test_the_memory_sampler_reports_this_process_rss(receiver):
+    from collectors.memory import rss_bytes
+
+    perf = make_client(receiver.url)
+    perf.sample_memory(every=0.05)
+    time.sleep(0.3)
+    perf.close()
+    samples = [p["value"] for p in receiver.points() if p["metric"] == "agent_memory_bytes"]
+    assert len(samples) >= 3
+    assert all(0.5 * rss_bytes() < v < 2 * rss_bytes() for v in samples)
