@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collectors import Client  # noqa: E402
+from collectors import Client
 
 
 class Sink(BaseHTTPRequestHandler):

@@ -6,8 +6,8 @@ import json
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from perfdash.api.models import ApiToken
 from perfdash.api.management.commands import demo_setup
+from perfdash.api.models import ApiToken
 
 
 def run() -> dict:
