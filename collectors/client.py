@@ -169,13 +169,16 @@ class Client:
         return self._spool.pending_points() if self._spool else 0
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Ask for a flush now and wait until memory and spool are empty (True) or timeout."""
+        """Ask for a flush now and wait until memory and spool are empty (True), or until a
+        send fails or the timeout passes (False)."""
         deadline = time.monotonic() + timeout
         self._resume_at = 0.0
         while time.monotonic() < deadline:
             self._wake.set()
             if not self.buffered() and not self.spooled():
                 return True
+            if self._resume_at > time.monotonic():  # a send failed: the server is away
+                return False
             time.sleep(0.02)
         return False
 

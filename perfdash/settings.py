@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "perfdash.api",
     "perfdash.ingest",
     "perfdash.metrics",
+    "perfdash.dashboard",
 ]
 
 MIDDLEWARE = [
@@ -119,11 +120,23 @@ RAW_RETENTION_DAYS = env.int("RAW_RETENTION_DAYS", default=7)
 MINUTE_ROLLUP_RETENTION_DAYS = env.int("MINUTE_ROLLUP_RETENTION_DAYS", default=3)
 ROLLUP_RETENTION_DAYS = env.int("ROLLUP_RETENTION_DAYS", default=90)
 
+# --- Dashboard ---------------------------------------------------------------------------
+NODE_CAPACITY_AGENTS = env.int("NODE_CAPACITY_AGENTS", default=1000)
+AGENT_MEMORY_TARGET_BYTES = env.int("AGENT_MEMORY_TARGET_BYTES", default=100 * 1000 * 1000)
+# Targets drawn on the latency charts (DESIGN.md, from the ElixirChain performance targets).
+LATENCY_TARGETS = {
+    "agent_response_ms": {"stat": "p95", "value": 2000},
+    "tool_execution_ms": {"stat": "p90", "value": 5000},
+    "memory_op_ms": {"stat": "p99", "value": 100},
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
@@ -135,6 +148,11 @@ STATIC_ROOT = BASE_DIR / ".staticfiles"
 # WhiteNoise serves static files from the app itself (no separate web server needed);
 # with finders on, `collectstatic` is optional.
 WHITENOISE_USE_FINDERS = True
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "perfdash.lib.staticfiles.PlotlyFinder",
+]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -6,4 +6,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("perfdash.api.urls")),
+    path("", include("perfdash.dashboard.urls")),
 ]

@@ -49,7 +49,7 @@ def read_token(db) -> str:
     return ApiToken.issue("reader", ["read"])[1]
 
 
-def test_env(**extra: str) -> dict[str, str]:
+def server_env(**extra: str) -> dict[str, str]:
     db = settings.DATABASES["default"]
     url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     return {
@@ -97,7 +97,7 @@ def start_server(tmp: Path, port: int | None = None, **env: str) -> tuple[Proc, 
     port = port or free_port()
     proc = Proc(
         [str(BIN / "uvicorn"), "perfdash.asgi:application", "--port", str(port), "--no-access-log"],
-        test_env(**env),
+        server_env(**env),
         tmp / f"uvicorn-{port}.log",
     )
     url = f"http://127.0.0.1:{port}"
@@ -132,7 +132,7 @@ def start_worker(tmp: Path, name: str, **env: str) -> Proc:
             "-l",
             "info",
         ],
-        test_env(**env),
+        server_env(**env),
         tmp / f"worker-{name}.log",
     )
     wait_until(lambda: "ready." in proc.output() or proc.popen.poll() is not None, 30, "the worker")

@@ -6,6 +6,7 @@ import psycopg
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from perfdash.dashboard import publish
 from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import FailedBatch, IngestedBatch
 from perfdash.metrics import partitions
@@ -33,7 +34,7 @@ DATABASE_AWAY = (OperationalError, InterfaceError, psycopg.OperationalError, psy
 def store_batch(message: dict) -> None:
     batch = Batch.from_message(message)
     try:
-        IngestedBatch.store(message["token_id"], batch)
+        written = IngestedBatch.store(message["token_id"], batch)
     except DATABASE_AWAY:
         partitions.forget()
         raise
@@ -41,3 +42,6 @@ def store_batch(message: dict) -> None:
         # Anything else will not fix itself by retrying: keep the batch for a replay.
         log.exception("batch %s could not be stored; kept as a failed batch", batch.batch_id)
         FailedBatch.objects.create(message=message, error=f"{type(exc).__name__}: {exc}")
+        return
+    if written:  # after the commit: live dashboards may now read these points
+        publish.points_committed(len(batch), sorted({s[0] for s in batch.series}))

@@ -184,13 +184,19 @@ def histogram(
     }
 
 
-def series(
-    metric: str, window_s: int, step_s: int, stat: str, scope: Scope = FLEET, now: float | None = None
-) -> list[tuple[int, float | None]]:
+def series(metric: str, window_s: int, step_s: int, stat: str, scope: Scope = FLEET,
+           now: float | None = None) -> list[tuple[int, float | None]]:
     """One value of `stat` per step, as (Unix seconds of the step start, value or None)."""
+    return series_stats(metric, window_s, step_s, [stat], scope, now)[stat]
+
+
+def series_stats(metric: str, window_s: int, step_s: int, stats_wanted: list[str], scope: Scope = FLEET,
+                 now: float | None = None) -> dict[str, list[tuple[int, float | None]]]:
+    """Several statistics per step from one read (e.g. p50, p95 and p99 for one chart)."""
     _check(metric)
-    if stat not in STATS:
-        raise QueryError("stat", f"stat must be one of {', '.join(STATS)}")
+    for stat in stats_wanted:
+        if stat not in STATS:
+            raise QueryError("stat", f"stat must be one of {', '.join(STATS)}")
     if step_s < 60 or step_s % 60:
         raise QueryError("step", "step must be a whole number of minutes")
     if window_s % step_s or window_s // step_s > MAX_SERIES_POINTS:
@@ -199,20 +205,68 @@ def series(
     start, end, h0, h1 = _bounds(window_s, now, step_s)
     if step_s % 3600:
         if start < now - settings.MINUTE_ROLLUP_RETENTION_DAYS * 86400:
-            raise QueryError(
-                "step",
-                "steps under 1h are kept for "
-                f"{settings.MINUTE_ROLLUP_RETENTION_DAYS} days; use step=1h for this window",
-            )
+            raise QueryError("step", "steps under 1h are kept for "
+                             f"{settings.MINUTE_ROLLUP_RETENTION_DAYS} days; use step=1h for this window")
         h0 = h1 = end  # minute rows only
     rows = read_rows(key_ids(metric, scope), start, end, h0, h1)
     steps = (end - start) // step_s
-    values: list[float | None] = [None] * steps
-    if stat in ("count", "sum", "rate"):
-        values = [0.0] * steps
+    out = {stat: [0.0 if stat in ("count", "sum", "rate") else None] * steps for stat in stats_wanted}
     if len(rows.key):
         g = _summaries(rows, (rows.period - start) // step_s)
         for i, bucket in enumerate(g.label):
             if 0 <= bucket < steps:
-                values[bucket] = _stat_values(g, i, step_s)[stat]
-    return [(start + i * step_s, v if v is None or not math.isnan(v) else None) for i, v in enumerate(values)]
+                values = _stat_values(g, i, step_s)
+                for stat in stats_wanted:
+                    out[stat][bucket] = values[stat]
+    return {stat: [(start + i * step_s, _clean(v)) for i, v in enumerate(vals)] for stat, vals in out.items()}
+
+
+def _clean(v: float | None) -> float | None:
+    return None if v is None or math.isnan(v) else v
+
+
+BREAKDOWNS = ("node", "agent", *DIMENSION_TAGS)
+
+
+def breakdown(metric: str, window_s: int, by: str, scope: Scope = FLEET, now: float | None = None) -> dict[str, dict]:
+    """Statistics per node, per agent or per tag value (tool, model, ...) within the scope, all
+    from one read: {name: {"count", "min", "max", "avg", "p50", ...}}."""
+    _check(metric)
+    keys = RollupKey.objects.filter(metric=metric)
+    if by == "node":
+        keys = keys.filter(agent="", tag_key=scope.tag_key, tag_value=scope.tag_value).exclude(node="")
+    elif by == "agent":
+        keys = keys.filter(tag_key=scope.tag_key, tag_value=scope.tag_value).exclude(agent="")
+        if scope.node:
+            keys = keys.filter(node=scope.node)
+    elif by in DIMENSION_TAGS:
+        keys = keys.filter(tag_key=by)
+        keys = keys.filter(agent=scope.agent) if scope.agent else keys.filter(node=scope.node, agent="")
+        if scope.agent and scope.node:
+            keys = keys.filter(node=scope.node)
+    else:
+        raise QueryError("by", f"by must be one of {', '.join(BREAKDOWNS)}")
+    field = {"node": "node", "agent": "agent"}.get(by, "tag_value")
+    pairs = sorted(keys.values_list("id", field))
+    if not pairs:
+        return {}
+    now = time.time() if now is None else now
+    start, end, h0, h1 = _bounds(window_s, now)
+    ids = np.array([k for k, _ in pairs])
+    names = sorted({n for _, n in pairs})
+    member = np.array([names.index(n) for _, n in pairs])
+    rows = read_rows(ids.tolist(), start, end, h0, h1)
+    if not len(rows.key):
+        return {}
+    g = _summaries(rows, member[np.searchsorted(ids, rows.key)])
+    return {names[label]: _stat_values(g, i, end - start) for i, label in enumerate(g.label)}
+
+
+def total_rate(window_s: int, scope: Scope = FLEET, now: float | None = None) -> float:
+    """Points per second over all metrics in the scope."""
+    now = time.time() if now is None else now
+    start, end, h0, h1 = _bounds(window_s, now)
+    keys = RollupKey.objects.filter(tag_key="")
+    keys = keys.filter(agent=scope.agent) if scope.agent else keys.filter(node=scope.node, agent="")
+    rows = read_rows(list(keys.values_list("id", flat=True)), start, end, h0, h1)
+    return float(rows.count.sum()) / (end - start)

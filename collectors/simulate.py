@@ -1,0 +1,782 @@
+"""The fleet simulator: realistic telemetry of a fleet of AI agents, for demos, tests and
+benchmarks, sent through ingest API v1 like any collector.
+
+    python -m collectors simulate --agents 200 --nodes 4 --backfill 14d --url … --token pd_…
+
+The traffic model (UTC; the same --seed gives the same fleet, episodes and points):
+
+- Requests. A live agent serves 0.25 requests/s on average (each agent a little busier or
+  quieter than the next), following a daily cycle that peaks at 15:00 at 3x the 03:00 trough.
+  A request makes one `agent_response_ms` (median ~900 ms), ~1.5 tool calls
+  (`tool_execution_ms`, tag `tool`; timeouts at 30 s count in `errors_total`), ~1.5 LLM
+  calls (`llm_call_ms` and `tokens_total`, tags `provider` and `model`; failures count in
+  `errors_total`), ~2 memory ops (`memory_op_ms`, tag `op`) and one cache lookup
+  (`cache_hits_total` or `cache_misses_total`). Counters are one point per event, as the
+  SDK records them.
+- Gauges, every tick (1 s live): `agent_memory_bytes` per live agent (tens of MB, slowly
+  varying) and `active_agents` per node, reported by the node's collector (agent
+  "collector").
+- The fleet: agents sit on nodes in contiguous blocks. It grows 3 %/day, so going back in
+  time agents drop out in a seeded random order (the full fleet is there from `full_at`,
+  the start of the run, on); every agent also leaves once a UTC day for 2-20 minutes.
+- Episodes, at most one per UTC slot of each kind: a slow tool (x5 for 20-60 min, slot
+  6 h), a slow provider (x4 and 10x the failures for 15-45 min, slot 8 h) and a memory leak
+  in one agent (+160 MB over 1-3 h, slot 12 h, then it restarts). `Fleet.episodes` lists them.
+- Backfill samples: one tick per `--backfill-step` (default 1 minute, coarser when that
+  would exceed ~3 M points), about one request per agent per tick at average load, so every
+  metric gets about one point per agent per tick; counter points carry the events they
+  stand for, so sums of counters match live traffic while point rates are lower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import gzip
+import math
+import os
+import queue
+import re
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from collectors.transport import Backoff, Outcome, Transport
+
+MINUTE, HOUR, DAY = 60, 3600, 86400
+MAX_BATCH_POINTS = 10_000  # the server's default INGEST_MAX_POINTS
+MAX_BACKFILL_S = 89 * DAY  # the server refuses points older than its rollup retention (90 d)
+BACKFILL_BUDGET = 3_000_000  # points; the automatic backfill step keeps a backfill under this
+NODE_AGENT = "collector"  # the agent name of node-level gauges
+
+REQUESTS_PER_S = 0.25  # per agent, averaged over a day
+BUSIEST_HOUR = 15  # UTC
+DAILY_SWING = 0.5  # load = mean * (1 ± swing): 3x between afternoon and night
+GROWTH_PER_DAY = 1.03
+AWAY_SHORTEST, AWAY_LONGEST = 2 * MINUTE, 20 * MINUTE
+
+RESPONSE_MEDIAN_MS, RESPONSE_SIGMA = 900.0, 0.45  # p95 ~1.9 s, just under the 2 s target
+TOOL_CALLS, LLM_CALLS, MEMORY_OPS, CACHE_LOOKUPS = 1.5, 1.5, 2.0, 1.0  # per request
+TOOL_TIMEOUT_MS = 30_000.0
+TOOL_HANG_CHANCE = 0.001  # tools that hang until the timeout, on top of the slow tail
+LLM_FAILURE_CHANCE = 0.005
+CACHE_HIT_CHANCE = 0.8
+SLOW_TOOL_FACTOR, SLOW_PROVIDER_FACTOR, SLOW_PROVIDER_FAILURES = 5.0, 4.0, 10.0
+LEAK_BYTES = 160e6
+# Points per agent per tick when a tick holds one request: its events and a memory gauge.
+POINTS_PER_REQUEST_TICK = 1 + TOOL_CALLS + 2 * LLM_CALLS + MEMORY_OPS + CACHE_LOOKUPS + 1
+
+
+@dataclass(frozen=True)
+class Kinds:
+    """The kinds of one call (tools, models, memory ops): their tags, and per kind a
+    lognormal latency (median, sigma of the log) and a share of the calls."""
+
+    tags: tuple[dict[str, str], ...]
+    median_ms: np.ndarray
+    sigma: np.ndarray
+    share: np.ndarray
+
+    @classmethod
+    def of(cls, rows: list[tuple[dict[str, str], float, float, float]]) -> Kinds:
+        tags, median, sigma, share = zip(*rows, strict=True)
+        return cls(tags, np.array(median), np.array(sigma), np.array(share))
+
+    def names(self, key: str) -> list[str]:
+        return [t[key] for t in self.tags]
+
+
+TOOLS = Kinds.of(
+    [
+        ({"tool": "calculator"}, 5.0, 0.5, 0.20),
+        ({"tool": "file_read"}, 25.0, 0.6, 0.15),
+        ({"tool": "sql_query"}, 120.0, 0.7, 0.10),
+        ({"tool": "web_search"}, 1200.0, 0.6, 0.30),
+        ({"tool": "browser"}, 2500.0, 0.6, 0.10),
+        ({"tool": "code_exec"}, 4000.0, 0.8, 0.15),
+    ]
+)
+MODELS = Kinds.of(
+    [
+        ({"provider": "acme", "model": "m-large"}, 2500.0, 0.5, 0.30),
+        ({"provider": "acme", "model": "m-small"}, 700.0, 0.4, 0.30),
+        ({"provider": "globex", "model": "g-pro"}, 1800.0, 0.5, 0.25),
+        ({"provider": "initech", "model": "i-fast"}, 400.0, 0.4, 0.15),
+    ]
+)
+MODEL_TOKENS = np.array([1500.0, 600.0, 1200.0, 400.0])  # median tokens per call
+PROVIDERS = tuple(dict.fromkeys(MODELS.names("provider")))
+MODEL_PROVIDER = np.array([PROVIDERS.index(p) for p in MODELS.names("provider")])
+# p99 of writes ~40 ms, well under the 100 ms target
+OPS = Kinds.of([({"op": "read"}, 6.0, 0.5, 0.7), ({"op": "write"}, 12.0, 0.5, 0.3)])
+TIMEOUT_TAGS = tuple({"error": "timeout", **t} for t in TOOLS.tags)
+FAILURE_TAGS = tuple({"error": "provider_error", **t} for t in MODELS.tags)
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    kind: str
+    slot_s: int  # at most one episode per UTC-aligned slot of this length
+    chance: float
+    shortest_s: float
+    longest_s: float
+
+
+SCHEDULES = (
+    _Schedule("slow_tool", 6 * HOUR, 0.5, 20 * MINUTE, 60 * MINUTE),
+    _Schedule("slow_provider", 8 * HOUR, 0.5, 15 * MINUTE, 45 * MINUTE),
+    _Schedule("memory_leak", 12 * HOUR, 0.7, 1 * HOUR, 3 * HOUR),
+)
+# Streams of the seeded generator, so each random choice has its own reproducible source.
+_TRAITS, _EPISODES, _AWAY, _POINTS = range(4)
+
+
+@dataclass(frozen=True)
+class Episode:
+    kind: str  # "slow_tool", "slow_provider" or "memory_leak"
+    start: float
+    end: float
+    target: str  # the tool, provider or agent it hits
+    index: int  # that target's index in TOOLS, PROVIDERS or the fleet's agents
+
+    def covers(self, ts: np.ndarray) -> np.ndarray:
+        return (ts >= self.start) & (ts < self.end)
+
+
+@dataclass
+class Group:
+    """Points of one metric, as columns, ordered by node (agents sit on nodes in blocks)."""
+
+    metric: str
+    node: np.ndarray  # node index per point
+    agent: np.ndarray  # agent index per point; the fleet's agent count means NODE_AGENT
+    ts: np.ndarray
+    value: np.ndarray
+    tag: np.ndarray | None = None  # index into `tags` per point
+    tags: tuple[dict[str, str], ...] | None = None
+
+
+class Fleet:
+    """A simulated fleet: `agents` agents named agent-0… on `nodes` nodes named node-0….
+    Everything it produces is a function of the seed and the times asked for."""
+
+    def __init__(self, agents: int, nodes: int, seed: int = 0, full_at: float | None = None):
+        if not 1 <= nodes <= agents:
+            raise ValueError("need at least one agent per node")
+        self.agents, self.nodes, self.seed = agents, nodes, seed
+        self.full_at = time.time() if full_at is None else full_at
+        self.node_of = np.arange(agents) * nodes // agents
+        self.node_start = np.searchsorted(self.node_of, np.arange(nodes))
+        self.agent_names = [f"agent-{i}" for i in range(agents)]
+        self.node_names = [f"node-{j}" for j in range(nodes)]
+        self._labels = [*self.agent_names, NODE_AGENT]
+        rng = np.random.default_rng([seed, _TRAITS])
+        self.join_rank = rng.permutation(agents)  # who is in the fleet as it grows
+        self.activity = rng.lognormal(-0.045, 0.3, agents)  # mean 1
+        self.memory_base = rng.uniform(30e6, 70e6, agents)
+        self.memory_period = rng.uniform(2 * HOUR, 8 * HOUR, agents)
+        self.memory_phase = rng.uniform(0, 2 * np.pi, agents)
+
+    # --- the schedule ----------------------------------------------------------------------
+
+    def size(self, times: np.ndarray | float) -> np.ndarray:
+        """How many agents the fleet has at `times` (before today's departures)."""
+        return self.agents * GROWTH_PER_DAY ** np.minimum(0.0, (np.asarray(times) - self.full_at) / DAY)
+
+    def load(self, times: np.ndarray) -> np.ndarray:
+        """Requests per second of an average agent at `times`."""
+        hour = (times % DAY) / HOUR
+        return REQUESTS_PER_S * (1 + DAILY_SWING * np.cos(2 * np.pi * (hour - BUSIEST_HOUR) / 24))
+
+    def episodes(self, t0: float, t1: float) -> list[Episode]:
+        """The episodes that overlap [t0, t1), by start time."""
+        found = []
+        for i, schedule in enumerate(SCHEDULES):
+            for slot in range(int(t0 // schedule.slot_s), int(t1 // schedule.slot_s) + 1):
+                episode = self._episode(i, schedule, slot)
+                if episode is not None and episode.start < t1 and episode.end > t0:
+                    found.append(episode)
+        return sorted(found, key=lambda e: e.start)
+
+    def _episode(self, i: int, schedule: _Schedule, slot: int) -> Episode | None:
+        rng = np.random.default_rng([self.seed, _EPISODES, i, slot])
+        if rng.random() >= schedule.chance:
+            return None
+        length = rng.uniform(schedule.shortest_s, schedule.longest_s)
+        start = slot * schedule.slot_s + rng.uniform(0, schedule.slot_s - length)
+        if schedule.kind == "slow_tool":
+            index = int(rng.integers(len(TOOLS.tags)))
+            return Episode(schedule.kind, start, start + length, TOOLS.names("tool")[index], index)
+        if schedule.kind == "slow_provider":
+            index = int(rng.integers(len(PROVIDERS)))
+            return Episode(schedule.kind, start, start + length, PROVIDERS[index], index)
+        members = np.flatnonzero(self.join_rank < self.size(start))
+        if not members.size:
+            return None
+        index = int(rng.choice(members))
+        return Episode(schedule.kind, start, start + length, self.agent_names[index], index)
+
+    def alive(self, times: np.ndarray, episodes: list[Episode] | None = None) -> np.ndarray:
+        """(agents, ticks): which agents are live at `times`."""
+        alive = self.join_rank[:, None] < self.size(times)[None, :]
+        days = np.floor(times / DAY)
+        for day in np.unique(days):
+            away_from, away_until = self._away(int(day))
+            cols = np.flatnonzero(days == day)
+            t = times[cols][None, :]
+            alive[:, cols] &= (t < away_from[:, None]) | (t >= away_until[:, None])
+        if episodes is None:
+            episodes = self.episodes(float(times[0]), float(times[-1]) + 1)
+        for e in episodes:
+            if e.kind == "memory_leak":  # the leaking agent stays up until its episode ends
+                alive[e.index, e.covers(times)] = True
+        return alive
+
+    def _away(self, day: int) -> tuple[np.ndarray, np.ndarray]:
+        """When each agent is gone on that UTC day: a redeploy or a crash, then it rejoins."""
+        rng = np.random.default_rng([self.seed, _AWAY, day])
+        start = day * DAY + rng.uniform(0, DAY - AWAY_LONGEST, self.agents)
+        return start, start + rng.uniform(AWAY_SHORTEST, AWAY_LONGEST, self.agents)
+
+    # --- the points ------------------------------------------------------------------------
+
+    def groups(self, t0: float, t1: float, step: float = 1.0, sample: float = 1.0) -> list[Group]:
+        """All points of [t0, t1) with one tick per `step` seconds, as columns. `sample`
+        (0-1] keeps that share of the events; counter points then count 1/sample events."""
+        window = _Window(self, t0, t1, step, sample)
+        return [
+            *_responses(window),
+            *_tool_calls(window),
+            *_llm_calls(window),
+            *_memory_ops(window),
+            *_cache_lookups(window),
+            _memory(window),
+            _active_agents(window),
+        ]
+
+    def node_points(self, groups: list[Group]) -> list[list[dict]]:
+        """The groups as v1 point dicts, one list per node."""
+        out: list[list[dict]] = [[] for _ in range(self.nodes)]
+        with _gc_paused():
+            for g in groups:
+                bounds = np.searchsorted(g.node, np.arange(self.nodes + 1)).tolist()
+                ts, agent, value = g.ts.tolist(), g.agent.tolist(), g.value.tolist()
+                tag = g.tag.tolist() if g.tag is not None else None
+                for j, points in enumerate(out):
+                    lo, hi = bounds[j], bounds[j + 1]
+                    if lo < hi:
+                        cut = slice(lo, hi)
+                        tag_cut = tag[cut] if tag is not None else None
+                        node = self.node_names[j]
+                        points += _dicts(
+                            g.metric, node, self._labels, ts[cut], agent[cut], value[cut], tag_cut, g.tags
+                        )
+        return out
+
+    def points(self, t0: float, t1: float, step: float = 1.0, sample: float = 1.0) -> list[dict]:
+        """All points of [t0, t1) as v1 point dicts."""
+        return [p for node in self.node_points(self.groups(t0, t1, step, sample)) for p in node]
+
+    def batches(
+        self, t0: float, t1: float, step: float = 1.0, sample: float = 1.0, size: int = MAX_BATCH_POINTS
+    ) -> Iterator[list[dict]]:
+        """The points of [t0, t1) as batches of one node's points, at most `size` each."""
+        for points in self.node_points(self.groups(t0, t1, step, sample)):
+            for i in range(0, len(points), size):
+                yield points[i : i + size]
+
+
+class _Window:
+    """The ticks of one call to `Fleet.groups` and what the metrics share about them."""
+
+    def __init__(self, fleet: Fleet, t0: float, t1: float, step: float, sample: float):
+        self.fleet = fleet
+        self.times = t0 + step * np.arange(math.ceil((t1 - t0) / step))
+        self.width = np.minimum(step, t1 - self.times)  # the last tick may be cut short
+        self.weight = 1.0 / sample
+        self.rng = np.random.default_rng([fleet.seed, _POINTS, round(t0 * 1000), round(step * 1000)])
+        self.episodes = fleet.episodes(t0, t1)
+        self.alive = fleet.alive(self.times, self.episodes)
+        per_tick = fleet.load(self.times) * self.width * sample
+        self.requests = self.alive * fleet.activity[:, None] * per_tick[None, :]
+
+    def events(self, per_request: float) -> tuple[np.ndarray, np.ndarray]:
+        """Agent and ts of events that happen `per_request` times per request on average,
+        ordered by agent (and so by node)."""
+        counts = self.rng.poisson(self.requests * per_request).ravel()
+        agent, tick = np.divmod(np.repeat(np.arange(counts.size), counts), self.times.size)
+        ts = self.times[tick] + self.rng.random(tick.size) * self.width[tick]
+        return agent, np.round(ts, 3)
+
+    def during(self, kind: str, ts: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Per point: is an episode of `kind` hitting its target (tool, provider) then?"""
+        hit = np.zeros(ts.size, dtype=bool)
+        for e in self.episodes:
+            if e.kind == kind:
+                hit |= e.covers(ts) & (target == e.index)
+        return hit
+
+    def any_during(self, kind: str, ts: np.ndarray) -> np.ndarray:
+        hit = np.zeros(ts.size, dtype=bool)
+        for e in self.episodes:
+            if e.kind == kind:
+                hit |= e.covers(ts)
+        return hit
+
+    def choose(self, kinds: Kinds, n: int) -> np.ndarray:
+        """A kind per point, by their shares."""
+        return self.rng.choice(len(kinds.tags), n, p=kinds.share)
+
+    def latency(self, kinds: Kinds, kind: np.ndarray) -> np.ndarray:
+        return self.lognormal(kinds.median_ms[kind], kinds.sigma[kind], kind.size)
+
+    def lognormal(self, median: np.ndarray | float, sigma: np.ndarray | float, n: int) -> np.ndarray:
+        return median * np.exp(sigma * self.rng.standard_normal(n))
+
+    def group(self, metric: str, agent, ts, value, tag=None, tags=None, decimals: int = 2) -> Group:
+        node = self.fleet.node_of[agent]
+        return Group(metric, node, agent, ts, np.round(value, decimals), tag, tags)
+
+    def counter(self, metric: str, agent, ts, tag=None, tags=None, value=1.0) -> Group:
+        return self.group(metric, agent, ts, np.broadcast_to(value * self.weight, ts.shape), tag, tags)
+
+
+def _responses(w: _Window) -> list[Group]:
+    agent, ts = w.events(1.0)
+    # An answer waits for its tools and models: episodes slow every agent's responses.
+    slowdown = 1 + 0.6 * w.any_during("slow_tool", ts) + 0.8 * w.any_during("slow_provider", ts)
+    value = w.lognormal(RESPONSE_MEDIAN_MS, RESPONSE_SIGMA, ts.size) * slowdown
+    return [w.group("agent_response_ms", agent, ts, value)]
+
+
+def _tool_calls(w: _Window) -> list[Group]:
+    agent, ts = w.events(TOOL_CALLS)
+    tool = w.choose(TOOLS, ts.size)
+    value = w.latency(TOOLS, tool) * np.where(w.during("slow_tool", ts, tool), SLOW_TOOL_FACTOR, 1.0)
+    value[w.rng.random(ts.size) < TOOL_HANG_CHANCE] = TOOL_TIMEOUT_MS
+    value = np.minimum(value, TOOL_TIMEOUT_MS)
+    timeout = value >= TOOL_TIMEOUT_MS
+    return [
+        w.group("tool_execution_ms", agent, ts, value, tool, TOOLS.tags),
+        w.counter("errors_total", agent[timeout], ts[timeout], tool[timeout], TIMEOUT_TAGS),
+    ]
+
+
+def _llm_calls(w: _Window) -> list[Group]:
+    agent, ts = w.events(LLM_CALLS)
+    model = w.choose(MODELS, ts.size)
+    slow = w.during("slow_provider", ts, MODEL_PROVIDER[model])
+    value = w.latency(MODELS, model) * np.where(slow, SLOW_PROVIDER_FACTOR, 1.0)
+    tokens = np.round(w.lognormal(MODEL_TOKENS[model], 0.5, ts.size))
+    failure = LLM_FAILURE_CHANCE * np.where(slow, SLOW_PROVIDER_FAILURES, 1.0)
+    failed = w.rng.random(ts.size) < failure
+    return [
+        w.group("llm_call_ms", agent, ts, value, model, MODELS.tags),
+        w.counter("tokens_total", agent, ts, model, MODELS.tags, tokens),
+        w.counter("errors_total", agent[failed], ts[failed], model[failed], FAILURE_TAGS),
+    ]
+
+
+def _memory_ops(w: _Window) -> list[Group]:
+    agent, ts = w.events(MEMORY_OPS)
+    op = w.choose(OPS, ts.size)
+    value = w.latency(OPS, op)
+    return [w.group("memory_op_ms", agent, ts, value, op, OPS.tags, decimals=3)]
+
+
+def _cache_lookups(w: _Window) -> list[Group]:
+    agent, ts = w.events(CACHE_LOOKUPS)
+    hit = w.rng.random(ts.size) < CACHE_HIT_CHANCE
+    return [
+        w.counter("cache_hits_total", agent[hit], ts[hit]),
+        w.counter("cache_misses_total", agent[~hit], ts[~hit]),
+    ]
+
+
+def _memory(w: _Window) -> Group:
+    f = w.fleet
+    agent, tick = np.nonzero(w.alive)
+    ts = w.times[tick]
+    wave = 1 + 0.08 * np.sin(2 * np.pi * ts / f.memory_period[agent] + f.memory_phase[agent])
+    value = f.memory_base[agent] * wave * (1 + 0.005 * w.rng.standard_normal(ts.size))
+    for e in w.episodes:
+        if e.kind == "memory_leak":
+            leaking = (agent == e.index) & e.covers(ts)
+            value[leaking] += LEAK_BYTES * (ts[leaking] - e.start) / (e.end - e.start)
+    return w.group("agent_memory_bytes", agent, ts, value, decimals=0)
+
+
+def _active_agents(w: _Window) -> Group:
+    f = w.fleet
+    counts = np.add.reduceat(w.alive.astype(np.int64), f.node_start, axis=0)  # (nodes, ticks)
+    node, tick = np.indices(counts.shape).reshape(2, -1)
+    agent = np.full(node.size, f.agents)
+    return Group("active_agents", node, agent, w.times[tick], counts.ravel().astype(np.float64))
+
+
+def _dicts(metric, node, labels, ts, agent, value, tag, tags) -> list[dict]:
+    if tag is None:
+        return [
+            {"ts": t, "node": node, "agent": labels[a], "metric": metric, "value": v}
+            for t, a, v in zip(ts, agent, value, strict=True)
+        ]
+    return [
+        {"ts": t, "node": node, "agent": labels[a], "metric": metric, "value": v, "tags": tags[k]}
+        for t, a, v, k in zip(ts, agent, value, tag, strict=True)
+    ]
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    # Hundreds of thousands of new dicts, none in a cycle: without this the cyclic collector
+    # runs over and over while they are built and takes ~40 % of the time.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def encode(points: list[dict]) -> tuple[str, bytes]:
+    """A new batch id and the gzip-compressed v1 body of `points`."""
+    batch_id = uuid.uuid4().hex
+    return batch_id, gzip.compress(orjson.dumps({"batch_id": batch_id, "points": points}), compresslevel=1)
+
+
+# --- sending -------------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    batch_id: str
+    body: bytes
+    points: int
+    phase: str  # "backfill" or "live"
+
+    @classmethod
+    def of(cls, points: list[dict], phase: str) -> Batch:
+        batch_id, body = encode(points)
+        return cls(batch_id, body, len(points), phase)
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.monotonic)
+    sent: dict[str, int] = field(default_factory=lambda: {"backfill": 0, "live": 0})
+    batches: int = 0
+    retries: int = 0
+    errors: int = 0  # failed attempts other than being throttled (429)
+    unsent: int = 0
+    unsent_batches: int = 0
+    stage: str = "starting"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def delivered(self, batch: Batch) -> None:
+        with self.lock:
+            self.sent[batch.phase] += batch.points
+            self.batches += 1
+
+    def retried(self, outcome: Outcome) -> None:
+        with self.lock:
+            self.retries += 1
+            self.errors += outcome.code != 429
+
+    def not_sent(self, batch: Batch) -> None:
+        with self.lock:
+            self.unsent += batch.points
+            self.unsent_batches += 1
+
+    def total(self) -> int:
+        return sum(self.sent.values())
+
+
+class DrySink:
+    """--dry-run: batches are generated and encoded, then counted instead of sent."""
+
+    def __init__(self, stats: Stats):
+        self.stats = stats
+        self.rejected: Outcome | None = None
+
+    def put(self, batch: Batch) -> bool:
+        self.stats.delivered(batch)
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def abandon(self) -> None:
+        pass
+
+
+class Senders:
+    """Threads that each own a Transport and deliver queued batches: a batch is retried
+    (same body, same batch id) until the server takes it, or everything stops when the server
+    rejects one — nothing is dropped without being counted."""
+
+    def __init__(self, url: str, token: str, count: int, stats: Stats):
+        self.stats = stats
+        self.queue: queue.Queue[Batch | None] = queue.Queue(maxsize=4 * count)
+        self.stopped = threading.Event()  # a rejection, or abandoned by a second Ctrl-C
+        self.rejected: Outcome | None = None
+        self.threads = [
+            threading.Thread(target=self._run, args=(Transport(url, token),), daemon=True)
+            for _ in range(count)
+        ]
+        for t in self.threads:
+            t.start()
+
+    def put(self, batch: Batch) -> bool:
+        """Queue a batch (waiting while the queue is full); False once sending has stopped."""
+        if self._enqueue(batch):
+            return True
+        self.stats.not_sent(batch)
+        return False
+
+    def close(self) -> None:
+        """Deliver everything queued, then stop the threads."""
+        for _ in self.threads:
+            self._enqueue(None)
+        self._join()
+
+    def _enqueue(self, item: Batch | None) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def abandon(self) -> None:
+        self.stopped.set()
+        self._join()
+
+    def _join(self) -> None:
+        for t in self.threads:
+            t.join()
+        while True:
+            try:
+                batch = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if batch is not None:
+                self.stats.not_sent(batch)
+
+    def _run(self, transport: Transport) -> None:
+        backoff = Backoff()
+        try:
+            while not self.stopped.is_set():
+                try:
+                    batch = self.queue.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if batch is None:
+                    return
+                self._deliver(transport, backoff, batch)
+        finally:
+            transport.close()
+
+    def _deliver(self, transport: Transport, backoff: Backoff, batch: Batch) -> None:
+        while True:
+            outcome = transport.send(batch.body)
+            if outcome.status == "ok":
+                backoff.reset()
+                self.stats.delivered(batch)
+                return
+            if outcome.status == "rejected":
+                self.rejected = self.rejected or outcome
+                self.stats.not_sent(batch)
+                self.stopped.set()
+                return
+            self.stats.retried(outcome)
+            if self.stopped.wait(backoff.next_delay(outcome.retry_after)):
+                self.stats.not_sent(batch)
+                return
+
+
+class Progress:
+    """One updating line on stderr; on a non-terminal (a log) a plain line every 10 s."""
+
+    def __init__(self, stats: Stats, stream=sys.stderr):
+        self.stats, self.stream = stats, stream
+        self.tty = stream.isatty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        every = 1.0 if self.tty else 10.0
+        last_sent, last_at = 0, time.monotonic()
+        while not self._stop.wait(every):
+            sent, now = self.stats.total(), time.monotonic()
+            self._show(sent, (sent - last_sent) / (now - last_at))
+            last_sent, last_at = sent, now
+
+    def _show(self, sent: int, rate: float) -> None:
+        s = self.stats
+        line = (
+            f"{s.stage} | {sent:,} points sent | {rate:,.0f} points/s | {s.batches:,} batches"
+            f" | {s.retries:,} retries | {s.errors:,} errors"
+        )
+        self.stream.write(f"\r{line}\x1b[K" if self.tty else line + "\n")
+        self.stream.flush()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.tty:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def backfill_step(agents: int, seconds: float) -> float:
+    """One minute, or the whole number of minutes that keeps the backfill within budget."""
+    ticks_allowed = BACKFILL_BUDGET / (agents * POINTS_PER_REQUEST_TICK)
+    return MINUTE * max(1, math.ceil(seconds / MINUTE / ticks_allowed))
+
+
+def _emit(fleet: Fleet, sink, t0: float, t1: float, step: float, sample: float, phase: str) -> bool:
+    return all(sink.put(Batch.of(points, phase)) for points in fleet.batches(t0, t1, step, sample))
+
+
+def _backfill(fleet: Fleet, sink, stats: Stats, end: float, seconds: float, step: float) -> bool:
+    sample = min(1.0, 1.0 / (REQUESTS_PER_S * step))  # ~one request per agent per tick
+    per_node_tick = fleet.agents / fleet.nodes * POINTS_PER_REQUEST_TICK
+    ticks = max(1, int(0.8 * MAX_BATCH_POINTS / per_node_tick))  # most chunks: one batch per node
+    t = end - seconds
+    while t < end:
+        stats.stage = f"backfill {100 * (1 - (end - t) / seconds):3.0f}%"
+        t1 = min(t + ticks * step, end)
+        if not _emit(fleet, sink, t, t1, step, sample, "backfill"):
+            return False
+        t = t1
+    return True
+
+
+def _live(fleet: Fleet, sink, stats: Stats, t0: float, duration: float, realtime: bool) -> None:
+    """Whole seconds from t0 on, each sent once it has passed (or at once when not
+    `realtime`), for `duration` seconds (0: until interrupted)."""
+    began = time.time() if realtime else t0
+    end = math.ceil(began + duration) if duration else math.inf
+    while t0 < end:
+        stats.stage = f"live {t0 - began:,.0f} s" if t0 >= began else "live (catching up)"
+        t1 = min(math.floor(time.time()) if realtime else t0 + 1, end)
+        if t1 <= t0:
+            time.sleep(max(0.0, t0 + 1.001 - time.time()))
+            continue
+        if not _emit(fleet, sink, t0, t1, 1.0, 1.0, "live"):
+            return
+        t0 = t1
+
+
+def _summary(stats: Stats, dry_run: bool) -> str:
+    elapsed = time.monotonic() - stats.started
+    total = stats.total()
+    text = (
+        f"{'generated' if dry_run else 'sent'} {total:,} points in {stats.batches:,} batches"
+        f" (backfill {stats.sent['backfill']:,} + live {stats.sent['live']:,}) in {elapsed:.1f} s:"
+        f" {total / elapsed:,.0f} points/s; {stats.retries:,} retries, {stats.errors:,} errors"
+    )
+    if dry_run:
+        text += " (dry run: nothing sent)"
+    if stats.unsent:
+        text += f"\nNOT sent: {stats.unsent:,} points in {stats.unsent_batches:,} batches"
+    return text
+
+
+def _duration(text: str) -> int:
+    m = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if not m or int(m.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90m, 2h, 3d or 14d")
+    return int(m.group(1)) * {"s": 1, "m": MINUTE, "h": HOUR, "d": DAY}[m.group(2)]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m collectors simulate",
+        description="Simulate a fleet of AI agents and send its telemetry to perfdash.",
+    )
+    ap.add_argument("--agents", type=int, default=100)
+    ap.add_argument("--nodes", type=int, default=4)
+    ap.add_argument("--duration", type=float, default=0, help="seconds of live traffic; 0 = until Ctrl-C")
+    ap.add_argument("--url", default=os.environ.get("PERFDASH_URL", "http://127.0.0.1:8000"))
+    ap.add_argument("--token", default=os.environ.get("PERFDASH_TOKEN", ""))
+    ap.add_argument("--backfill", type=_duration, default=0, help="history to send first, e.g. 2h, 3d, 14d")
+    ap.add_argument(
+        "--backfill-step",
+        type=_duration,
+        default=None,
+        help="one sample tick per step (default: 1m or coarser)",
+    )
+    ap.add_argument("--senders", type=int, default=2, help="sending threads, one connection each")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dry-run", action="store_true", help="generate and encode only, at full speed")
+    args = ap.parse_args(argv)
+    if not 1 <= args.nodes <= args.agents:
+        ap.error("need 1 <= --nodes <= --agents")
+    if args.senders < 1 or args.seed < 0 or args.duration < 0:
+        ap.error("--senders must be >= 1, --seed and --duration >= 0")
+    if args.backfill > MAX_BACKFILL_S:
+        ap.error("--backfill can be at most 89d (the server keeps 90 days)")
+    if not args.token and not args.dry_run:
+        ap.error("--token (or $PERFDASH_TOKEN) is required, unless --dry-run")
+    return args
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _finish(sink) -> None:
+    """Send what is queued; a second Ctrl-C gives up on it (and the summary says so)."""
+    try:
+        sink.close()
+    except KeyboardInterrupt:
+        print("\nabandoning the batches not yet sent", file=sys.stderr)
+        sink.abandon()
+
+
+def run(args: argparse.Namespace) -> int:
+    start = math.floor(time.time())
+    fleet = Fleet(args.agents, args.nodes, args.seed, full_at=start)
+    stats = Stats()
+    try:
+        sink = DrySink(stats) if args.dry_run else Senders(args.url, args.token, args.senders, stats)
+    except ValueError as exc:  # a malformed --url
+        print(f"perfdash simulate: {exc}", file=sys.stderr)
+        return 2
+    progress = Progress(stats)
+    try:
+        step = args.backfill_step or backfill_step(args.agents, args.backfill)
+        if not args.backfill or _backfill(fleet, sink, stats, start, args.backfill, step):
+            _live(fleet, sink, stats, start, args.duration, realtime=not args.dry_run)
+    except KeyboardInterrupt:
+        stats.stage = "stopping"
+        print("\nstopping: sending what is queued (Ctrl-C again to give up on it)", file=sys.stderr)
+    _finish(sink)
+    progress.stop()
+    print(_summary(stats, args.dry_run), flush=True)
+    if sink.rejected is not None:
+        r = sink.rejected
+        print(f"perfdash simulate: the server rejected a batch (HTTP {r.code}): {r.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # `docker stop` too sends what is queued
+    return run(args)

@@ -1,0 +1,171 @@
+"""What each dashboard page shows, as plain data built from the query module.
+
+Views render it as JSON for the first paint; the live consumer sends the same data again
+whenever new points have been committed (at most once per second per page).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from django.conf import settings
+
+from perfdash.metrics import query
+from perfdash.metrics.query import Scope
+
+WINDOWS = {"5m": 300, "1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+# About 60 points per chart; steps under an hour only where minute rollups exist.
+STEPS = {"5m": 60, "1h": 60, "24h": 1800, "7d": 3 * 3600, "30d": 12 * 3600}
+LATENCY = [
+    ("agent_response_ms", "Agent response time", "tool"),
+    ("tool_execution_ms", "Tool execution time", "tool"),
+    ("llm_call_ms", "LLM call time", "model"),
+    ("memory_op_ms", "Memory operation time", "op"),
+]
+TOP_N = 20
+
+
+@dataclass(frozen=True)
+class View:
+    """A page and its filters, as they appear in the URL."""
+
+    page: str = "overview"
+    window: str = "1h"
+    node: str = ""
+    agent: str = ""
+    tool: str = ""
+    model: str = ""
+
+    @classmethod
+    def from_params(cls, params, **fixed: str) -> View:
+        values = {k: (params.get(k) or "").strip()[:128] for k in ("window", "node", "agent", "tool", "model")}
+        values["window"] = values["window"] if values["window"] in WINDOWS else "1h"
+        values.update(fixed)
+        return cls(**values)
+
+    @property
+    def seconds(self) -> int:
+        return WINDOWS[self.window]
+
+    def scope(self, metric: str = "") -> Scope:
+        """The scope for one metric: the tool filter narrows tool metrics, the model filter
+        LLM metrics; other metrics see only node and agent."""
+        tag_key, tag_value = "", ""
+        if self.tool and metric == "tool_execution_ms":
+            tag_key, tag_value = "tool", self.tool
+        elif self.model and metric == "llm_call_ms":
+            tag_key, tag_value = "model", self.model
+        return Scope(node=self.node, agent=self.agent, tag_key=tag_key, tag_value=tag_value)
+
+    def key(self) -> tuple:
+        return tuple(asdict(self).values())
+
+
+def build(view: View) -> dict:
+    if view.page == "tools":
+        return tools(view)
+    return overview(view)
+
+
+def overview(view: View) -> dict:
+    data = {"view": asdict(view), "kpis": kpis(view), "latency": [latency(view, *m) for m in LATENCY],
+            "memory": memory(view)}
+    if not view.agent:
+        data["nodes"] = nodes(view)
+    else:
+        data["memory_series"] = _series("agent_memory_bytes", view, ["max"])
+        data["slowest"] = {"tools": slowest(view, "tool_execution_ms", "tool"),
+                           "models": slowest(view, "llm_call_ms", "model")}
+    return data
+
+
+def kpis(view: View) -> dict:
+    scope = view.scope()
+    errors = query.stats("errors_total", view.seconds, scope)
+    responses = query.stats("agent_response_ms", view.seconds, scope)
+    active = query.breakdown("active_agents", 120, "node", Scope(node=view.node))
+    return {
+        "active_agents": _active_agents(view, active),
+        "points_per_s": query.total_rate(view.seconds, scope),
+        "errors_per_s": errors["sum"] / view.seconds,
+        "error_ratio": errors["sum"] / responses["count"] if responses["count"] else None,
+        "responses": responses["count"],
+    }
+
+
+def _active_agents(view: View, per_node: dict) -> int:
+    if view.agent:
+        return 1
+    if view.node:
+        return int(per_node.get(view.node, {}).get("max") or 0)
+    return int(sum(v["max"] for v in per_node.values()))
+
+
+def nodes(view: View) -> list[dict]:
+    active = query.breakdown("active_agents", 120, "node")
+    capacity = settings.NODE_CAPACITY_AGENTS
+    rows = [{"node": n, "active_agents": int(v["max"]), "capacity": capacity} for n, v in active.items()]
+    return [r for r in rows if not view.node or r["node"] == view.node]
+
+
+def latency(view: View, metric: str, title: str, _dimension: str) -> dict:
+    scope = view.scope(metric)
+    target = settings.LATENCY_TARGETS.get(metric)
+    stats = ["p50", "p95", "p99"]
+    series = _series(metric, view, stats, scope)
+    return {
+        "metric": metric, "title": title, "target": target,
+        "stats": query.stats(metric, view.seconds, scope),
+        "histogram": query.histogram(metric, view.seconds, scope, buckets=30),
+        "series": series,
+    }
+
+
+def _series(metric: str, view: View, stats: list[str], scope: Scope | None = None) -> dict:
+    result = query.series_stats(metric, view.seconds, STEPS[view.window], stats, scope or view.scope(metric))
+    first = result[stats[0]]
+    return {"t": [t for t, _ in first], **{s: [v for _, v in result[s]] for s in stats}}
+
+
+def memory(view: View) -> dict:
+    """Newest memory per agent: the top N as bars, the rest summed up as "others"."""
+    per_agent = query.breakdown("agent_memory_bytes", 300, "agent", Scope(node=view.node))
+    if view.agent:
+        per_agent = {a: v for a, v in per_agent.items() if a == view.agent}
+    ranked = sorted(((v["max"], a) for a, v in per_agent.items()), reverse=True)
+    mb = [value / 1e6 for value, _ in ranked]
+    return {
+        "top": [{"agent": a, "mb": v / 1e6} for v, a in ranked[:TOP_N]],
+        "others": {"agents": max(0, len(ranked) - TOP_N), "max_mb": mb[TOP_N] if len(mb) > TOP_N else None},
+        "all_mb": mb,
+        "target_mb": settings.AGENT_MEMORY_TARGET_BYTES / 1e6,
+    }
+
+
+def slowest(view: View, metric: str, by: str, n: int = 10) -> list[dict]:
+    rows = query.breakdown(metric, view.seconds, by, Scope(node=view.node, agent=view.agent))
+    ranked = sorted(rows.items(), key=lambda kv: kv[1]["p95"] or 0, reverse=True)[:n]
+    return [{"name": name, "count": v["count"], "p50": v["p50"], "p95": v["p95"], "p99": v["p99"]}
+            for name, v in ranked]
+
+
+def tools(view: View) -> dict:
+    """Percentiles per tool and per model, with the change against the previous window."""
+    now = time.time()
+    scope = Scope(node=view.node, agent=view.agent)
+    out = {"view": asdict(view)}
+    for metric, by, key in [("tool_execution_ms", "tool", "tools"), ("llm_call_ms", "model", "models")]:
+        current = query.breakdown(metric, view.seconds, by, scope, now=now)
+        previous = query.breakdown(metric, view.seconds, by, scope, now=now - view.seconds)
+        rows = []
+        for name, v in sorted(current.items()):
+            before = previous.get(name, {}).get("p95")
+            change = (v["p95"] - before) / before if before else None
+            rows.append({"name": name, "count": v["count"], "p50": v["p50"], "p90": v["p90"], "p95": v["p95"],
+                         "p99": v["p99"], "p95_change": change})
+        out[key] = rows
+    providers = query.breakdown("llm_call_ms", view.seconds, "provider", scope, now=now)
+    out["providers"] = [{"name": n, "count": v["count"], "p50": v["p50"], "p95": v["p95"], "p99": v["p99"]}
+                        for n, v in sorted(providers.items())]
+    return out

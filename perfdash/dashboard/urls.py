@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from perfdash.dashboard import views
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("nodes/<path:node>/", views.node, name="node"),
+    path("agents/<path:agent>/", views.agent, name="agent"),
+    path("tools/", views.tools, name="tools"),
+    path("data/<str:page>", views.data, name="data"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+]

@@ -1,0 +1,119 @@
+// Fleet, node and agent pages: the same panels for a narrower scope.
+"use strict";
+
+(() => {
+  const COLORS = { p50: "#2e86de", p95: "#e67e22", p99: "#8e44ad" };
+
+  function kpis(k) {
+    document.getElementById("kpi-active").textContent = k.active_agents;
+    document.getElementById("kpi-rate").textContent = PD.fmt(k.points_per_s, 1);
+    document.getElementById("kpi-errors").textContent = PD.fmt(k.errors_per_s, 3);
+    document.getElementById("kpi-error-ratio").textContent =
+      k.error_ratio === null ? "–" : `${(100 * k.error_ratio).toFixed(2)} %`;
+  }
+
+  function nodes(rows) {
+    const el = PD.draw("chart-nodes", [
+      { type: "bar", name: "active agents", x: rows.map((r) => PD.esc(r.node)), y: rows.map((r) => r.active_agents),
+        customdata: rows.map((r) => r.node), marker: { color: "#2e86de" } },
+    ], Object.assign(PD.layout("Active agents per node (click a node to drill down)", "node", "agents"),
+      PD.hline(rows.length ? rows[0].capacity : 1000, "capacity per node")));
+    if (el && !el.dataset.bound) {
+      el.dataset.bound = "1";
+      el.on("plotly_click", (e) => { window.location = `/nodes/${encodeURIComponent(e.points[0].customdata)}/${window.location.search}`; });
+    }
+  }
+
+  function ensurePanels(latency) {
+    const root = document.getElementById("latency");
+    if (root.childElementCount) return;
+    for (const m of latency) {
+      for (const kind of ["hist", "pct"]) {
+        const panel = document.createElement("div");
+        panel.className = "panel";
+        const chart = document.createElement("div");
+        chart.className = "chart";
+        chart.id = `chart-${m.metric}-${kind}`;
+        panel.appendChild(chart);
+        root.appendChild(panel);
+      }
+    }
+  }
+
+  function latencyPanels(latency) {
+    ensurePanels(latency);
+    for (const m of latency) {
+      const buckets = m.histogram.buckets;
+      const x = buckets.length ? [...buckets.map((b) => b.lower), buckets[buckets.length - 1].upper] : [];
+      const y = buckets.length ? [...buckets.map((b) => b.count), 0] : [];
+      const s = m.stats;
+      PD.draw(`chart-${m.metric}-hist`, [
+        { type: "scatter", mode: "lines", line: { shape: "hv", color: "#2e86de" }, fill: "tozeroy",
+          name: `${m.metric} (n=${s.count})`, x, y },
+      ], Object.assign(PD.layout(`${m.title}: distribution — p50 ${PD.ms(s.p50)}, p95 ${PD.ms(s.p95)}, p99 ${PD.ms(s.p99)}`,
+        "latency (ms, log scale)", "points"), { xaxis: { type: "log", title: { text: "latency (ms, log scale)" } } },
+        m.target ? { shapes: [{ type: "line", yref: "paper", y0: 0, y1: 1, x0: m.target.value, x1: m.target.value,
+          line: { color: "#c0392b", dash: "dash", width: 2 } }],
+          annotations: [{ yref: "paper", y: 1, x: Math.log10(m.target.value), text: `target ${m.target.stat} ${PD.ms(m.target.value)}`,
+            showarrow: false, yanchor: "bottom", font: { color: "#c0392b" } }] } : {}));
+      const t = PD.dates(m.series.t);
+      const traces = ["p50", "p95", "p99"].map((p) => ({
+        type: "scatter", mode: "lines+markers", name: p, x: t, y: m.series[p], connectgaps: false,
+        line: { color: COLORS[p] }, marker: { size: 4 } }));
+      PD.draw(`chart-${m.metric}-pct`, traces, Object.assign(
+        PD.layout(`${m.title}: p50 / p95 / p99 over time`, "time", "latency (ms)"),
+        m.target ? PD.hline(m.target.value, `target ${m.target.stat} ${PD.ms(m.target.value)}`) : {}));
+    }
+  }
+
+  function memory(mem, agentPage) {
+    const top = mem.top;
+    const title = mem.others.agents
+      ? `Memory per agent: top ${top.length} of ${top.length + mem.others.agents} (others ≤ ${PD.fmt(mem.others.max_mb)} MB)`
+      : "Memory per agent";
+    const el = PD.draw("chart-memory-top", [
+      { type: "bar", orientation: "h", name: "resident memory (max, last 5 min)", y: top.map((r) => PD.esc(r.agent)),
+        x: top.map((r) => r.mb), customdata: top.map((r) => r.agent),
+        marker: { color: top.map((r) => (r.mb > mem.target_mb ? "#c0392b" : "#27ae60")) } },
+    ], Object.assign(PD.layout(title, "memory (MB)", "agent"),
+      { yaxis: { autorange: "reversed", automargin: true, title: { text: "agent" } },
+        shapes: [{ type: "line", yref: "paper", y0: 0, y1: 1, x0: mem.target_mb, x1: mem.target_mb,
+                   line: { color: "#c0392b", dash: "dash", width: 2 } }],
+        annotations: [{ yref: "paper", y: 1, x: mem.target_mb, text: `target ${mem.target_mb} MB`, showarrow: false,
+                        yanchor: "bottom", font: { color: "#c0392b" } }] }));
+    if (el && !agentPage && !el.dataset.bound) {
+      el.dataset.bound = "1";
+      el.on("plotly_click", (e) => { window.location = `/agents/${encodeURIComponent(e.points[0].customdata)}/${window.location.search}`; });
+    }
+    PD.draw("chart-memory-dist", [
+      { type: "histogram", name: `agents (n=${mem.all_mb.length})`, x: mem.all_mb, nbinsx: 40, marker: { color: "#16a085" } },
+    ], Object.assign(PD.layout("Memory distribution across agents", "memory (MB)", "agents"),
+      { shapes: [{ type: "line", yref: "paper", y0: 0, y1: 1, x0: mem.target_mb, x1: mem.target_mb,
+                   line: { color: "#c0392b", dash: "dash", width: 2 } }] }));
+  }
+
+  function agentExtras(data) {
+    if (data.memory_series) {
+      PD.draw("chart-memory-series", [
+        { type: "scatter", mode: "lines+markers", name: "resident memory (max per step)",
+          x: PD.dates(data.memory_series.t), y: data.memory_series.max.map((v) => (v === null ? null : v / 1e6)) },
+      ], Object.assign(PD.layout("Agent memory over time", "time", "memory (MB)"),
+        PD.hline(data.memory.target_mb, `target ${data.memory.target_mb} MB`)));
+    }
+    for (const [id, rows] of [["slowest-tools", data.slowest.tools], ["slowest-models", data.slowest.models]]) {
+      PD.cells(document.getElementById(id), ["name", "calls", "p50", "p95", "p99"], rows,
+        (r) => [r.name, r.count, PD.ms(r.p50), PD.ms(r.p95), PD.ms(r.p99)]);
+    }
+  }
+
+  function render(data) {
+    kpis(data.kpis);
+    if (data.nodes) nodes(data.nodes);
+    latencyPanels(data.latency);
+    memory(data.memory, Boolean(data.view.agent));
+    if (data.slowest) agentExtras(data);
+    document.body.dataset.rendered = String(Date.now());
+  }
+
+  PD.load("overview").then(render).then(() => PD.live("overview", render));
+})();

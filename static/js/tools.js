@@ -1,0 +1,41 @@
+// Tools and models: percentiles per tool, model and provider; click a header to sort.
+"use strict";
+
+(() => {
+  const sortState = {};
+
+  function trend(change) {
+    if (change === null || change === undefined) return "–";
+    const arrow = change > 0.05 ? "▲" : change < -0.05 ? "▼" : "▶";
+    return `${arrow} ${(100 * change).toFixed(1)} %`;
+  }
+
+  const COLUMNS = [["name", "name"], ["count", "calls"], ["p50", "p50"], ["p90", "p90"], ["p95", "p95"],
+                   ["p99", "p99"], ["p95_change", "p95 trend"]];
+
+  function table(id, rows, drill) {
+    const key = sortState[id] || "p95";
+    const sorted = [...rows].sort((a, b) => (key === "name" ? String(a.name).localeCompare(b.name) : (b[key] ?? -1) - (a[key] ?? -1)));
+    const columns = COLUMNS.filter(([k]) => k in (rows[0] || { name: 1, count: 1, p50: 1, p95: 1, p99: 1 }));
+    const el = document.getElementById(id);
+    PD.cells(el, columns.map(([, label]) => label), sorted, (r) => columns.map(([k]) => {
+      if (k === "name") return drill ? PD.link(`/?${drill}=${encodeURIComponent(r.name)}`, r.name) : r.name;
+      if (k === "count") return r.count;
+      if (k === "p95_change") return trend(r[k]);
+      return PD.ms(r[k]);
+    }));
+    el.tHead.querySelectorAll("th").forEach((th, i) => {
+      th.onclick = () => { sortState[id] = columns[i][0]; table(id, rows, drill); };
+      th.title = "sort";
+    });
+  }
+
+  function render(data) {
+    table("tools", data.tools, "tool");
+    table("models", data.models, "model");
+    table("providers", data.providers, null);
+    document.body.dataset.rendered = String(Date.now());
+  }
+
+  PD.load("tools").then(render).then(() => PD.live("tools", render));
+})();

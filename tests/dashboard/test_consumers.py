@@ -1,0 +1,81 @@
+"""The live socket, with the real Redis channel layer: auth, origin, and coalescing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.db import connections
+from django.test import Client
+
+from perfdash.asgi import application
+from perfdash.dashboard.publish import GROUP, points_committed
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+
+
+def session_cookie() -> bytes:
+    client = Client()
+    client.force_login(User.objects.create_user("viewer", password="x" * 12))
+    connections.close_all()  # this runs in a worker thread; its connection must not outlive the test
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+def communicator(cookie: bytes | None = None, origin=ORIGIN, path: str = "/ws/live/?page=overview&window=5m"):
+    headers = [origin] if origin else []
+    if cookie:
+        headers.append((b"cookie", cookie))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+async def test_a_socket_without_a_login_is_refused():
+    ws = communicator()
+    connected, code = await ws.connect()
+    assert not connected and code == 4401
+
+
+async def test_a_socket_from_another_origin_is_refused():
+    cookie = await asyncio.to_thread(session_cookie)
+    ws = communicator(cookie, origin=(b"origin", b"http://evil.example"))
+    connected, _ = await ws.connect()
+    assert not connected
+
+
+async def test_many_commits_reach_a_viewer_as_at_most_one_update_per_second():
+    cookie = await asyncio.to_thread(session_cookie)
+    ws = communicator(cookie)
+    connected, _ = await ws.connect()
+    assert connected
+    layer = get_channel_layer()
+    started = time.monotonic()
+    for _ in range(30):  # 30 batches committed within ~1.5 s
+        await layer.group_send(GROUP, {"type": "metrics.changed", "points": 100, "metrics": ["agent_response_ms"]})
+        await asyncio.sleep(0.05)
+    updates = []
+    while time.monotonic() - started < 3.0:
+        # receive_nothing waits without cancelling the consumer (a receive timeout would)
+        if not await ws.receive_nothing(timeout=0.1, interval=0.01):
+            updates.append((time.monotonic(), await ws.receive_json_from()))
+    await ws.disconnect()
+    assert 1 <= len(updates) <= 3
+    sent = [message["sent_at"] for _, message in updates]
+    assert all(b - a >= 0.99 for a, b in zip(sent, sent[1:], strict=False))
+    first = updates[0][1]
+    assert first["type"] == "update" and first["data"]["view"]["window"] == "5m"
+    assert "kpis" in first["data"] and len(first["data"]["latency"]) == 4
+
+
+async def test_the_worker_side_announcement_reaches_the_socket():
+    cookie = await asyncio.to_thread(session_cookie)
+    ws = communicator(cookie, path="/ws/live/?page=tools&window=1h")
+    connected, _ = await ws.connect()
+    assert connected
+    await asyncio.to_thread(points_committed, 10, ["tool_execution_ms"])  # what the ingest task calls
+    message = await ws.receive_json_from(timeout=5)
+    assert message["data"]["view"]["page"] == "tools" and "tools" in message["data"]
+    await ws.disconnect()

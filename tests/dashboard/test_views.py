@@ -1,0 +1,93 @@
+"""Pages and their data: login required, viewers read, only staff configure, names escaped."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from django.contrib.auth.models import User
+
+from perfdash.api.models import ApiToken
+from perfdash.ingest.batch import Batch
+from perfdash.ingest.models import IngestedBatch
+
+SCRIPT = '<script>alert("x")</script>'
+
+
+@pytest.fixture
+def viewer(client, db):
+    client.force_login(User.objects.create_user("viewer", password="x" * 12))
+    return client
+
+
+@pytest.fixture
+def fleet(db):
+    token = ApiToken.issue("t", ["ingest"])[0]
+    now = time.time()
+    series = [("agent_response_ms", "node-1", "agent-1", "{}"),
+              ("tool_execution_ms", "node-1", "agent-1", '{"tool":"web_search"}'),
+              ("llm_call_ms", "node-2", SCRIPT, '{"model":"m-large","provider":"acme"}'),
+              ("agent_memory_bytes", "node-2", SCRIPT, "{}"),
+              ("active_agents", "node-1", "collector", "{}")]
+    idx = np.repeat(np.arange(5, dtype=np.int32), 20)
+    values = np.concatenate([np.full(20, 900.0), np.full(20, 300.0), np.full(20, 1500.0), np.full(20, 150e6),
+                             np.full(20, 2.0)])
+    IngestedBatch.store(token.id, Batch("f", series, idx, np.full(100, now - 30), values), now=now)
+
+
+@pytest.mark.parametrize("path", ["/", "/nodes/node-1/", "/agents/agent-1/", "/tools/", "/data/overview"])
+def test_pages_need_a_login(client, db, path):
+    r = client.get(path)
+    assert r.status_code == 302 and r["Location"].startswith("/login/")
+
+
+@pytest.mark.parametrize("path", ["/", "/nodes/node-1/", "/agents/agent-1/", "/tools/?window=24h"])
+def test_a_viewer_sees_every_page(viewer, fleet, path):
+    r = viewer.get(path)
+    assert r.status_code == 200
+    assert b"vendor/plotly.min.js" in r.content or b"tools.js" in r.content
+
+
+def test_the_overview_data_has_every_panel(viewer, fleet):
+    data = viewer.get("/data/overview?window=5m").json()
+    assert data["kpis"]["active_agents"] == 2 and data["kpis"]["responses"] == 20
+    assert [m["metric"] for m in data["latency"]] == ["agent_response_ms", "tool_execution_ms", "llm_call_ms",
+                                                      "memory_op_ms"]
+    response = data["latency"][0]
+    assert response["stats"]["count"] == 20 and response["target"] == {"stat": "p95", "value": 2000}
+    assert sum(b["count"] for b in response["histogram"]["buckets"]) == 20
+    assert len(response["series"]["t"]) == 5 and response["series"]["p95"][-1] == pytest.approx(900, rel=0.01)
+    assert data["memory"]["top"] == [{"agent": SCRIPT, "mb": 150.0}] and data["memory"]["target_mb"] == 100
+    assert data["nodes"] == [{"node": "node-1", "active_agents": 2, "capacity": 1000}]
+
+
+def test_filters_narrow_the_data(viewer, fleet):
+    data = viewer.get("/data/overview?window=1h&tool=calculator").json()
+    assert data["latency"][1]["stats"]["count"] == 0  # tool filter: no calculator calls
+    assert data["latency"][0]["stats"]["count"] == 20  # other metrics unaffected
+    agent = viewer.get("/data/overview?window=1h&agent=agent-1").json()
+    assert agent["slowest"]["tools"][0]["name"] == "web_search" and "nodes" not in agent
+
+
+def test_the_tools_page_lists_tools_models_and_providers(viewer, fleet):
+    data = viewer.get("/data/tools?window=1h").json()
+    assert [t["name"] for t in data["tools"]] == ["web_search"]
+    assert data["models"][0]["name"] == "m-large" and data["models"][0]["p95_change"] is None
+    assert data["providers"][0]["name"] == "acme"
+
+
+def test_a_script_in_an_agent_name_is_escaped_in_the_page(viewer, fleet):
+    r = viewer.get("/agents/" + SCRIPT.replace("/", "%2F") + "/")
+    assert SCRIPT.encode() not in r.content
+    assert b"&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in r.content
+
+
+def test_only_staff_reach_the_settings(viewer, fleet):
+    r = viewer.get("/admin/api/apitoken/")
+    assert r.status_code == 302  # Django's admin sends non-staff to its login, saying they lack access
+    assert b"Settings" not in viewer.get("/").content
+    staff = User.objects.create_user("ops", password="x" * 12, is_staff=True, is_superuser=True)
+    viewer.force_login(staff)
+    assert viewer.get("/admin/api/apitoken/").status_code == 200
+    assert b"Settings" in viewer.get("/").content
