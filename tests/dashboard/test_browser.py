@@ -1,0 +1,92 @@
+"""In Debian's Chromium, driven by Playwright: log in, see the charts, watch new points arrive
+without a reload, and see an agent name with a script in it shown as text. Screenshots of
+each page land in test-artifacts/."""
+
+from __future__ import annotations
+
+import gzip
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from playwright.sync_api import sync_playwright
+
+from perfdash.api.models import ApiToken
+from tests.conftest import ROOT, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+ARTIFACTS = ROOT / "test-artifacts"
+XSS = '<img src=x onerror="window.__xss=1">'
+
+
+def points(n: int, agent: str = "agent-1", value: float = 800.0) -> list[dict]:
+    now = time.time()
+    out = [{"ts": now - 1, "node": "node-1", "agent": agent, "metric": "agent_response_ms", "value": value + i}
+           for i in range(n)]
+    out.append({"ts": now - 1, "node": "node-1", "agent": XSS, "metric": "agent_memory_bytes", "value": 250e6})
+    out.append({"ts": now - 1, "node": "node-1", "agent": "collector", "metric": "active_agents", "value": 2})
+    return out
+
+
+def post(url: str, token: str, body: list[dict]) -> None:
+    r = httpx.post(f"{url}/api/v1/ingest", content=gzip.compress(orjson.dumps({"points": body})),
+                   headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                            "Content-Encoding": "gzip"})
+    assert r.status_code == 202, r.text
+
+
+def stored() -> int:
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM metrics_point")
+        return cur.fetchone()[0]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by .ci/run")
+def test_a_viewer_sees_the_fleet_live_and_names_as_text(live_server_url, celery_worker, clean_tables):
+    User.objects.create_user("viewer", password="viewer-password")
+    token = ApiToken.issue("browser", ["ingest"])[1]
+    post(live_server_url, token, points(40))
+    wait_until(lambda: stored() == 42, what="the first points")
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    # No database calls inside this block: Playwright runs an event loop in this thread.
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{live_server_url}/")
+        assert "/login/" in page.url
+        page.fill("input[name=username]", "viewer")
+        page.fill("input[name=password]", "viewer-password")
+        page.click("button[type=submit]")
+        page.wait_for_selector("body[data-rendered]")
+        assert page.locator(".js-plotly-plot").count() >= 10
+        page.wait_for_selector("#live-status[data-state=live]")
+        count = "() => document.getElementById('chart-agent_response_ms-hist').data[0].name"
+        assert page.evaluate(count) == "agent_response_ms (n=40)"
+        page.screenshot(path=str(ARTIFACTS / "overview.png"), full_page=True)
+
+        post(live_server_url, token, points(25, value=3000))  # no reload from here on
+        page.wait_for_function(f"{count} === 'agent_response_ms (n=65)'", timeout=15_000)
+        assert page.evaluate("window.__xss") is None
+        svg_text = page.locator("#chart-memory-top").inner_text()
+        assert XSS in svg_text  # the name is shown, as text
+
+        for path, name in [("/nodes/node-1/", "node"), ("/agents/agent-1/", "agent"), ("/tools/", "tools")]:
+            page.goto(f"{live_server_url}{path}?window=5m")
+            page.wait_for_selector("body[data-rendered]")
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        page.goto(f"{live_server_url}/agents/{httpx.URL(XSS).raw_path.decode()}/")
+        page.wait_for_selector("body[data-rendered]")
+        assert XSS in page.locator("h1").inner_text()
+        assert page.evaluate("window.__xss") is None
+        browser.close()
+    assert errors == []
