@@ -141,3 +141,14 @@ def cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
                 pass
         out[name] = total
     return out
+
+
+def reset_store() -> None:
+    """Empty the benchmark database's points, rollups and batch records."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "TRUNCATE metrics_point, metrics_rollup_delta, metrics_rollup_minute, metrics_rollup_hour, "
+            "ingest_ingestedbatch, ingest_failedbatch"
+        )

@@ -33,16 +33,6 @@ def parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def reset() -> None:
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute(
-            "TRUNCATE metrics_point, metrics_rollup_delta, metrics_rollup_minute, metrics_rollup_hour, "
-            "ingest_ingestedbatch, ingest_failedbatch"
-        )
-
-
 def committed_batches() -> int:
     from perfdash.ingest.models import IngestedBatch
 
@@ -90,7 +80,7 @@ def raw_copy_rate(bodies: list[bytes], now: float) -> tuple[float, float]:
         points += len(batch)
     rates = []
     for with_deltas in (False, True):
-        reset()
+        common.reset_store()
         started = time.perf_counter()
         for raw, deltas in streams:
             with transaction.atomic(), connection.cursor() as cur:
@@ -109,7 +99,7 @@ def main() -> None:
     from perfdash.api.models import ApiToken
 
     token = ApiToken.issue("bench", ["ingest"])[1]
-    reset()
+    common.reset_store()
     now = time.time()
     n_batches = args.points // args.batch
     print(
@@ -161,7 +151,7 @@ def main() -> None:
         # Warm-up: series and rollup keys get created once per fleet, not per run.
         asyncio.run(post_all(url, token, bodies[: args.nodes], args.connections))
         common.wait_for(lambda: committed_batches() >= args.nodes, 120, "warm-up batches")
-        reset()
+        common.reset_store()
 
         groups = {"web": [web.pid], "worker": [worker.pid], "postgres": [], "redis": [], "bench client": []}
         cpu_before = common.cpu_seconds(groups)

@@ -59,7 +59,7 @@ NODE_AGENT = "collector"  # the agent name of node-level gauges
 
 REQUESTS_PER_S = 0.25  # per agent, averaged over a day
 BUSIEST_HOUR = 15  # UTC
-DAILY_SWING = 0.5  # load = mean * (1 ± swing): 3x between afternoon and night
+DAILY_SWING = 0.0  # load = mean * (1 ± swing): 3x between afternoon and night
 GROWTH_PER_DAY = 1.03
 AWAY_SHORTEST, AWAY_LONGEST = 2 * MINUTE, 20 * MINUTE
 
@@ -187,7 +187,7 @@ class Fleet:
 
     # --- the schedule ----------------------------------------------------------------------
 
-    def size(self, times: np.ndarray | float) -> np.ndarray:
+    def size_at(self, times: np.ndarray | float) -> np.ndarray:
         """How many agents the fleet has at `times` (before today's departures)."""
         return self.agents * GROWTH_PER_DAY ** np.minimum(0.0, (np.asarray(times) - self.full_at) / DAY)
 
@@ -218,7 +218,7 @@ class Fleet:
         if schedule.kind == "slow_provider":
             index = int(rng.integers(len(PROVIDERS)))
             return Episode(schedule.kind, start, start + length, PROVIDERS[index], index)
-        members = np.flatnonzero(self.join_rank < self.size(start))
+        members = np.flatnonzero(self.join_rank < self.size_at(start))
         if not members.size:
             return None
         index = int(rng.choice(members))
@@ -226,7 +226,7 @@ class Fleet:
 
     def alive(self, times: np.ndarray, episodes: list[Episode] | None = None) -> np.ndarray:
         """(agents, ticks): which agents are live at `times`."""
-        alive = self.join_rank[:, None] < self.size(times)[None, :]
+        alive = self.join_rank[:, None] < self.size_at(times)[None, :]
         days = np.floor(times / DAY)
         for day in np.unique(days):
             away_from, away_until = self._away(int(day))
@@ -267,19 +267,22 @@ class Fleet:
         out: list[list[dict]] = [[] for _ in range(self.nodes)]
         with _gc_paused():
             for g in groups:
-                bounds = np.searchsorted(g.node, np.arange(self.nodes + 1)).tolist()
-                ts, agent, value = g.ts.tolist(), g.agent.tolist(), g.value.tolist()
-                tag = g.tag.tolist() if g.tag is not None else None
-                for j, points in enumerate(out):
-                    lo, hi = bounds[j], bounds[j + 1]
-                    if lo < hi:
-                        cut = slice(lo, hi)
-                        tag_cut = tag[cut] if tag is not None else None
-                        node = self.node_names[j]
-                        points += _dicts(
-                            g.metric, node, self._labels, ts[cut], agent[cut], value[cut], tag_cut, g.tags
-                        )
+                for j, points in self._dicts_by_node(g):
+                    out[j] += points
         return out
+
+    def _dicts_by_node(self, g: Group) -> Iterator[tuple[int, list[dict]]]:
+        bounds = np.searchsorted(g.node, np.arange(self.nodes + 1)).tolist()
+        ts, agent, value = g.ts.tolist(), g.agent.tolist(), g.value.tolist()
+        tag = g.tag.tolist() if g.tag is not None else None
+        for j in range(self.nodes):
+            cut = slice(bounds[j], bounds[j + 1])
+            if cut.start < cut.stop:
+                tags = (tag[cut], g.tags) if tag is not None else None
+                yield (
+                    j,
+                    _dicts(g.metric, self.node_names[j], self._labels, ts[cut], agent[cut], value[cut], tags),
+                )
 
     def points(self, t0: float, t1: float, step: float = 1.0, sample: float = 1.0) -> list[dict]:
         """All points of [t0, t1) as v1 point dicts."""
@@ -316,19 +319,13 @@ class _Window:
         ts = self.times[tick] + self.rng.random(tick.size) * self.width[tick]
         return agent, np.round(ts, 3)
 
-    def during(self, kind: str, ts: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """Per point: is an episode of `kind` hitting its target (tool, provider) then?"""
+    def during(self, kind: str, ts: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
+        """Per point: is an episode of `kind` on then (and hitting the point's `target`, the
+        index of its tool or provider, if given)?"""
         hit = np.zeros(ts.size, dtype=bool)
         for e in self.episodes:
             if e.kind == kind:
-                hit |= e.covers(ts) & (target == e.index)
-        return hit
-
-    def any_during(self, kind: str, ts: np.ndarray) -> np.ndarray:
-        hit = np.zeros(ts.size, dtype=bool)
-        for e in self.episodes:
-            if e.kind == kind:
-                hit |= e.covers(ts)
+                hit |= e.covers(ts) if target is None else e.covers(ts) & (target == e.index)
         return hit
 
     def choose(self, kinds: Kinds, n: int) -> np.ndarray:
@@ -352,7 +349,7 @@ class _Window:
 def _responses(w: _Window) -> list[Group]:
     agent, ts = w.events(1.0)
     # An answer waits for its tools and models: episodes slow every agent's responses.
-    slowdown = 1 + 0.6 * w.any_during("slow_tool", ts) + 0.8 * w.any_during("slow_provider", ts)
+    slowdown = 1 + 0.6 * w.during("slow_tool", ts) + 0.8 * w.during("slow_provider", ts)
     value = w.lognormal(RESPONSE_MEDIAN_MS, RESPONSE_SIGMA, ts.size) * slowdown
     return [w.group("agent_response_ms", agent, ts, value)]
 
@@ -422,12 +419,21 @@ def _active_agents(w: _Window) -> Group:
     return Group("active_agents", node, agent, w.times[tick], counts.ravel().astype(np.float64))
 
 
-def _dicts(metric, node, labels, ts, agent, value, tag, tags) -> list[dict]:
-    if tag is None:
+def _dicts(
+    metric: str,
+    node: str,
+    labels: list[str],
+    ts: list[float],
+    agent: list[int],
+    value: list[float],
+    tags: tuple[list[int], tuple[dict[str, str], ...]] | None,
+) -> list[dict]:
+    if tags is None:
         return [
             {"ts": t, "node": node, "agent": labels[a], "metric": metric, "value": v}
             for t, a, v in zip(ts, agent, value, strict=True)
         ]
+    tag, tags = tags
     return [
         {"ts": t, "node": node, "agent": labels[a], "metric": metric, "value": v, "tags": tags[k]}
         for t, a, v, k in zip(ts, agent, value, tag, strict=True)
@@ -697,6 +703,30 @@ def _summary(stats: Stats, dry_run: bool) -> str:
     return text
 
 
+def _intro(args: argparse.Namespace, fleet: Fleet, step: float) -> str:
+    """What is about to happen, and the episodes from yesterday to tomorrow to watch for."""
+    target = "generating only (dry run)" if args.dry_run else f"sending to {args.url}"
+    lines = [f"simulating {args.agents:,} agents on {args.nodes:,} nodes (seed {args.seed}), {target}"]
+    if args.backfill:
+        lines.append(f"backfill: the last {_span(args.backfill)} first, one tick per {_span(step)}")
+    lines.append("episodes (UTC):")
+    now = fleet.full_at
+    for e in fleet.episodes(now - min(args.backfill, DAY), now + DAY):
+        lines.append(f"  {_utc(e.start)} to {_utc(e.end)}  {e.kind} {e.target}")
+    return "\n".join(lines)
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%a %H:%M", time.gmtime(ts))
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", DAY), ("h", HOUR), ("m", MINUTE)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
 def _duration(text: str) -> int:
     m = re.fullmatch(r"(\d+)([smhd])", text.strip())
     if not m or int(m.group(1)) == 0:
@@ -758,9 +788,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a malformed --url
         print(f"perfdash simulate: {exc}", file=sys.stderr)
         return 2
+    step = args.backfill_step or backfill_step(args.agents, args.backfill)
+    print(_intro(args, fleet, step), file=sys.stderr)
     progress = Progress(stats)
     try:
-        step = args.backfill_step or backfill_step(args.agents, args.backfill)
         if not args.backfill or _backfill(fleet, sink, stats, start, args.backfill, step):
             _live(fleet, sink, stats, start, args.duration, realtime=not args.dry_run)
     except KeyboardInterrupt:
@@ -772,8 +803,7 @@ def run(args: argparse.Namespace) -> int:
     if sink.rejected is not None:
         r = sink.rejected
         print(f"perfdash simulate: the server rejected a batch (HTTP {r.code}): {r.message}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if stats.unsent else 0
 
 
 def main(argv: list[str]) -> int:

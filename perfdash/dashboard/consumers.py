@@ -8,6 +8,7 @@ once per view and shared by every socket of this process that shows the same vie
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from urllib.parse import parse_qs
 
@@ -17,6 +18,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from perfdash.dashboard import panels
 from perfdash.dashboard.publish import GROUP
 
+log = logging.getLogger(__name__)
 MIN_INTERVAL_S = 1.0
 _shared: dict[tuple, tuple[float, asyncio.Future]] = {}  # view -> (computed after, result)
 
@@ -43,9 +45,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         params = {k: v[0] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         page = params.get("page", "overview")
-        self.view = panels.View.from_params(params, page=page if page in ("overview", "tools") else "overview")
+        self.view = panels.View.from_params(
+            params, page=page if page in ("overview", "tools") else "overview"
+        )
         self.dirty_since: float | None = None
-        self.last_push = 0.0
+        self.last_push = self.last_send = 0.0
         self.push_task: asyncio.Task | None = None
         await self.channel_layer.group_add(GROUP, self.channel_name)
         await self.accept()
@@ -67,8 +71,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             while self.dirty_since is not None:
                 await asyncio.sleep(max(0.0, self.last_push + MIN_INTERVAL_S - time.monotonic()))
                 since, self.dirty_since = self.dirty_since, None
+                self.last_push = time.monotonic()  # the cadence counts from the start of a push
                 data = await view_data(self.view, since)
-                self.last_push = time.monotonic()
+                # ...and never two sends within a second, whatever the compute times did
+                await asyncio.sleep(max(0.0, self.last_send + MIN_INTERVAL_S - time.monotonic()))
+                self.last_send = time.monotonic()
                 await self.send_json({"type": "update", "sent_at": time.time(), "data": data})
+        except Exception as exc:  # the viewer left mid-push, or the database is away: next event retries
+            log.info("live push stopped: %s", type(exc).__name__)
         finally:
             self.push_task = None

@@ -18,10 +18,10 @@ WINDOWS = {"5m": 300, "1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 864
 # About 60 points per chart; steps under an hour only where minute rollups exist.
 STEPS = {"5m": 60, "1h": 60, "24h": 1800, "7d": 3 * 3600, "30d": 12 * 3600}
 LATENCY = [
-    ("agent_response_ms", "Agent response time", "tool"),
-    ("tool_execution_ms", "Tool execution time", "tool"),
-    ("llm_call_ms", "LLM call time", "model"),
-    ("memory_op_ms", "Memory operation time", "op"),
+    ("agent_response_ms", "Agent response time"),
+    ("tool_execution_ms", "Tool execution time"),
+    ("llm_call_ms", "LLM call time"),
+    ("memory_op_ms", "Memory operation time"),
 ]
 TOP_N = 20
 
@@ -39,7 +39,9 @@ class View:
 
     @classmethod
     def from_params(cls, params, **fixed: str) -> View:
-        values = {k: (params.get(k) or "").strip()[:128] for k in ("window", "node", "agent", "tool", "model")}
+        values = {
+            k: (params.get(k) or "").strip()[:128] for k in ("window", "node", "agent", "tool", "model")
+        }
         values["window"] = values["window"] if values["window"] in WINDOWS else "1h"
         values.update(fixed)
         return cls(**values)
@@ -69,14 +71,20 @@ def build(view: View) -> dict:
 
 
 def overview(view: View) -> dict:
-    data = {"view": asdict(view), "kpis": kpis(view), "latency": [latency(view, *m) for m in LATENCY],
-            "memory": memory(view)}
+    data = {
+        "view": asdict(view),
+        "kpis": kpis(view),
+        "latency": [latency(view, *m) for m in LATENCY],
+        "memory": memory(view),
+    }
     if not view.agent:
         data["nodes"] = nodes(view)
     else:
         data["memory_series"] = _series("agent_memory_bytes", view, ["max"])
-        data["slowest"] = {"tools": slowest(view, "tool_execution_ms", "tool"),
-                           "models": slowest(view, "llm_call_ms", "model")}
+        data["slowest"] = {
+            "tools": slowest(view, "tool_execution_ms", "tool"),
+            "models": slowest(view, "llm_call_ms", "model"),
+        }
     return data
 
 
@@ -84,7 +92,7 @@ def kpis(view: View) -> dict:
     scope = view.scope()
     errors = query.stats("errors_total", view.seconds, scope)
     responses = query.stats("agent_response_ms", view.seconds, scope)
-    active = query.breakdown("active_agents", 120, "node", Scope(node=view.node))
+    active = query.breakdown("active_agents", 120, "node", Scope(node=view.node), percentiles=False)
     return {
         "active_agents": _active_agents(view, active),
         "points_per_s": query.total_rate(view.seconds, scope),
@@ -103,21 +111,23 @@ def _active_agents(view: View, per_node: dict) -> int:
 
 
 def nodes(view: View) -> list[dict]:
-    active = query.breakdown("active_agents", 120, "node")
+    active = query.breakdown("active_agents", 120, "node", percentiles=False)
     capacity = settings.NODE_CAPACITY_AGENTS
     rows = [{"node": n, "active_agents": int(v["max"]), "capacity": capacity} for n, v in active.items()]
     return [r for r in rows if not view.node or r["node"] == view.node]
 
 
-def latency(view: View, metric: str, title: str, _dimension: str) -> dict:
-    scope = view.scope(metric)
-    target = settings.LATENCY_TARGETS.get(metric)
+def latency(view: View, metric: str, title: str) -> dict:
     stats = ["p50", "p95", "p99"]
-    series = _series(metric, view, stats, scope)
+    data = query.panel(metric, view.seconds, STEPS[view.window], stats, view.scope(metric), buckets=30)
+    first = data["series"][stats[0]]
+    series = {"t": [t for t, _ in first], **{s: [v for _, v in data["series"][s]] for s in stats}}
     return {
-        "metric": metric, "title": title, "target": target,
-        "stats": query.stats(metric, view.seconds, scope),
-        "histogram": query.histogram(metric, view.seconds, scope, buckets=30),
+        "metric": metric,
+        "title": title,
+        "target": settings.LATENCY_TARGETS.get(metric),
+        "stats": data["stats"],
+        "histogram": data["histogram"],
         "series": series,
     }
 
@@ -130,7 +140,7 @@ def _series(metric: str, view: View, stats: list[str], scope: Scope | None = Non
 
 def memory(view: View) -> dict:
     """Newest memory per agent: the top N as bars, the rest summed up as "others"."""
-    per_agent = query.breakdown("agent_memory_bytes", 300, "agent", Scope(node=view.node))
+    per_agent = query.breakdown("agent_memory_bytes", 300, "agent", Scope(node=view.node), percentiles=False)
     if view.agent:
         per_agent = {a: v for a, v in per_agent.items() if a == view.agent}
     ranked = sorted(((v["max"], a) for a, v in per_agent.items()), reverse=True)
@@ -146,8 +156,10 @@ def memory(view: View) -> dict:
 def slowest(view: View, metric: str, by: str, n: int = 10) -> list[dict]:
     rows = query.breakdown(metric, view.seconds, by, Scope(node=view.node, agent=view.agent))
     ranked = sorted(rows.items(), key=lambda kv: kv[1]["p95"] or 0, reverse=True)[:n]
-    return [{"name": name, "count": v["count"], "p50": v["p50"], "p95": v["p95"], "p99": v["p99"]}
-            for name, v in ranked]
+    return [
+        {"name": name, "count": v["count"], "p50": v["p50"], "p95": v["p95"], "p99": v["p99"]}
+        for name, v in ranked
+    ]
 
 
 def tools(view: View) -> dict:
@@ -162,10 +174,21 @@ def tools(view: View) -> dict:
         for name, v in sorted(current.items()):
             before = previous.get(name, {}).get("p95")
             change = (v["p95"] - before) / before if before else None
-            rows.append({"name": name, "count": v["count"], "p50": v["p50"], "p90": v["p90"], "p95": v["p95"],
-                         "p99": v["p99"], "p95_change": change})
+            rows.append(
+                {
+                    "name": name,
+                    "count": v["count"],
+                    "p50": v["p50"],
+                    "p90": v["p90"],
+                    "p95": v["p95"],
+                    "p99": v["p99"],
+                    "p95_change": change,
+                }
+            )
         out[key] = rows
     providers = query.breakdown("llm_call_ms", view.seconds, "provider", scope, now=now)
-    out["providers"] = [{"name": n, "count": v["count"], "p50": v["p50"], "p95": v["p95"], "p99": v["p99"]}
-                        for n, v in sorted(providers.items())]
+    out["providers"] = [
+        {"name": n, "count": v["count"], "p50": v["p50"], "p95": v["p95"], "p99": v["p99"]}
+        for n, v in sorted(providers.items())
+    ]
     return out

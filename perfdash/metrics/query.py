@@ -167,14 +167,19 @@ def histogram(
     rows = read_rows(key_ids(metric, scope), start, end, h0, h1)
     if not len(rows.key):
         return {"count": 0, "buckets": []}
-    g = _summaries(rows, np.zeros(len(rows.key), np.int64))
+    return _histogram(_summaries(rows, np.zeros(len(rows.key), np.int64)), buckets)
+
+
+def _histogram(g: Groups, buckets: int) -> dict:
+    """Counts of the first group in log-spaced buckets between its min and max."""
     lo, hi = float(g.min[0]), float(g.max[0])
-    values = np.clip(key_values(g.pair_key), lo, hi)
+    sl = slice(g.pair_start[0], g.pair_start[1])
+    values = np.clip(key_values(g.pair_key[sl]), lo, hi)
     if lo > 0 and hi > lo:
         edges = np.geomspace(lo, hi, buckets + 1)
     else:
         edges = np.linspace(lo, hi if hi > lo else lo + 1, buckets + 1)
-    counts, _ = np.histogram(values, edges, weights=g.pair_count)
+    counts, _ = np.histogram(values, edges, weights=g.pair_count[sl])
     return {
         "count": int(g.count[0]),
         "buckets": [
@@ -184,15 +189,36 @@ def histogram(
     }
 
 
-def series(metric: str, window_s: int, step_s: int, stat: str, scope: Scope = FLEET,
-           now: float | None = None) -> list[tuple[int, float | None]]:
+def series(
+    metric: str, window_s: int, step_s: int, stat: str, scope: Scope = FLEET, now: float | None = None
+) -> list[tuple[int, float | None]]:
     """One value of `stat` per step, as (Unix seconds of the step start, value or None)."""
     return series_stats(metric, window_s, step_s, [stat], scope, now)[stat]
 
 
-def series_stats(metric: str, window_s: int, step_s: int, stats_wanted: list[str], scope: Scope = FLEET,
-                 now: float | None = None) -> dict[str, list[tuple[int, float | None]]]:
+def series_stats(
+    metric: str,
+    window_s: int,
+    step_s: int,
+    stats_wanted: list[str],
+    scope: Scope = FLEET,
+    now: float | None = None,
+) -> dict[str, list[tuple[int, float | None]]]:
     """Several statistics per step from one read (e.g. p50, p95 and p99 for one chart)."""
+    return panel(metric, window_s, step_s, stats_wanted, scope, now=now)["series"]
+
+
+def panel(
+    metric: str,
+    window_s: int,
+    step_s: int,
+    stats_wanted: list[str],
+    scope: Scope = FLEET,
+    buckets: int = 40,
+    now: float | None = None,
+) -> dict:
+    """Everything one chart panel needs from a single read of the rollups: the window's
+    statistics and histogram, and `stats_wanted` per step (the window is aligned to the step)."""
     _check(metric)
     for stat in stats_wanted:
         if stat not in STATS:
@@ -205,20 +231,29 @@ def series_stats(metric: str, window_s: int, step_s: int, stats_wanted: list[str
     start, end, h0, h1 = _bounds(window_s, now, step_s)
     if step_s % 3600:
         if start < now - settings.MINUTE_ROLLUP_RETENTION_DAYS * 86400:
-            raise QueryError("step", "steps under 1h are kept for "
-                             f"{settings.MINUTE_ROLLUP_RETENTION_DAYS} days; use step=1h for this window")
+            raise QueryError(
+                "step",
+                "steps under 1h are kept for "
+                f"{settings.MINUTE_ROLLUP_RETENTION_DAYS} days; use step=1h for this window",
+            )
         h0 = h1 = end  # minute rows only
     rows = read_rows(key_ids(metric, scope), start, end, h0, h1)
     steps = (end - start) // step_s
     out = {stat: [0.0 if stat in ("count", "sum", "rate") else None] * steps for stat in stats_wanted}
+    result = {"stats": dict(EMPTY), "histogram": {"count": 0, "buckets": []}}
     if len(rows.key):
+        whole = _summaries(rows, np.zeros(len(rows.key), np.int64))
+        result = {"stats": _stat_values(whole, 0, end - start), "histogram": _histogram(whole, buckets)}
         g = _summaries(rows, (rows.period - start) // step_s)
         for i, bucket in enumerate(g.label):
             if 0 <= bucket < steps:
                 values = _stat_values(g, i, step_s)
                 for stat in stats_wanted:
                     out[stat][bucket] = values[stat]
-    return {stat: [(start + i * step_s, _clean(v)) for i, v in enumerate(vals)] for stat, vals in out.items()}
+    result["series"] = {
+        stat: [(start + i * step_s, _clean(v)) for i, v in enumerate(vals)] for stat, vals in out.items()
+    }
+    return result
 
 
 def _clean(v: float | None) -> float | None:
@@ -228,9 +263,17 @@ def _clean(v: float | None) -> float | None:
 BREAKDOWNS = ("node", "agent", *DIMENSION_TAGS)
 
 
-def breakdown(metric: str, window_s: int, by: str, scope: Scope = FLEET, now: float | None = None) -> dict[str, dict]:
+def breakdown(
+    metric: str,
+    window_s: int,
+    by: str,
+    scope: Scope = FLEET,
+    now: float | None = None,
+    percentiles: bool = True,
+) -> dict[str, dict]:
     """Statistics per node, per agent or per tag value (tool, model, ...) within the scope, all
-    from one read: {name: {"count", "min", "max", "avg", "p50", ...}}."""
+    from one read: {name: {"count", "min", "max", "avg", "p50", ...}}. Without `percentiles`
+    only count, min, max, avg and sum (much cheaper for a thousand agents)."""
     _check(metric)
     keys = RollupKey.objects.filter(metric=metric)
     if by == "node":
@@ -254,11 +297,23 @@ def breakdown(metric: str, window_s: int, by: str, scope: Scope = FLEET, now: fl
     start, end, h0, h1 = _bounds(window_s, now)
     ids = np.array([k for k, _ in pairs])
     names = sorted({n for _, n in pairs})
-    member = np.array([names.index(n) for _, n in pairs])
+    position = {n: i for i, n in enumerate(names)}
+    member = np.array([position[n] for _, n in pairs])
     rows = read_rows(ids.tolist(), start, end, h0, h1)
     if not len(rows.key):
         return {}
     g = _summaries(rows, member[np.searchsorted(ids, rows.key)])
+    if not percentiles:
+        return {
+            names[label]: {
+                "count": int(g.count[i]),
+                "min": float(g.min[i]),
+                "max": float(g.max[i]),
+                "avg": float(g.sum[i] / g.count[i]),
+                "sum": float(g.sum[i]),
+            }
+            for i, label in enumerate(g.label)
+        }
     return {names[label]: _stat_values(g, i, end - start) for i, label in enumerate(g.label)}
 
 

@@ -20,25 +20,42 @@ from tests.conftest import ROOT, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = ROOT / "test-artifacts"
 XSS = '<img src=x onerror="window.__xss=1">'
 
 
 def points(n: int, agent: str = "agent-1", value: float = 800.0) -> list[dict]:
     now = time.time()
-    out = [{"ts": now - 1, "node": "node-1", "agent": agent, "metric": "agent_response_ms", "value": value + i}
-           for i in range(n)]
-    out.append({"ts": now - 1, "node": "node-1", "agent": XSS, "metric": "agent_memory_bytes", "value": 250e6})
+    out = [
+        {"ts": now - 1, "node": "node-1", "agent": agent, "metric": "agent_response_ms", "value": value + i}
+        for i in range(n)
+    ]
+    out.append(
+        {"ts": now - 1, "node": "node-1", "agent": XSS, "metric": "agent_memory_bytes", "value": 250e6}
+    )
     out.append({"ts": now - 1, "node": "node-1", "agent": "collector", "metric": "active_agents", "value": 2})
     return out
 
 
 def post(url: str, token: str, body: list[dict]) -> None:
-    r = httpx.post(f"{url}/api/v1/ingest", content=gzip.compress(orjson.dumps({"points": body})),
-                   headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                            "Content-Encoding": "gzip"})
+    r = httpx.post(
+        f"{url}/api/v1/ingest",
+        content=gzip.compress(orjson.dumps({"points": body})),
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        },
+    )
     assert r.status_code == 202, r.text
 
 

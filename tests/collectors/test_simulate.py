@@ -1,0 +1,239 @@
+"""The fleet simulator: its traffic model, and a run against the real server."""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.db.models import Sum
+
+from collectors.simulate import DAY, HOUR, MAX_BATCH_POINTS, MINUTE, Fleet, backfill_step
+from perfdash.api.models import ApiToken
+from perfdash.ingest.models import IngestedBatch
+from perfdash.metrics.models import Series
+from tests.conftest import ROOT, wait_until
+
+MIDNIGHT = datetime(2026, 11, 25, tzinfo=UTC).timestamp()
+NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_.]*\Z")
+FIELDS = {"ts", "node", "agent", "metric", "value"}
+GAUGES = {"agent_memory_bytes", "active_agents"}
+
+
+def fleet(agents: int = 40, nodes: int = 3, seed: int = 7) -> Fleet:
+    return Fleet(agents, nodes, seed, full_at=MIDNIGHT + DAY)
+
+
+def values(points: list[dict], metric: str, **tags: str) -> np.ndarray:
+    return np.array(
+        [
+            p["value"]
+            for p in points
+            if p["metric"] == metric and all(p.get("tags", {}).get(k) == v for k, v in tags.items())
+        ]
+    )
+
+
+def quiet_hour(f: Fleet, kind: str) -> float:
+    """The start of an hour of the test day without an episode of `kind`."""
+    return next(
+        t
+        for t in np.arange(MIDNIGHT, MIDNIGHT + DAY, HOUR)
+        if not any(e.kind == kind for e in f.episodes(t, t + HOUR))
+    )
+
+
+def first_episode(f: Fleet, kind: str):
+    return next(e for e in f.episodes(MIDNIGHT, MIDNIGHT + 7 * DAY) if e.kind == kind)
+
+
+# --- the generator --------------------------------------------------------------------------
+
+
+def test_the_same_seed_gives_the_same_points_and_another_seed_others():
+    a = fleet().points(MIDNIGHT, MIDNIGHT + 30)
+    assert a == fleet().points(MIDNIGHT, MIDNIGHT + 30)
+    assert a != fleet(seed=8).points(MIDNIGHT, MIDNIGHT + 30)
+    assert fleet().episodes(MIDNIGHT, MIDNIGHT + 3 * DAY) == fleet().episodes(MIDNIGHT, MIDNIGHT + 3 * DAY)
+
+
+@pytest.mark.parametrize(("seconds", "step", "sample"), [(60, 1.0, 1.0), (3 * HOUR, MINUTE, 1 / 15)])
+def test_every_point_keeps_the_v1_contract(seconds, step, sample):
+    f = fleet()
+    t0 = MIDNIGHT + 15 * HOUR
+    batches = list(f.batches(t0, t0 + seconds, step, sample))
+    points = [p for batch in batches for p in batch]
+    assert len(points) > 1000
+    assert all(len(b) <= MAX_BATCH_POINTS and len({p["node"] for p in b}) == 1 for b in batches)
+    for p in points:
+        assert FIELDS <= set(p) <= FIELDS | {"tags"}
+        assert t0 <= p["ts"] <= t0 + seconds
+        assert math.isfinite(p["value"]) and p["value"] >= 0
+        assert NAME.match(p["metric"]) and len(p["metric"]) <= 128
+        assert 1 <= len(p["node"]) <= 128 and 1 <= len(p["agent"]) <= 128
+        tags = p.get("tags", {})
+        assert len(tags) <= 16
+        assert all(NAME.match(k) and 1 <= len(v) <= 128 for k, v in tags.items())
+
+
+def test_every_well_known_metric_is_there():
+    points = fleet().points(MIDNIGHT, MIDNIGHT + 60)
+    assert {p["metric"] for p in points} >= {
+        "agent_response_ms",
+        "tool_execution_ms",
+        "llm_call_ms",
+        "memory_op_ms",
+        "agent_memory_bytes",
+        "active_agents",
+        "tokens_total",
+        "cache_hits_total",
+        "cache_misses_total",
+    }
+
+
+def test_each_tool_has_its_own_median_and_agents_answer_in_about_900_ms():
+    f = fleet()
+    t0 = quiet_hour(f, "slow_tool")
+    points = f.points(t0, t0 + HOUR, MINUTE)
+    order = ["calculator", "file_read", "sql_query", "web_search", "browser", "code_exec"]
+    medians = [np.median(values(points, "tool_execution_ms", tool=t)) for t in order]
+    assert medians == sorted(medians)
+    assert 3 < medians[0] < 8 and 900 < medians[3] < 1500
+    assert values(points, "tool_execution_ms").max() <= 30_000
+    assert 700 < np.median(values(points, "agent_response_ms")) < 1300
+
+
+def test_models_differ_and_memory_ops_stay_well_under_100_ms():
+    f = fleet()
+    t0 = quiet_hour(f, "slow_provider")
+    points = f.points(t0, t0 + HOUR, MINUTE)
+    large = np.median(values(points, "llm_call_ms", model="m-large"))
+    fast = np.median(values(points, "llm_call_ms", model="i-fast"))
+    assert large > 4 * fast
+    assert np.percentile(values(points, "memory_op_ms"), 99) < 60
+
+
+def test_a_slow_tool_is_about_five_times_slower_during_its_episode():
+    f = fleet()
+    e = first_episode(f, "slow_tool")
+    during = values(f.points(e.start, e.end, 10), "tool_execution_ms", tool=e.target)
+    before = values(f.points(e.start - HOUR, e.start, 10), "tool_execution_ms", tool=e.target)
+    assert 3.5 < np.median(during) / np.median(before) < 7
+
+
+def test_the_leaking_agent_passes_100_mb_by_the_end_of_its_episode():
+    f = fleet()
+    e = first_episode(f, "memory_leak")
+
+    def memory(t0: float, t1: float) -> np.ndarray:
+        return np.array(
+            [
+                p["value"]
+                for p in f.points(t0, t1, MINUTE)
+                if p["metric"] == "agent_memory_bytes" and p["agent"] == e.target
+            ]
+        )
+
+    before, at_end = memory(e.start - HOUR, e.start), memory(e.end - 5 * MINUTE, e.end)
+    assert len(before) and before.max() < 100e6
+    assert len(at_end) and at_end.min() > 100e6
+    others = values(f.points(e.end - 5 * MINUTE, e.end, MINUTE), "agent_memory_bytes")
+    assert 10e6 < np.median(others) < 100e6
+
+
+def test_active_agents_counts_the_live_agents_of_each_node_as_they_leave_and_join():
+    f = fleet()
+    points = f.points(MIDNIGHT, MIDNIGHT + 6 * HOUR, MINUTE)
+    live = defaultdict(set)
+    for p in points:
+        if p["metric"] == "agent_memory_bytes":
+            live[p["node"], p["ts"]].add(p["agent"])
+    active = {(p["node"], p["ts"]): p["value"] for p in points if p["metric"] == "active_agents"}
+    assert len(active) == 3 * 6 * 60
+    assert all(value == len(live[key]) for key, value in active.items())
+    assert len(set(active.values())) > 1  # agents left and came back
+
+
+def test_the_fleet_grows_a_few_percent_a_day():
+    f = fleet(agents=300)
+
+    def active(t: float) -> float:
+        return sum(p["value"] for p in f.points(t, t + MINUTE, MINUTE) if p["metric"] == "active_agents")
+
+    assert 0.6 < active(f.full_at - 14 * DAY) / active(f.full_at) < 0.72
+
+
+def test_afternoons_are_busier_than_nights():
+    f = fleet()
+
+    def events(hour: int) -> int:
+        t0 = MIDNIGHT + hour * HOUR
+        return sum(p["metric"] not in GAUGES for p in f.points(t0, t0 + 10 * MINUTE))
+
+    assert events(15) > 2 * events(3)
+
+
+def test_sampled_backfill_keeps_the_sums_of_counters():
+    f = fleet()
+    t0 = quiet_hour(f, "slow_provider")
+    live = values(f.points(t0, t0 + HOUR), "tokens_total").sum()
+    sampled = f.points(t0, t0 + HOUR, MINUTE, sample=1 / 15)
+    assert len(sampled) < len(f.points(t0, t0 + HOUR)) / 5
+    assert values(sampled, "tokens_total").sum() == pytest.approx(live, rel=0.1)
+
+
+def test_a_long_backfill_gets_a_coarser_step():
+    assert backfill_step(200, 2 * HOUR) == MINUTE
+    assert backfill_step(1000, 14 * DAY) > 30 * MINUTE
+    assert backfill_step(200, 14 * DAY) % MINUTE == 0
+
+
+# --- against the real server ----------------------------------------------------------------
+
+
+def simulate(url: str, token: str, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "collectors", "simulate", "--url", url, "--token", token, *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_it_backfills_and_streams_to_the_real_server_and_everything_sent_is_stored(
+    live_server_url, celery_worker, clean_tables
+):
+    token, raw = ApiToken.issue("sim", ["ingest"])
+    run = simulate(
+        live_server_url, raw, "--agents", "20", "--nodes", "2", "--duration", "3", "--backfill", "1h"
+    )
+    assert run.returncode == 0, run.stderr
+    summary = re.search(r"^sent ([\d,]+) points .*\(backfill ([\d,]+) \+ live ([\d,]+)\)", run.stdout, re.M)
+    assert summary, run.stdout
+    sent, backfill, live = (int(n.replace(",", "")) for n in summary.groups())
+    assert backfill > 0 and live > 0
+
+    def stored() -> int:
+        return IngestedBatch.objects.filter(token=token).aggregate(n=Sum("points"))["n"] or 0
+
+    wait_until(lambda: stored() == sent, 20, f"{sent} points stored")
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM metrics_point")
+        assert cur.fetchone()[0] == sent
+    memory = Series.objects.filter(metric="agent_memory_bytes")
+    assert set(memory.values_list("agent", flat=True)) >= {f"agent-{i}" for i in range(20)}
+    nodes = Series.objects.filter(metric="active_agents").values_list("node", flat=True)
+    assert set(nodes) >= {"node-0", "node-1"}
+
+
+@pytest.mark.slow
+def test_a_rejected_token_stops_it_with_the_servers_message(live_server_url):
+    run = simulate(live_server_url, "pd_not_a_token", "--agents", "5", "--nodes", "1", "--duration", "5")
+    assert run.returncode == 1
+    assert "HTTP 401" in run.stderr
+    assert "invalid or revoked token" in run.stderr
+    assert re.search(r"^sent 0 points", run.stdout, re.M)

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from perfdash.api.models import ApiToken
+from perfdash.ingest.batch import Batch
+from perfdash.ingest.models import IngestedBatch
+from perfdash.metrics import query
+from perfdash.metrics.query import QueryError, Scope
+
+NOW = time.time()
+
+
+@pytest.fixture
+def stored(db):
+    token = ApiToken.issue("b", ["ingest"])[0]
+    series = [
+        ("tool_execution_ms", "node-1", "agent-1", '{"tool":"a"}'),
+        ("tool_execution_ms", "node-1", "agent-2", '{"tool":"b"}'),
+        ("tool_execution_ms", "node-2", "agent-3", '{"tool":"a"}'),
+    ]
+    idx = np.array([0] * 10 + [1] * 20 + [2] * 30, np.int32)
+    values = np.concatenate([np.full(10, 100.0), np.full(20, 200.0), np.full(30, 300.0)])
+    IngestedBatch.store(token.id, Batch("b", series, idx, np.full(60, NOW - 10), values), now=NOW)
+
+
+def counts(rows: dict) -> dict:
+    return {k: v["count"] for k, v in rows.items()}
+
+
+def test_breakdown_by_node_agent_and_tag(stored):
+    assert counts(query.breakdown("tool_execution_ms", 300, "node", now=NOW)) == {"node-1": 30, "node-2": 30}
+    assert counts(query.breakdown("tool_execution_ms", 300, "agent", now=NOW)) == {
+        "agent-1": 10,
+        "agent-2": 20,
+        "agent-3": 30,
+    }
+    by_tool = query.breakdown("tool_execution_ms", 300, "tool", now=NOW)
+    assert counts(by_tool) == {"a": 40, "b": 20}
+    assert by_tool["b"]["p95"] == pytest.approx(200, rel=0.01)
+
+
+def test_breakdown_within_a_scope(stored):
+    assert counts(query.breakdown("tool_execution_ms", 300, "tool", Scope(node="node-1"), now=NOW)) == {
+        "a": 10,
+        "b": 20,
+    }
+    assert counts(query.breakdown("tool_execution_ms", 300, "agent", Scope(node="node-2"), now=NOW)) == {
+        "agent-3": 30
+    }
+    assert counts(query.breakdown("tool_execution_ms", 300, "tool", Scope(agent="agent-3"), now=NOW)) == {
+        "a": 30
+    }
+
+
+def test_breakdown_rejects_an_unknown_dimension(stored):
+    with pytest.raises(QueryError):
+        query.breakdown("tool_execution_ms", 300, "colour", now=NOW)
+
+
+def test_total_rate_counts_every_metric_in_the_scope(stored):
+    assert query.total_rate(300, now=NOW) == pytest.approx(60 / 300)
+    assert query.total_rate(300, Scope(node="node-2"), now=NOW) == pytest.approx(30 / 300)
