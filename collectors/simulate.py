@@ -59,8 +59,8 @@ NODE_AGENT = "collector"  # the agent name of node-level gauges
 
 REQUESTS_PER_S = 0.25  # per agent, averaged over a day
 BUSIEST_HOUR = 15  # UTC
-DAILY_SWING = 0.0  # load = mean * (1 ± swing): 3x between afternoon and night
-GROWTH_PER_DAY = 1.03
+DAILY_SWING = 0.5  # load = mean * (1 ± swing): 3x between afternoon and night
+GROWTH_PER_DAY = 1.0
 AWAY_SHORTEST, AWAY_LONGEST = 2 * MINUTE, 20 * MINUTE
 
 RESPONSE_MEDIAN_MS, RESPONSE_SIGMA = 900.0, 0.45  # p95 ~1.9 s, just under the 2 s target

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import gzip
 import os
 import random
 import time
+from collections.abc import Iterator
 
 import httpx
 import orjson
