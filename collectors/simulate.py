@@ -60,7 +60,7 @@ NODE_AGENT = "collector"  # the agent name of node-level gauges
 REQUESTS_PER_S = 0.25  # per agent, averaged over a day
 BUSIEST_HOUR = 15  # UTC
 DAILY_SWING = 0.5  # load = mean * (1 ± swing): 3x between afternoon and night
-GROWTH_PER_DAY = 1.0
+GROWTH_PER_DAY = 1.03
 AWAY_SHORTEST, AWAY_LONGEST = 2 * MINUTE, 20 * MINUTE
 
 RESPONSE_MEDIAN_MS, RESPONSE_SIGMA = 900.0, 0.45  # p95 ~1.9 s, just under the 2 s target
@@ -304,7 +304,7 @@ class _Window:
         self.fleet = fleet
         self.times = t0 + step * np.arange(math.ceil((t1 - t0) / step))
         self.width = np.minimum(step, t1 - self.times)  # the last tick may be cut short
-        self.weight = 1.0 / sample
+        self.weight = 1.0
         self.rng = np.random.default_rng([fleet.seed, _POINTS, round(t0 * 1000), round(step * 1000)])
         self.episodes = fleet.episodes(t0, t1)
         self.alive = fleet.alive(self.times, self.episodes)
