@@ -4,12 +4,26 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pathlib import Path
+
+import environ
+
+# Read from the environment (and .env) here, not from Django settings: Celery loads this
+# module while the settings themselves are being imported.
+environ.Env.read_env(Path(__file__).resolve().parent.parent / ".env", overwrite=False)
+ALERTS_EVALUATE_EVERY_S = environ.Env().float("ALERTS_EVALUATE_EVERY_S", default=10.0)
+
 TASK_ROUTES = {
     "ingest.*": {"queue": "ingest"},
     "metrics.*": {"queue": "ingest"},
+    "alerts.evaluate": {"queue": "alerts"},
+    "alerts.deliver": {"queue": "notify"},
 }
 
 BEAT_SCHEDULE = {
+    # Alert rules: every 10 s by default. Rollups are per minute, so faster would mostly
+    # re-read the same numbers; slower would delay a firing alert.
+    "evaluate-alerts": {"task": "alerts.evaluate", "schedule": timedelta(seconds=ALERTS_EVALUATE_EVERY_S)},
     # Folds rollup deltas into minute and hour rollups. Reads merge deltas on the fly, so the
     # cadence only bounds how many delta rows a read has to merge; 5 s keeps that small.
     "compact-rollups": {"task": "metrics.compact_rollups", "schedule": timedelta(seconds=5)},

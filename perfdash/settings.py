@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "perfdash.ingest",
     "perfdash.metrics",
     "perfdash.dashboard",
+    "perfdash.alerts",
 ]
 
 MIDDLEWARE = [
@@ -131,6 +132,17 @@ LATENCY_TARGETS = {
     "tool_execution_ms": {"stat": "p90", "value": 5000},
     "memory_op_ms": {"stat": "p99", "value": 100},
 }
+
+# --- Alerts ------------------------------------------------------------------------------
+# Mail goes through Django's email backend, configured from EMAIL_URL
+# (e.g. smtp+tls://user:password@smtp.example.com:587); the console backend in development.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="perfdash <perfdash@localhost>")
+# Links in notifications point here.
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
+# Outbound webhooks refuse private, loopback and link-local addresses unless allowed.
+ALERTS_ALLOW_PRIVATE_URLS = env.bool("ALERTS_ALLOW_PRIVATE_URLS", default=False)
+ALERTS_HTTP_TIMEOUT_S = env.float("ALERTS_HTTP_TIMEOUT_S", default=5.0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

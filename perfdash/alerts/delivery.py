@@ -1,0 +1,121 @@
+"""The one place notifications leave perfdash: every attempt is recorded (status, error,
+duration), transient failures are retried with backoff, a permanent one disables the channel.
+
+Deliveries of the same events are serialised by a row lock on those events and keyed per
+channel, so a redelivered or duplicated task never sends a message twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from perfdash.alerts import transports
+from perfdash.alerts.models import AlertEvent, AlertRule, Delivery, NotificationChannel
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 6
+
+
+def dashboard_url(rule: AlertRule, subjects: list[str]) -> str:
+    base = settings.SITE_URL.rstrip("/")
+    window = "5m" if rule.window_seconds <= 300 else "1h"
+    if len(subjects) == 1 and subjects[0]:
+        kind = "nodes" if rule.scope == AlertRule.Scope.NODE else "agents"
+        return f"{base}/{kind}/{quote(subjects[0], safe='')}/?window={window}"
+    return f"{base}/?window={window}"
+
+
+def notification(rule: AlertRule, events: list[AlertEvent]) -> transports.Notification:
+    state = events[0].to_state
+    offenders = [transports.Offender(e.subject or "fleet", e.value) for e in events]
+    return transports.Notification(
+        rule_id=rule.id,
+        rule_name=rule.name,
+        severity=rule.severity,
+        metric=rule.metric,
+        statistic=rule.statistic,
+        comparison=rule.comparison,
+        threshold=rule.recovery if state == "resolved" else rule.threshold,
+        state=state,
+        offenders=offenders,
+        runbook_url=rule.runbook_url,
+        dashboard_url=dashboard_url(rule, [e.subject for e in events]),
+        at=events[0].at,
+    )
+
+
+def deliver(event_ids: list[int], attempt: int = 1) -> float | None:
+    """Send the notification for these events (one rule, one kind of change) to each enabled
+    channel of the rule. Returns seconds until a retry is due, or None when done."""
+    key = hashlib.sha256(",".join(map(str, sorted(event_ids))).encode()).hexdigest()[:40]
+    retry = False
+    with transaction.atomic():
+        events = list(AlertEvent.objects.select_for_update().filter(id__in=event_ids).order_by("id"))
+        if not events:
+            return None
+        rule = events[0].rule
+        message = notification(rule, events)
+        for channel in rule.channels.filter(enabled=True):
+            channel_key = f"{key}:{channel.id}"
+            if Delivery.objects.filter(notification_key=channel_key, status=Delivery.Status.SENT).exists():
+                continue
+            retry |= _attempt(channel, message, events, channel_key, attempt)
+    return min(300.0, 5.0 * 2 ** (attempt - 1)) if retry and attempt < MAX_ATTEMPTS else None
+
+
+def _attempt(channel: NotificationChannel, message, events: list[AlertEvent], key: str, attempt: int) -> bool:
+    """One send, recorded. True if it should be retried."""
+    started = time.perf_counter()
+    status, error, retry = Delivery.Status.SENT, "", False
+    try:
+        transports.send(channel, message)
+    except transports.TransportError as exc:
+        error = str(exc)
+        if exc.permanent:
+            status = Delivery.Status.FAILED
+            channel.disable(f"{timezone.now():%Y-%m-%d %H:%M} UTC: {error}")
+            log.warning("channel %s disabled: %s", channel.id, error)
+        elif attempt >= MAX_ATTEMPTS:
+            status = Delivery.Status.FAILED
+        else:
+            status, retry = Delivery.Status.RETRYING, True
+    delivery = Delivery.objects.create(
+        channel=channel,
+        notification_key=key,
+        status=status,
+        error=error,
+        duration_ms=(time.perf_counter() - started) * 1000,
+        attempt=attempt,
+    )
+    delivery.events.set(events)
+    return retry
+
+
+def send_test(channel: NotificationChannel) -> str | None:
+    """Send a sample notification through a channel now; returns the error, if any."""
+    sample = transports.Notification(
+        rule_id=0,
+        rule_name="Test notification from perfdash",
+        severity="warning",
+        metric="agent_response_ms",
+        statistic="p95",
+        comparison="gt",
+        threshold=2000.0,
+        state="firing",
+        offenders=[transports.Offender("agent-example", 2412.0)],
+        runbook_url="",
+        dashboard_url=settings.SITE_URL,
+        at=timezone.now(),
+    )
+    try:
+        transports.send(channel, sample)
+    except transports.TransportError as exc:
+        return str(exc)
+    return None

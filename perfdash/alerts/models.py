@@ -1,0 +1,242 @@
+"""Alert rules, their per-subject state, the append-only history, channels and silences."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from perfdash.metrics.models import DIMENSION_TAGS
+from perfdash.metrics.query import STATS
+
+
+class NotificationChannel(models.Model):
+    class Kind(models.TextChoices):
+        EMAIL = "email", "Email"
+        SLACK = "slack", "Slack (incoming webhook)"
+        WEBHOOK = "webhook", "Generic webhook (JSON POST)"
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    recipients = models.TextField(
+        blank=True, help_text="Email: one or more addresses, comma or newline separated."
+    )
+    url = models.TextField(
+        blank=True, help_text="Slack or webhook URL. A secret: never logged, shown masked."
+    )
+    hmac_secret = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Webhook: if set, the body is signed (X-Perfdash-Signature: sha256=…).",
+    )
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.TextField(
+        blank=True, help_text="Set when a permanent delivery error disabled it."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+    def clean(self) -> None:
+        if self.kind == self.Kind.EMAIL:
+            if not self.recipient_list:
+                raise ValidationError({"recipients": "Add at least one email address."})
+            from django.core.validators import validate_email
+
+            for address in self.recipient_list:
+                try:
+                    validate_email(address)
+                except ValidationError:
+                    raise ValidationError({"recipients": f"{address!r} is not an email address."}) from None
+        elif not self.url.startswith(("https://", "http://")):
+            raise ValidationError({"url": "Give the full http(s) URL of the webhook."})
+
+    @property
+    def recipient_list(self) -> list[str]:
+        return [a.strip() for a in self.recipients.replace("\n", ",").split(",") if a.strip()]
+
+    @property
+    def masked_url(self) -> str:
+        if not self.url:
+            return ""
+        head = self.url.split("//", 1)[-1].split("/", 1)[0]
+        return f"{self.url.split('//', 1)[0]}//{head}/…"
+
+    def disable(self, reason: str) -> None:
+        NotificationChannel.objects.filter(pk=self.pk).update(enabled=False, disabled_reason=reason[:1000])
+
+
+class AlertRule(models.Model):
+    class Scope(models.TextChoices):
+        FLEET = "fleet", "The whole fleet"
+        NODE = "node", "Each node"
+        AGENT = "agent", "Each agent"
+
+    class Comparison(models.TextChoices):
+        GT = "gt", ">"
+        GTE = "gte", "≥"
+        LT = "lt", "<"
+        LTE = "lte", "≤"
+
+    class NoData(models.TextChoices):
+        KEEP = "keep", "Keep the current state"
+        ALERT = "alert", "Fire"
+        RESOLVE = "resolve", "Resolve"
+
+    class Severity(models.TextChoices):
+        WARNING = "warning", "Warning"
+        CRITICAL = "critical", "Critical"
+
+    name = models.CharField(max_length=200)
+    metric = models.CharField(max_length=128)
+    statistic = models.CharField(max_length=10, choices=[(s, s) for s in STATS if s != "sum"], default="p95")
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.FLEET)
+    node = models.CharField(max_length=128, blank=True, help_text="Only this node (optional).")
+    agent = models.CharField(max_length=128, blank=True, help_text="Only this agent (optional).")
+    tag_key = models.CharField(
+        max_length=20, blank=True, choices=[("", "—")] + [(t, t) for t in DIMENSION_TAGS]
+    )
+    tag_value = models.CharField(max_length=128, blank=True)
+    comparison = models.CharField(max_length=3, choices=Comparison.choices, default=Comparison.GT)
+    threshold = models.FloatField()
+    recovery_threshold = models.FloatField(
+        null=True, blank=True, help_text="Resolves only past this value (hysteresis). Empty: the threshold."
+    )
+    window_seconds = models.PositiveIntegerField(default=300, help_text="Evaluated over the last N seconds.")
+    for_seconds = models.PositiveIntegerField(default=0, help_text="Pending this long before firing.")
+    min_samples = models.PositiveIntegerField(
+        default=1, help_text="Below this count: neither fires nor resolves."
+    )
+    no_data = models.CharField(max_length=10, choices=NoData.choices, default=NoData.KEEP)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.WARNING)
+    repeat_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Remind while firing every N seconds. Empty: never."
+    )
+    send_resolved = models.BooleanField(default=True)
+    channels = models.ManyToManyField(NotificationChannel, blank=True, related_name="rules")
+    runbook_url = models.URLField(blank=True)
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from perfdash.metrics.query import known_metric
+
+        errors = {}
+        if self.metric and not known_metric(self.metric):
+            errors["metric"] = f"No metric {self.metric!r} has been seen, and it is not a well-known one."
+        if self.tag_key and not self.tag_value:
+            errors["tag_value"] = "Give the tag's value."
+        if self.recovery_threshold is not None and self.threshold is not None:
+            firing_side = self.comparison in (self.Comparison.GT, self.Comparison.GTE)
+            if (firing_side and self.recovery_threshold > self.threshold) or (
+                not firing_side and self.recovery_threshold < self.threshold
+            ):
+                errors["recovery_threshold"] = (
+                    "The recovery threshold must lie on the healthy side of the threshold."
+                )
+        if self.window_seconds < 60:
+            errors["window_seconds"] = "The window must be at least 60 seconds (rollups are per minute)."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def recovery(self) -> float:
+        return self.threshold if self.recovery_threshold is None else self.recovery_threshold
+
+
+class AlertState(models.Model):
+    """Where one subject (the fleet, a node or an agent) of a rule stands now."""
+
+    class State(models.TextChoices):
+        INACTIVE = "inactive"
+        PENDING = "pending"
+        FIRING = "firing"
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="states")
+    subject = models.CharField(max_length=128, blank=True, help_text="Node or agent; empty for the fleet.")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.INACTIVE)
+    since = models.DateTimeField(default=timezone.now)
+    value = models.FloatField(null=True)
+    last_notified = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rule", "subject"], name="state_unique")]
+
+
+class AlertEvent(models.Model):
+    """Append-only: every state change, with the value and threshold at that moment."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="events")
+    subject = models.CharField(max_length=128, blank=True)
+    from_state = models.CharField(max_length=10)
+    to_state = models.CharField(max_length=10)  # pending, firing, resolved, inactive, or "repeat"
+    value = models.FloatField(null=True)
+    threshold = models.FloatField()
+    at = models.DateTimeField(default=timezone.now)
+    silenced = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["rule", "-at"], name="event_rule_at")]
+
+
+class Delivery(models.Model):
+    """One attempt to deliver a notification through one channel."""
+
+    class Status(models.TextChoices):
+        SENT = "sent"
+        RETRYING = "retrying"
+        FAILED = "failed"
+
+    channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="deliveries")
+    events = models.ManyToManyField(AlertEvent, related_name="deliveries")
+    notification_key = models.CharField(max_length=64, help_text="Idempotency: one notification, one send.")
+    status = models.CharField(max_length=10, choices=Status.choices)
+    error = models.TextField(blank=True)
+    duration_ms = models.FloatField(null=True)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at"]
+
+
+class Silence(models.Model):
+    """Alerts that match change state but notify nobody between starts_at and ends_at."""
+
+    rule = models.ForeignKey(AlertRule, null=True, blank=True, on_delete=models.CASCADE)
+    node = models.CharField(max_length=128, blank=True)
+    agent = models.CharField(max_length=128, blank=True)
+    severity = models.CharField(max_length=10, blank=True, choices=[("", "any")] + AlertRule.Severity.choices)
+    starts_at = models.DateTimeField(default=timezone.now)
+    ends_at = models.DateTimeField()
+    comment = models.TextField(blank=True)
+
+    def clean(self) -> None:
+        if self.ends_at and self.starts_at and self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": "A silence must end after it starts."})
+
+    def matches(self, rule: AlertRule, subject: str, at) -> bool:
+        if not self.starts_at <= at < self.ends_at:
+            return False
+        if self.rule_id and self.rule_id != rule.id:
+            return False
+        if self.severity and self.severity != rule.severity:
+            return False
+        if self.node and not (
+            rule.scope == AlertRule.Scope.NODE and subject == self.node or rule.node == self.node
+        ):
+            return False
+        return not (
+            self.agent
+            and not (
+                rule.scope == AlertRule.Scope.AGENT and subject == self.agent or rule.agent == self.agent
+            )
+        )

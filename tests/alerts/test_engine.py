@@ -1,0 +1,115 @@
+"""Rules evaluated against real rollups in PostgreSQL, with time travel through `now`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from django.db import connection
+
+from perfdash.alerts import engine
+from perfdash.alerts.models import AlertEvent, AlertRule, AlertState, Silence
+from perfdash.api.models import ApiToken
+from perfdash.ingest.batch import Batch
+from perfdash.ingest.models import IngestedBatch
+
+NOW = time.time() // 60 * 60 + 30  # mid-minute: windows line up with what the test stored
+
+
+def store(values: dict[str, float], at: float, n: int = 30, metric: str = "agent_response_ms") -> None:
+    """`n` points of `value` for each agent, `at` seconds (Unix)."""
+    token = ApiToken.objects.first() or ApiToken.issue("t", ["ingest"])[0]
+    series = [(metric, "node-1", agent, "{}") for agent in values]
+    idx = np.repeat(np.arange(len(series), dtype=np.int32), n)
+    vals = np.repeat(np.array(list(values.values()), dtype=np.float64), n)
+    IngestedBatch.store(
+        token.id, Batch(f"b{at}-{metric}-{len(values)}", series, idx, np.full(len(idx), at), vals), now=NOW
+    )
+
+
+def rule(**kw) -> AlertRule:
+    defaults = dict(
+        name="slow",
+        metric="agent_response_ms",
+        statistic="p95",
+        comparison="gt",
+        threshold=2000,
+        window_seconds=120,
+        min_samples=10,
+    )
+    return AlertRule.objects.create(**{**defaults, **kw})
+
+
+def events(r: AlertRule) -> list[tuple[str, str]]:
+    return list(r.events.order_by("id").values_list("subject", "to_state"))
+
+
+@pytest.fixture(autouse=True)
+def no_default_rules(db):
+    AlertRule.objects.all().delete()
+
+
+def test_a_fleet_rule_fires_and_resolves_on_real_data():
+    r = rule()
+    store({"a1": 500}, NOW - 600)
+    assert engine.evaluate(r.id, now=NOW - 590) == []
+    store({"a1": 3000}, NOW - 300)
+    fired = engine.evaluate(r.id, now=NOW - 290)
+    assert len(fired) == 1
+    event = AlertEvent.objects.get(id=fired[0])
+    assert (event.from_state, event.to_state, event.threshold) == ("inactive", "firing", 2000)
+    assert event.value == pytest.approx(3000, rel=0.01)
+    assert engine.evaluate(r.id, now=NOW - 280) == []  # still firing: nothing new
+    store({"a1": 400}, NOW - 60)
+    assert len(engine.evaluate(r.id, now=NOW)) == 1
+    assert events(r) == [("", "firing"), ("", "resolved")]
+    assert AlertState.objects.get(rule=r).state == "inactive"
+
+
+def test_a_per_agent_rule_fires_for_each_offender_and_groups_them_into_one_message():
+    r = rule(scope="agent", statistic="max", threshold=100e6, metric="agent_memory_bytes", min_samples=1)
+    store({"a1": 150e6, "a2": 50e6, "a3": 120e6, "a4": 101e6}, NOW - 30, metric="agent_memory_bytes")
+    fired = engine.evaluate(r.id, now=NOW)
+    assert sorted(events(r)) == [("a1", "firing"), ("a3", "firing"), ("a4", "firing")]
+    assert engine.group(fired) == [sorted(fired)]
+
+
+def test_silenced_alerts_change_state_but_notify_nobody():
+    r = rule()
+    at = datetime.fromtimestamp(NOW, UTC)
+    Silence.objects.create(rule=r, starts_at=at - timedelta(hours=1), ends_at=at + timedelta(hours=1))
+    store({"a1": 3000}, NOW - 30)
+    assert engine.evaluate(r.id, now=NOW) == []
+    assert AlertEvent.objects.get(rule=r).silenced
+    assert AlertState.objects.get(rule=r).state == "firing"
+
+
+def test_a_disabled_rule_is_not_evaluated():
+    r = rule(enabled=False)
+    store({"a1": 3000}, NOW - 30)
+    assert engine.evaluate(r.id, now=NOW) == [] and not AlertEvent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_evaluators_at_once_record_one_transition(clean_tables):
+    AlertRule.objects.all().delete()
+    r = rule()
+    store({"a1": 3000}, NOW - 30)
+    results: list[list[int]] = []
+    barrier = threading.Barrier(2)
+
+    def evaluate() -> None:
+        barrier.wait()
+        results.append(engine.evaluate(r.id, now=NOW))
+        connection.close()
+
+    threads = [threading.Thread(target=evaluate) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(len(x) for x in results) == [0, 1]
+    assert events(r) == [("", "firing")]
