@@ -71,9 +71,9 @@ def decide(spec: Spec, current: Current, seen: Observation, now: datetime) -> De
     # firing
     if verdict == "recovered":
         return Decision("inactive", "resolved", spec.send_resolved)
-    if spec.repeat_seconds and current.last_notified is not None:
-        if (now - current.last_notified).total_seconds() >= spec.repeat_seconds:
-            return Decision("firing", "repeat", True)
+    last = current.last_notified
+    if spec.repeat_seconds and last is not None and (now - last).total_seconds() >= spec.repeat_seconds:
+        return Decision("firing", "repeat", True)
     return Decision("firing")
 
 

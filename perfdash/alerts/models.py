@@ -214,7 +214,7 @@ class Silence(models.Model):
     rule = models.ForeignKey(AlertRule, null=True, blank=True, on_delete=models.CASCADE)
     node = models.CharField(max_length=128, blank=True)
     agent = models.CharField(max_length=128, blank=True)
-    severity = models.CharField(max_length=10, blank=True, choices=[("", "any")] + AlertRule.Severity.choices)
+    severity = models.CharField(max_length=10, blank=True, choices=[("", "any"), *AlertRule.Severity.choices])
     starts_at = models.DateTimeField(default=timezone.now)
     ends_at = models.DateTimeField()
     comment = models.TextField(blank=True)
@@ -224,19 +224,13 @@ class Silence(models.Model):
             raise ValidationError({"ends_at": "A silence must end after it starts."})
 
     def matches(self, rule: AlertRule, subject: str, at) -> bool:
+        """Whether this silence covers the alert of `rule` for `subject` at time `at`."""
         if not self.starts_at <= at < self.ends_at:
             return False
         if self.rule_id and self.rule_id != rule.id:
             return False
         if self.severity and self.severity != rule.severity:
             return False
-        if self.node and not (
-            rule.scope == AlertRule.Scope.NODE and subject == self.node or rule.node == self.node
-        ):
-            return False
-        return not (
-            self.agent
-            and not (
-                rule.scope == AlertRule.Scope.AGENT and subject == self.agent or rule.agent == self.agent
-            )
-        )
+        node = subject if rule.scope == AlertRule.Scope.NODE else rule.node
+        agent = subject if rule.scope == AlertRule.Scope.AGENT else rule.agent
+        return (not self.node or self.node == node) and (not self.agent or self.agent == agent)
