@@ -26,6 +26,14 @@ The traffic model (UTC; the same --seed gives the same fleet, episodes and point
   would exceed ~3 M points), about one request per agent per tick at average load, so every
   metric gets about one point per agent per tick; counter points carry the events they
   stand for, so sums of counters match live traffic while point rates are lower.
+
+Sending: the backfill first, then live seconds as they pass, each node's points in batches
+of at most --batch-size, by --senders threads with a connection each. A batch the server
+cannot take now (429, 503, no connection) is resent, same body and batch id, after a backoff
+that honours Retry-After; a rejected one (bad token, bad point) stops the run with the
+server's message and exit status 1. Ctrl-C stops generating and sends what is queued (Ctrl-C
+again gives up on it). Progress goes to stderr, the summary to stdout; --dry-run generates
+and encodes the same batches as fast as it can and sends nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -70,7 +79,7 @@ TOOL_HANG_CHANCE = 0.001  # tools that hang until the timeout, on top of the slo
 LLM_FAILURE_CHANCE = 0.005
 CACHE_HIT_CHANCE = 0.8
 SLOW_TOOL_FACTOR, SLOW_PROVIDER_FACTOR, SLOW_PROVIDER_FAILURES = 5.0, 4.0, 10.0
-LEAK_BYTES = 160e6
+LEAK_BYTES = 160e6  # over the leak's 1-3 h: well past 100 MB from any agent's 30-70 MB
 # Points per agent per tick when a tick holds one request: its events and a memory gauge.
 POINTS_PER_REQUEST_TICK = 1 + TOOL_CALLS + 2 * LLM_CALLS + MEMORY_OPS + CACHE_LOOKUPS + 1
 
@@ -149,6 +158,15 @@ class Episode:
 
     def covers(self, ts: np.ndarray) -> np.ndarray:
         return (ts >= self.start) & (ts < self.end)
+
+
+class Window(NamedTuple):
+    """Simulated time [t0, t1), one tick per `step` seconds, keeping `sample` of the events."""
+
+    t0: float
+    t1: float
+    step: float = 1.0
+    sample: float = 1.0
 
 
 @dataclass
@@ -251,15 +269,15 @@ class Fleet:
     def groups(self, t0: float, t1: float, step: float = 1.0, sample: float = 1.0) -> list[Group]:
         """All points of [t0, t1) with one tick per `step` seconds, as columns. `sample`
         (0-1] keeps that share of the events; counter points then count 1/sample events."""
-        window = _Window(self, t0, t1, step, sample)
+        ticks = _Ticks(self, t0, t1, step, sample)
         return [
-            *_responses(window),
-            *_tool_calls(window),
-            *_llm_calls(window),
-            *_memory_ops(window),
-            *_cache_lookups(window),
-            _memory(window),
-            _active_agents(window),
+            *_responses(ticks),
+            *_tool_calls(ticks),
+            *_llm_calls(ticks),
+            *_memory_ops(ticks),
+            *_cache_lookups(ticks),
+            _memory(ticks),
+            _active_agents(ticks),
         ]
 
     def node_points(self, groups: list[Group]) -> list[list[dict]]:
@@ -275,14 +293,12 @@ class Fleet:
         bounds = np.searchsorted(g.node, np.arange(self.nodes + 1)).tolist()
         ts, agent, value = g.ts.tolist(), g.agent.tolist(), g.value.tolist()
         tag = g.tag.tolist() if g.tag is not None else None
-        for j in range(self.nodes):
+        for j, node in enumerate(self.node_names):
             cut = slice(bounds[j], bounds[j + 1])
-            if cut.start < cut.stop:
-                tags = (tag[cut], g.tags) if tag is not None else None
-                yield (
-                    j,
-                    _dicts(g.metric, self.node_names[j], self._labels, ts[cut], agent[cut], value[cut], tags),
-                )
+            if cut.start == cut.stop:
+                continue
+            tagging = (tag[cut], g.tags) if tag is not None else None
+            yield j, _dicts(g.metric, node, self._labels, ts[cut], agent[cut], value[cut], tagging)
 
     def points(self, t0: float, t1: float, step: float = 1.0, sample: float = 1.0) -> list[dict]:
         """All points of [t0, t1) as v1 point dicts."""
@@ -297,14 +313,14 @@ class Fleet:
                 yield points[i : i + size]
 
 
-class _Window:
-    """The ticks of one call to `Fleet.groups` and what the metrics share about them."""
+class _Ticks:
+    """The ticks of one window of `Fleet.groups`, and what its metrics share about them."""
 
     def __init__(self, fleet: Fleet, t0: float, t1: float, step: float, sample: float):
         self.fleet = fleet
         self.times = t0 + step * np.arange(math.ceil((t1 - t0) / step))
         self.width = np.minimum(step, t1 - self.times)  # the last tick may be cut short
-        self.weight = 1.0
+        self.weight = 1.0 / sample
         self.rng = np.random.default_rng([fleet.seed, _POINTS, round(t0 * 1000), round(step * 1000)])
         self.episodes = fleet.episodes(t0, t1)
         self.alive = fleet.alive(self.times, self.episodes)
@@ -338,15 +354,33 @@ class _Window:
     def lognormal(self, median: np.ndarray | float, sigma: np.ndarray | float, n: int) -> np.ndarray:
         return median * np.exp(sigma * self.rng.standard_normal(n))
 
-    def group(self, metric: str, agent, ts, value, tag=None, tags=None, decimals: int = 2) -> Group:
+    def group(
+        self,
+        metric: str,
+        agent: np.ndarray,
+        ts: np.ndarray,
+        value: np.ndarray,
+        tag: np.ndarray | None = None,
+        tags: tuple[dict[str, str], ...] | None = None,
+        decimals: int = 2,
+    ) -> Group:
         node = self.fleet.node_of[agent]
         return Group(metric, node, agent, ts, np.round(value, decimals), tag, tags)
 
-    def counter(self, metric: str, agent, ts, tag=None, tags=None, value=1.0) -> Group:
-        return self.group(metric, agent, ts, np.broadcast_to(value * self.weight, ts.shape), tag, tags)
+    def counter(
+        self,
+        metric: str,
+        agent: np.ndarray,
+        ts: np.ndarray,
+        tag: np.ndarray | None = None,
+        tags: tuple[dict[str, str], ...] | None = None,
+        events: np.ndarray | float = 1.0,
+    ) -> Group:
+        """One point per event (per sampled event, counting the ones it stands for)."""
+        return self.group(metric, agent, ts, np.broadcast_to(events * self.weight, ts.shape), tag, tags)
 
 
-def _responses(w: _Window) -> list[Group]:
+def _responses(w: _Ticks) -> list[Group]:
     agent, ts = w.events(1.0)
     # An answer waits for its tools and models: episodes slow every agent's responses.
     slowdown = 1 + 0.6 * w.during("slow_tool", ts) + 0.8 * w.during("slow_provider", ts)
@@ -354,7 +388,7 @@ def _responses(w: _Window) -> list[Group]:
     return [w.group("agent_response_ms", agent, ts, value)]
 
 
-def _tool_calls(w: _Window) -> list[Group]:
+def _tool_calls(w: _Ticks) -> list[Group]:
     agent, ts = w.events(TOOL_CALLS)
     tool = w.choose(TOOLS, ts.size)
     value = w.latency(TOOLS, tool) * np.where(w.during("slow_tool", ts, tool), SLOW_TOOL_FACTOR, 1.0)
@@ -367,7 +401,7 @@ def _tool_calls(w: _Window) -> list[Group]:
     ]
 
 
-def _llm_calls(w: _Window) -> list[Group]:
+def _llm_calls(w: _Ticks) -> list[Group]:
     agent, ts = w.events(LLM_CALLS)
     model = w.choose(MODELS, ts.size)
     slow = w.during("slow_provider", ts, MODEL_PROVIDER[model])
@@ -382,14 +416,14 @@ def _llm_calls(w: _Window) -> list[Group]:
     ]
 
 
-def _memory_ops(w: _Window) -> list[Group]:
+def _memory_ops(w: _Ticks) -> list[Group]:
     agent, ts = w.events(MEMORY_OPS)
     op = w.choose(OPS, ts.size)
     value = w.latency(OPS, op)
     return [w.group("memory_op_ms", agent, ts, value, op, OPS.tags, decimals=3)]
 
 
-def _cache_lookups(w: _Window) -> list[Group]:
+def _cache_lookups(w: _Ticks) -> list[Group]:
     agent, ts = w.events(CACHE_LOOKUPS)
     hit = w.rng.random(ts.size) < CACHE_HIT_CHANCE
     return [
@@ -398,7 +432,7 @@ def _cache_lookups(w: _Window) -> list[Group]:
     ]
 
 
-def _memory(w: _Window) -> Group:
+def _memory(w: _Ticks) -> Group:
     f = w.fleet
     agent, tick = np.nonzero(w.alive)
     ts = w.times[tick]
@@ -411,7 +445,7 @@ def _memory(w: _Window) -> Group:
     return w.group("agent_memory_bytes", agent, ts, value, decimals=0)
 
 
-def _active_agents(w: _Window) -> Group:
+def _active_agents(w: _Ticks) -> Group:
     f = w.fleet
     counts = np.add.reduceat(w.alive.astype(np.int64), f.node_start, axis=0)  # (nodes, ticks)
     node, tick = np.indices(counts.shape).reshape(2, -1)
@@ -426,14 +460,14 @@ def _dicts(
     ts: list[float],
     agent: list[int],
     value: list[float],
-    tags: tuple[list[int], tuple[dict[str, str], ...]] | None,
+    tagging: tuple[list[int], tuple[dict[str, str], ...]] | None,
 ) -> list[dict]:
-    if tags is None:
+    if tagging is None:
         return [
             {"ts": t, "node": node, "agent": labels[a], "metric": metric, "value": v}
             for t, a, v in zip(ts, agent, value, strict=True)
         ]
-    tag, tags = tags
+    tag, tags = tagging
     return [
         {"ts": t, "node": node, "agent": labels[a], "metric": metric, "value": v, "tags": tags[k]}
         for t, a, v, k in zip(ts, agent, value, tag, strict=True)
@@ -495,7 +529,8 @@ class Stats:
     def retried(self, outcome: Outcome) -> None:
         with self.lock:
             self.retries += 1
-            self.errors += outcome.code != 429
+            if outcome.code != 429:
+                self.errors += 1
 
     def not_sent(self, batch: Batch) -> None:
         with self.lock:
@@ -654,38 +689,51 @@ def backfill_step(agents: int, seconds: float) -> float:
     return MINUTE * max(1, math.ceil(seconds / MINUTE / ticks_allowed))
 
 
-def _emit(fleet: Fleet, sink, t0: float, t1: float, step: float, sample: float, phase: str) -> bool:
-    return all(sink.put(Batch.of(points, phase)) for points in fleet.batches(t0, t1, step, sample))
-
-
-def _backfill(fleet: Fleet, sink, stats: Stats, end: float, seconds: float, step: float) -> bool:
-    sample = min(1.0, 1.0 / (REQUESTS_PER_S * step))  # ~one request per agent per tick
+def backfill_windows(
+    fleet: Fleet, end: float, seconds: float, step: float, batch_size: int = MAX_BATCH_POINTS
+) -> Iterator[Window]:
+    """The backfill of [end - seconds, end) as the windows it is generated in: about one
+    request per agent per tick, and windows small enough for one batch per node, mostly."""
+    sample = min(1.0, 1.0 / (REQUESTS_PER_S * step))
     per_node_tick = fleet.agents / fleet.nodes * POINTS_PER_REQUEST_TICK
-    ticks = max(1, int(0.8 * MAX_BATCH_POINTS / per_node_tick))  # most chunks: one batch per node
-    t = end - seconds
-    while t < end:
-        stats.stage = f"backfill {100 * (1 - (end - t) / seconds):3.0f}%"
-        t1 = min(t + ticks * step, end)
-        if not _emit(fleet, sink, t, t1, step, sample, "backfill"):
-            return False
-        t = t1
-    return True
+    ticks = max(1, int(0.8 * batch_size / per_node_tick))
+    for t0 in np.arange(end - seconds, end, ticks * step).tolist():
+        yield Window(t0, min(t0 + ticks * step, end), step, sample)
 
 
-def _live(fleet: Fleet, sink, stats: Stats, t0: float, duration: float, realtime: bool) -> None:
-    """Whole seconds from t0 on, each sent once it has passed (or at once when not
-    `realtime`), for `duration` seconds (0: until interrupted)."""
-    began = time.time() if realtime else t0
-    end = math.ceil(began + duration) if duration else math.inf
-    while t0 < end:
-        stats.stage = f"live {t0 - began:,.0f} s" if t0 >= began else "live (catching up)"
-        t1 = min(math.floor(time.time()) if realtime else t0 + 1, end)
-        if t1 <= t0:
-            time.sleep(max(0.0, t0 + 1.001 - time.time()))
-            continue
-        if not _emit(fleet, sink, t0, t1, 1.0, 1.0, "live"):
-            return
-        t0 = t1
+@dataclass
+class _Run:
+    fleet: Fleet
+    sink: Senders | DrySink
+    stats: Stats
+    batch_size: int
+
+    def emit(self, w: Window, phase: str) -> bool:
+        """Generate, encode and hand over a window's batches; False once sending stopped."""
+        batches = self.fleet.batches(*w, size=self.batch_size)
+        return all(self.sink.put(Batch.of(points, phase)) for points in batches)
+
+    def backfill(self, end: float, seconds: float, step: float) -> bool:
+        for w in backfill_windows(self.fleet, end, seconds, step, self.batch_size):
+            self.stats.stage = f"backfill {100 * (1 - (end - w.t0) / seconds):3.0f}%"
+            if not self.emit(w, "backfill"):
+                return False
+        return True
+
+    def live(self, t0: float, duration: float, realtime: bool) -> None:
+        """Whole seconds from t0 on, each sent once it has passed (or at once when not
+        `realtime`), for `duration` seconds (0: until interrupted)."""
+        began = time.time() if realtime else t0
+        end = math.ceil(began + duration) if duration else math.inf
+        while t0 < end:
+            self.stats.stage = f"live {t0 - began:,.0f} s" if t0 >= began else "live (catching up)"
+            t1 = min(math.floor(time.time()) if realtime else t0 + 1, end)
+            if t1 <= t0:
+                time.sleep(max(0.0, t0 + 1.001 - time.time()))
+                continue
+            if not self.emit(Window(t0, t1), "live"):
+                return
+            t0 = t1
 
 
 def _summary(stats: Stats, dry_run: bool) -> str:
@@ -737,13 +785,20 @@ def _duration(text: str) -> int:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="python -m collectors simulate",
-        description="Simulate a fleet of AI agents and send its telemetry to perfdash.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--agents", type=int, default=100)
-    ap.add_argument("--nodes", type=int, default=4)
+    ap.add_argument("--agents", type=int, default=100, help="fleet size (default 100)")
+    ap.add_argument("--nodes", type=int, default=4, help="nodes the agents are spread over (default 4)")
     ap.add_argument("--duration", type=float, default=0, help="seconds of live traffic; 0 = until Ctrl-C")
-    ap.add_argument("--url", default=os.environ.get("PERFDASH_URL", "http://127.0.0.1:8000"))
-    ap.add_argument("--token", default=os.environ.get("PERFDASH_TOKEN", ""))
+    ap.add_argument(
+        "--url",
+        default=os.environ.get("PERFDASH_URL", "http://127.0.0.1:8000"),
+        help="the perfdash server (default $PERFDASH_URL or http://127.0.0.1:8000)",
+    )
+    ap.add_argument(
+        "--token", default=os.environ.get("PERFDASH_TOKEN", ""), help="an ingest token ($PERFDASH_TOKEN)"
+    )
     ap.add_argument("--backfill", type=_duration, default=0, help="history to send first, e.g. 2h, 3d, 14d")
     ap.add_argument(
         "--backfill-step",
@@ -752,13 +807,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="one sample tick per step (default: 1m or coarser)",
     )
     ap.add_argument("--senders", type=int, default=2, help="sending threads, one connection each")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=MAX_BATCH_POINTS,
+        help="points per batch at most (INGEST_MAX_POINTS)",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="the same seed gives the same fleet and episodes")
     ap.add_argument("--dry-run", action="store_true", help="generate and encode only, at full speed")
     args = ap.parse_args(argv)
     if not 1 <= args.nodes <= args.agents:
         ap.error("need 1 <= --nodes <= --agents")
-    if args.senders < 1 or args.seed < 0 or args.duration < 0:
-        ap.error("--senders must be >= 1, --seed and --duration >= 0")
+    if args.senders < 1 or args.batch_size < 1 or args.seed < 0 or args.duration < 0:
+        ap.error("--senders and --batch-size must be >= 1, --seed and --duration >= 0")
     if args.backfill > MAX_BACKFILL_S:
         ap.error("--backfill can be at most 89d (the server keeps 90 days)")
     if not args.token and not args.dry_run:
@@ -791,9 +852,10 @@ def run(args: argparse.Namespace) -> int:
     step = args.backfill_step or backfill_step(args.agents, args.backfill)
     print(_intro(args, fleet, step), file=sys.stderr)
     progress = Progress(stats)
+    simulation = _Run(fleet, sink, stats, args.batch_size)
     try:
-        if not args.backfill or _backfill(fleet, sink, stats, start, args.backfill, step):
-            _live(fleet, sink, stats, start, args.duration, realtime=not args.dry_run)
+        if not args.backfill or simulation.backfill(start, args.backfill, step):
+            simulation.live(start, args.duration, realtime=not args.dry_run)
     except KeyboardInterrupt:
         stats.stage = "stopping"
         print("\nstopping: sending what is queued (Ctrl-C again to give up on it)", file=sys.stderr)

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from perfdash.alerts import delivery
+
 from perfdash.alerts.models import AlertEvent, AlertRule, Delivery, NotificationChannel, Silence
 
 
@@ -35,8 +37,6 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send a test notification")
     def send_test_notification(self, request, queryset) -> None:
-        from perfdash.alerts import delivery
-
         for channel in queryset:
             error = delivery.send_test(channel)
             if error:

@@ -48,6 +48,7 @@ def notification(rule: AlertRule, events: list[AlertEvent]) -> transports.Notifi
         runbook_url=rule.runbook_url,
         dashboard_url=dashboard_url(rule, [e.subject for e in events]),
         at=events[0].at,
+        scope=rule.scope,
     )
 
 

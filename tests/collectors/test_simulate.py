@@ -14,11 +14,11 @@ import pytest
 from django.db import connection
 from django.db.models import Sum
 
-from collectors.simulate import DAY, HOUR, MAX_BATCH_POINTS, MINUTE, Fleet, backfill_step
+from collectors.simulate import DAY, HOUR, MAX_BATCH_POINTS, MINUTE, Episode, Fleet, backfill_step
 from perfdash.api.models import ApiToken
 from perfdash.ingest.models import IngestedBatch
 from perfdash.metrics.models import Series
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, start_server, wait_until
 
 MIDNIGHT = datetime(2026, 11, 25, tzinfo=UTC).timestamp()
 NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_.]*\Z")
@@ -49,7 +49,7 @@ def quiet_hour(f: Fleet, kind: str) -> float:
     )
 
 
-def first_episode(f: Fleet, kind: str):
+def first_episode(f: Fleet, kind: str) -> Episode:
     return next(e for e in f.episodes(MIDNIGHT, MIDNIGHT + 7 * DAY) if e.kind == kind)
 
 
@@ -202,6 +202,28 @@ def simulate(url: str, token: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
+def summary(run: subprocess.CompletedProcess) -> dict[str, int]:
+    """The counts in the summary line, e.g. {"sent": 1234, "backfill": ..., "retries": 0}."""
+    found = re.search(
+        r"^sent (?P<sent>[\d,]+) points .*\(backfill (?P<backfill>[\d,]+) \+ live (?P<live>[\d,]+)\)"
+        r".* (?P<retries>[\d,]+) retries",
+        run.stdout,
+        re.M,
+    )
+    assert found, run.stdout + run.stderr
+    return {k: int(v.replace(",", "")) for k, v in found.groupdict().items()}
+
+
+def wait_until_stored(token: ApiToken, sent: int) -> None:
+    def stored() -> int:
+        return IngestedBatch.objects.filter(token=token).aggregate(n=Sum("points"))["n"] or 0
+
+    wait_until(lambda: stored() == sent, 20, f"{sent} points stored")
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM metrics_point")
+        assert cur.fetchone()[0] == sent
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_it_backfills_and_streams_to_the_real_server_and_everything_sent_is_stored(
@@ -212,22 +234,45 @@ def test_it_backfills_and_streams_to_the_real_server_and_everything_sent_is_stor
         live_server_url, raw, "--agents", "20", "--nodes", "2", "--duration", "3", "--backfill", "1h"
     )
     assert run.returncode == 0, run.stderr
-    summary = re.search(r"^sent ([\d,]+) points .*\(backfill ([\d,]+) \+ live ([\d,]+)\)", run.stdout, re.M)
-    assert summary, run.stdout
-    sent, backfill, live = (int(n.replace(",", "")) for n in summary.groups())
-    assert backfill > 0 and live > 0
-
-    def stored() -> int:
-        return IngestedBatch.objects.filter(token=token).aggregate(n=Sum("points"))["n"] or 0
-
-    wait_until(lambda: stored() == sent, 20, f"{sent} points stored")
-    with connection.cursor() as cur:
-        cur.execute("SELECT count(*) FROM metrics_point")
-        assert cur.fetchone()[0] == sent
+    counts = summary(run)
+    assert counts["backfill"] > 0 and counts["live"] > 0
+    wait_until_stored(token, counts["sent"])
     memory = Series.objects.filter(metric="agent_memory_bytes")
     assert set(memory.values_list("agent", flat=True)) >= {f"agent-{i}" for i in range(20)}
     nodes = Series.objects.filter(metric="active_agents").values_list("node", flat=True)
     assert set(nodes) >= {"node-0", "node-1"}
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_over_the_rate_limit_it_waits_retries_and_stores_every_batch_once(
+    tmp_path, celery_worker, clean_tables
+):
+    # 1000 points/s against a backfill of at least ~2800 points in 500-point batches, sent
+    # within a fraction of a second: some second must go over the limit.
+    server, url = start_server(tmp_path, INGEST_RATE_LIMIT="1000")
+    token, raw = ApiToken.issue("sim", ["ingest"])
+    try:
+        run = simulate(
+            url,
+            raw,
+            "--agents",
+            "10",
+            "--nodes",
+            "1",
+            "--duration",
+            "1",
+            "--backfill",
+            "1h",
+            "--batch-size",
+            "500",
+        )
+    finally:
+        server.kill()
+    assert run.returncode == 0, run.stderr
+    counts = summary(run)
+    assert counts["retries"] > 0
+    wait_until_stored(token, counts["sent"])
 
 
 @pytest.mark.slow
