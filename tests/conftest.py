@@ -114,7 +114,7 @@ def start_server(tmp: Path, port: int | None = None, **env: str) -> tuple[Proc, 
     return proc, url
 
 
-def start_worker(tmp: Path, name: str, **env: str) -> Proc:
+def start_worker(tmp: Path, name: str, queues: str = "ingest", **env: str) -> Proc:
     proc = Proc(
         [
             str(BIN / "celery"),
@@ -122,7 +122,7 @@ def start_worker(tmp: Path, name: str, **env: str) -> Proc:
             "perfdash",
             "worker",
             "-Q",
-            "ingest",
+            queues,
             "-c",
             "1",
             "-n",
