@@ -3,6 +3,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from perfdash.alerts import delivery, engine
+from perfdash.dashboard import publish
 
 
 @shared_task(name="alerts.evaluate", queue="alerts", ignore_result=True)
@@ -12,6 +13,8 @@ def evaluate_rules() -> int:
     groups = engine.group(engine.evaluate())
     for ids in groups:
         deliver.delay(ids)
+    if groups:
+        publish.alerts_changed(sum(map(len, groups)))
     return len(groups)
 
 

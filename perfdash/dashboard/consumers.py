@@ -60,6 +60,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if getattr(self, "push_task", None):
             self.push_task.cancel()
 
+    async def alerts_changed(self, event: dict) -> None:
+        await self.metrics_changed(event)
+
     async def metrics_changed(self, event: dict) -> None:
         if self.dirty_since is None:
             self.dirty_since = time.monotonic()

@@ -192,3 +192,29 @@ def tools(view: View) -> dict:
         for n, v in sorted(providers.items())
     ]
     return out
+
+
+def firing_alerts(view: View) -> list[dict]:
+    """Alerts firing now, worst first; on a node or agent page only that node's or agent's."""
+    from perfdash.alerts.models import AlertState
+
+    states = AlertState.objects.filter(state=AlertState.State.FIRING, rule__enabled=True).select_related(
+        "rule"
+    )
+    if view.node or view.agent:
+        states = states.filter(subject=view.node or view.agent)
+    rows = [
+        {
+            "rule": s.rule.name,
+            "severity": s.rule.severity,
+            "scope": s.rule.scope,
+            "subject": s.subject,
+            "value": s.value,
+            "threshold": s.rule.threshold,
+            "metric": s.rule.metric,
+            "statistic": s.rule.statistic,
+            "since": s.since.isoformat(),
+        }
+        for s in states.order_by("since")[:200]
+    ]
+    return sorted(rows, key=lambda r: r["severity"] != "critical")

@@ -106,8 +106,22 @@
     }
   }
 
+  function alerts(rows) {
+    const drill = (r) => (r.scope === "node" ? `/nodes/${encodeURIComponent(r.subject)}/`
+      : r.scope === "agent" ? `/agents/${encodeURIComponent(r.subject)}/` : "/");
+    PD.cells(document.getElementById("alerts"), ["severity", "rule", "where", "value", "threshold", "firing since"],
+      rows, (r) => [r.severity, r.rule, PD.link(drill(r), r.subject || "fleet"),
+        r.metric.endsWith("_ms") ? PD.ms(r.value) : PD.fmt(r.value, 1),
+        r.metric.endsWith("_ms") ? PD.ms(r.threshold) : PD.fmt(r.threshold, 1),
+        new Date(r.since).toLocaleTimeString()]);
+    const table = document.getElementById("alerts");
+    table.dataset.firing = String(rows.length);
+    if (!rows.length) table.tBodies[0].rows[0].cells[0].textContent = "nothing firing";
+  }
+
   function render(data) {
     kpis(data.kpis);
+    alerts(data.alerts);
     if (data.nodes) nodes(data.nodes);
     latencyPanels(data.latency);
     memory(data.memory, Boolean(data.view.agent));

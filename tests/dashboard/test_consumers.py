@@ -82,3 +82,16 @@ async def test_the_worker_side_announcement_reaches_the_socket():
     message = await ws.receive_json_from(timeout=5)
     assert message["data"]["view"]["page"] == "tools" and "tools" in message["data"]
     await ws.disconnect()
+
+
+async def test_an_alert_transition_refreshes_the_page():
+    from perfdash.dashboard.publish import alerts_changed
+
+    cookie = await asyncio.to_thread(session_cookie)
+    ws = communicator(cookie)
+    connected, _ = await ws.connect()
+    assert connected
+    await asyncio.to_thread(alerts_changed, 1)  # what the evaluation task calls
+    message = await ws.receive_json_from(timeout=5)
+    assert message["type"] == "update" and message["data"]["alerts"] == []
+    await ws.disconnect()

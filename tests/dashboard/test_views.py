@@ -99,3 +99,23 @@ def test_only_staff_reach_the_settings(viewer, fleet):
     viewer.force_login(staff)
     assert viewer.get("/admin/api/apitoken/").status_code == 200
     assert b"Settings" in viewer.get("/").content
+
+
+def test_firing_alerts_are_on_the_overview_and_on_their_agents_page(viewer, fleet):
+    from perfdash.alerts.models import AlertRule, AlertState
+
+    rule = AlertRule.objects.create(
+        name="Agent memory",
+        metric="agent_memory_bytes",
+        statistic="max",
+        scope="agent",
+        threshold=100e6,
+        severity="critical",
+    )
+    AlertState.objects.create(rule=rule, subject=SCRIPT, state="firing", value=150e6)
+    AlertState.objects.create(rule=rule, subject="agent-1", state="pending", value=101e6)
+    alerts = viewer.get("/data/overview?window=5m").json()["alerts"]
+    assert [(a["rule"], a["subject"], a["severity"]) for a in alerts] == [
+        ("Agent memory", SCRIPT, "critical")
+    ]
+    assert viewer.get("/data/overview?window=5m&agent=agent-1").json()["alerts"] == []
