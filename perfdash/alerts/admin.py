@@ -3,7 +3,6 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from perfdash.alerts import delivery
-
 from perfdash.alerts.models import AlertEvent, AlertRule, Delivery, NotificationChannel, Silence
 
 

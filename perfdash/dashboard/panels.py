@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 from django.conf import settings
 
+from perfdash.alerts.models import AlertState
 from perfdash.metrics import query
 from perfdash.metrics.query import Scope
 
@@ -74,6 +75,7 @@ def overview(view: View) -> dict:
     data = {
         "view": asdict(view),
         "kpis": kpis(view),
+        "alerts": firing_alerts(view),
         "latency": [latency(view, *m) for m in LATENCY],
         "memory": memory(view),
     }
@@ -196,8 +198,6 @@ def tools(view: View) -> dict:
 
 def firing_alerts(view: View) -> list[dict]:
     """Alerts firing now, worst first; on a node or agent page only that node's or agent's."""
-    from perfdash.alerts.models import AlertState
-
     states = AlertState.objects.filter(state=AlertState.State.FIRING, rule__enabled=True).select_related(
         "rule"
     )
