@@ -111,6 +111,7 @@ def main() -> int:
         ],
     }
     login = "create one with `.venv/bin/python manage.py createsuperuser`"
+    child_env = dict(os.environ)
     if env.bool("DEMO", default=True):
         demo = json.loads(
             subprocess.run(
@@ -118,6 +119,7 @@ def main() -> int:
             ).stdout
         )
         login = demo["login"]
+        child_env["PERFDASH_TOKEN"] = demo["token"]  # in the environment, not on the command line (ps)
         commands["demo fleet"] = [
             python,
             "-m",
@@ -131,15 +133,10 @@ def main() -> int:
             "0",
             "--url",
             f"http://127.0.0.1:{port}",
-            "--token",
-            demo["token"],
             *(["--backfill", "6h"] if demo["first_start"] else []),
         ]
-    children = {name: subprocess.Popen(cmd, cwd=ROOT) for name, cmd in commands.items()}
-    print(
-        f"perfdash: running on http://127.0.0.1:{port}/ — log in at /admin/ ({login}); "
-        "Ctrl-C stops everything"
-    )
+    children = {name: subprocess.Popen(cmd, cwd=ROOT, env=child_env) for name, cmd in commands.items()}
+    print(f"perfdash: running on http://127.0.0.1:{port}/ — log in there ({login}); Ctrl-C stops everything")
 
     stopping = False
 
