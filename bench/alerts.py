@@ -30,9 +30,14 @@ def make_rules() -> None:
     AlertEvent.objects.all().delete()
     AlertState.objects.all().delete()
     AlertRule.objects.all().delete()
-    kinds = [("agent_memory_bytes", "max", "agent"), ("agent_response_ms", "p95", "agent"),
-             ("tool_execution_ms", "p90", "agent"), ("memory_op_ms", "p99", "agent"),
-             ("llm_call_ms", "p95", "node"), ("agent_response_ms", "p95", "fleet")]
+    kinds = [
+        ("agent_memory_bytes", "max", "agent"),
+        ("agent_response_ms", "p95", "agent"),
+        ("tool_execution_ms", "p90", "agent"),
+        ("memory_op_ms", "p99", "agent"),
+        ("llm_call_ms", "p95", "node"),
+        ("agent_response_ms", "p95", "fleet"),
+    ]
     values = {}
     for metric, stat, scope in kinds:
         if scope == "fleet":
@@ -45,8 +50,18 @@ def make_rules() -> None:
     for i in range(RULES):
         metric, stat, scope = kinds[i % len(kinds)]
         threshold = float(np.quantile(values[(metric, stat, scope)], rng.uniform(0.95, 1.0)))
-        rules.append(AlertRule(name=f"bench {i}", metric=metric, statistic=stat, scope=scope, comparison="gt",
-                               threshold=threshold, window_seconds=WINDOW, min_samples=1))
+        rules.append(
+            AlertRule(
+                name=f"bench {i}",
+                metric=metric,
+                statistic=stat,
+                scope=scope,
+                comparison="gt",
+                threshold=threshold,
+                window_seconds=WINDOW,
+                min_samples=1,
+            )
+        )
     AlertRule.objects.bulk_create(rules)
 
 
@@ -61,11 +76,15 @@ def main() -> None:
         started = time.perf_counter()
         notify = engine.evaluate()
         timings.append(time.perf_counter() - started)
-        print(f"pass {run + 1}: {timings[-1]:.2f} s, {len(notify)} events to notify, "
-              f"{AlertState.objects.exclude(state='inactive').count()} subjects firing or pending")
-    print(f"{RULES} rules over 1000 agents: first pass {timings[0]:.2f} s, steady state "
-          f"{min(timings[1:]):.2f}–{max(timings[1:]):.2f} s (target <= 2 s); "
-          f"{AlertEvent.objects.count()} events recorded")
+        print(
+            f"pass {run + 1}: {timings[-1]:.2f} s, {len(notify)} events to notify, "
+            f"{AlertState.objects.exclude(state='inactive').count()} subjects firing or pending"
+        )
+    print(
+        f"{RULES} rules over 1000 agents: first pass {timings[0]:.2f} s, steady state "
+        f"{min(timings[1:]):.2f}-{max(timings[1:]):.2f} s (target <= 2 s); "
+        f"{AlertEvent.objects.count()} events recorded"
+    )
 
 
 if __name__ == "__main__":

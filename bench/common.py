@@ -59,6 +59,45 @@ def spawn(cmd: list[str], log: str) -> subprocess.Popen:
     )
 
 
+def spawn_web(port: int, workers: int = 1) -> subprocess.Popen:
+    return spawn(
+        [
+            str(BIN / "uvicorn"),
+            "perfdash.asgi:application",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        f"/tmp/bench-web-{port}.log",
+    )
+
+
+def spawn_worker(queues: str = "ingest", concurrency: int = 2, pool: str = "prefork") -> subprocess.Popen:
+    return spawn(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "perfdash",
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-P",
+            pool,
+            "-l",
+            "warning",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        f"/tmp/bench-worker-{queues}.log",
+    )
+
+
 def stop(*procs: subprocess.Popen) -> None:
     for p in procs:
         if p.poll() is None:

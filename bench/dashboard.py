@@ -96,22 +96,8 @@ def live_setup() -> tuple[str, str]:
 async def live(args: argparse.Namespace, token: str, cookie: str) -> None:
     import httpx
 
-    web = common.spawn(
-        [
-            str(common.BIN / "uvicorn"),
-            "perfdash.asgi:application",
-            "--port",
-            str(args.port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        "/tmp/bench-live-web.log",
-    )
-    worker = common.spawn(
-        [str(common.BIN / "celery"), "-A", "perfdash", "worker", "-Q", "ingest", "-c", "2", "-l", "warning"],
-        "/tmp/bench-live-worker.log",
-    )
+    web = common.spawn_web(args.port)
+    worker = common.spawn_worker("ingest", 2)
     base = f"http://127.0.0.1:{args.port}"
     headers = {
         "Authorization": f"Bearer {token}",

@@ -111,39 +111,8 @@ def main() -> None:
         for seed in range(n_batches)
     ]
 
-    web = common.spawn(
-        [
-            str(common.BIN / "uvicorn"),
-            "perfdash.asgi:application",
-            "--port",
-            str(args.port),
-            "--workers",
-            str(args.web_workers),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        "/tmp/bench-web.log",
-    )
-    worker = common.spawn(
-        [
-            str(common.BIN / "celery"),
-            "-A",
-            "perfdash",
-            "worker",
-            "-Q",
-            "ingest",
-            "-c",
-            str(args.worker_concurrency),
-            "-P",
-            args.pool,
-            "-l",
-            "warning",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        "/tmp/bench-worker.log",
-    )
+    web = common.spawn_web(args.port, args.web_workers)
+    worker = common.spawn_worker("ingest", args.worker_concurrency, args.pool)
     try:
         url = f"http://127.0.0.1:{args.port}/api/v1/ingest"
         common.wait_for(lambda: _up(url), 30, "the web server")

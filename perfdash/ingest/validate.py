@@ -204,13 +204,7 @@ class _PointParser:
             idx.append(s)
             ts_col.append(ts)
             val_col.append(v)
-        return Batch(
-            batch_id,
-            list(series),
-            np.array(idx, np.int32),
-            np.array(ts_col, np.float64),
-            np.array(val_col, np.float64),
-        )
+        return _columns(batch_id, series, idx, ts_col, val_col)
 
     def parse_typed(self, batch_id: str, points: list[_TypedPoint]) -> Batch:
         """The same checks as `parse`, for points msgspec has already type-checked."""
@@ -234,13 +228,7 @@ class _PointParser:
             idx.append(s)
             ts_col.append(ts)
             val_col.append(v)
-        return Batch(
-            batch_id,
-            list(series),
-            np.array(idx, np.int32),
-            np.array(ts_col, np.float64),
-            np.array(val_col, np.float64),
-        )
+        return _columns(batch_id, series, idx, ts_col, val_col)
 
     def register(self, raw: tuple, i: int, series: dict[SeriesKey, int], tags) -> tuple[int, bool]:
         """Series index of a point sent as `raw` = (metric, node, agent, tag items)."""
@@ -378,6 +366,16 @@ class _PointParser:
         if v < 0 and metric.endswith(NON_NEGATIVE_SUFFIXES):
             raise BadBatch(f"{metric} cannot be negative", point=i, field="value")
         return v
+
+
+def _columns(batch_id: str, series: dict[SeriesKey, int], idx: list, ts: list, values: list) -> Batch:
+    return Batch(
+        batch_id,
+        list(series),
+        np.array(idx, np.int32),
+        np.array(ts, np.float64),
+        np.array(values, np.float64),
+    )
 
 
 def _finite(number: int | float) -> float | None:
