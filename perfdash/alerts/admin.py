@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.http import HttpResponseNotAllowed
+from django.template.response import TemplateResponse
+from django.urls import path
 
-from perfdash.alerts import delivery
+from perfdash.alerts import delivery, engine
 from perfdash.alerts.models import AlertEvent, AlertRule, Delivery, NotificationChannel, Silence
+
+
+class ChannelForm(forms.ModelForm):
+    def clean_url(self) -> str:
+        url = self.cleaned_data.get("url", "")
+        return url or (self.instance.url if self.instance.pk else "")
 
 
 @admin.register(NotificationChannel)
@@ -18,21 +28,17 @@ class NotificationChannelAdmin(admin.ModelAdmin):
         return channel.recipients if channel.kind == NotificationChannel.Kind.EMAIL else channel.masked_url
 
     def get_form(self, request, obj=None, **kwargs):
+        kwargs["form"] = ChannelForm
         form = super().get_form(request, obj, **kwargs)
-        if obj and obj.url:  # a secret: show it masked; leave blank to keep it
+        if obj and obj.url:  # a secret: shown masked, and left as it is when the field stays blank
             form.base_fields["url"].help_text = f"Now {obj.masked_url} — type a new URL to replace it."
         return form
 
     def get_object(self, request, object_id, from_field=None):
         channel = super().get_object(request, object_id, from_field)
         if channel is not None and request.method == "GET":
-            channel._real_url, channel.url = channel.url, ""
+            channel.url = ""  # never render the secret into the page
         return channel
-
-    def save_model(self, request, obj, form, change) -> None:
-        if change and not obj.url:
-            obj.url = NotificationChannel.objects.get(pk=obj.pk).url
-        super().save_model(request, obj, form, change)
 
     @admin.action(description="Send a test notification")
     def send_test_notification(self, request, queryset) -> None:
@@ -50,6 +56,30 @@ class AlertRuleAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "severity", "scope", "metric"]
     search_fields = ["name", "metric"]
     filter_horizontal = ["channels"]
+
+    def get_urls(self):
+        preview = path(
+            "preview/", self.admin_site.admin_view(self.preview_view), name="alerts_alertrule_preview"
+        )
+        return [preview, *super().get_urls()]
+
+    def preview_view(self, request):
+        """The change form's values, previewed on the last 24 h of data without saving."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        form = self.get_form(request)(request.POST)
+        context = {**self.admin_site.each_context(request), "title": "Rule preview", "errors": None}
+        if not form.is_valid():
+            context.update(rule=form.instance, errors=form.errors)
+        else:
+            rule = form.save(commit=False)
+            changes = engine.preview(rule)
+            notifying = {"firing", "repeat", *(["resolved"] if rule.send_resolved else [])}
+            context.update(
+                rule=rule, changes=changes, notifications=sum(c.event in notifying for c in changes)
+            )
+        return TemplateResponse(request, "admin/alerts/alertrule/preview.html", context)
+
     fieldsets = [
         (None, {"fields": ["name", "enabled", "severity", "runbook_url"]}),
         (

@@ -202,3 +202,35 @@ def group(event_ids: list[int]) -> list[list[int]]:
     for event in AlertEvent.objects.filter(id__in=event_ids).order_by("id"):
         groups[(event.rule_id, event.to_state)].append(event.id)
     return list(groups.values())
+
+
+@dataclass
+class Change:
+    at: datetime
+    subject: str
+    event: str
+    value: float | None
+
+
+def preview(rule: AlertRule, now: float | None = None, hours: int = 24, step_s: int = 300) -> list[Change]:
+    """How `rule` (saved or not) would have behaved over the last `hours` of real data,
+    evaluated every `step_s`: the state changes it would have made. Writes nothing."""
+    now = time.time() if now is None else now
+    spec = spec_of(rule)
+    current: dict[str, Current] = {}
+    changes: list[Change] = []
+    for t in np.arange(now - hours * 3600, now + 1, step_s):
+        at = datetime.fromtimestamp(float(t), UTC)
+        seen = observe(rule, float(t))
+        for subject in sorted(set(seen.subjects) | set(current) | ({""} if rule.scope == "fleet" else set())):
+            state = current.get(subject, Current("inactive", at))
+            observation = seen.get(subject)
+            decision = decide(spec, state, observation, at)
+            if decision.state != state.state or decision.notify:
+                since = at if decision.state != state.state else state.since
+                current[subject] = Current(
+                    decision.state, since, at if decision.notify else state.last_notified
+                )
+            if decision.event:
+                changes.append(Change(at, subject, decision.event, observation.value))
+    return changes

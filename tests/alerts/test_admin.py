@@ -1,0 +1,111 @@
+"""The alert admin: a rule previewed on real data before it is saved, a test notification,
+and channel secrets kept out of sight."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from perfdash.alerts.models import AlertEvent, AlertRule, NotificationChannel
+from perfdash.api.models import ApiToken
+from perfdash.ingest.batch import Batch
+from perfdash.ingest.models import IngestedBatch
+
+SECRET = "/services/T1/B2/very-secret-token"
+
+
+def slow_then_fast() -> None:
+    """Agents answered in 3 s from 3 h ago to 2 h ago, then in 0.4 s."""
+    token = ApiToken.issue("t", ["ingest"])[0]
+    now = time.time()
+    ts = np.arange(now - 3 * 3600, now, 20.0)
+    values = np.where(ts < now - 2 * 3600, 3000.0, 400.0)
+    series = [("agent_response_ms", "node-1", "agent-1", "{}")]
+    IngestedBatch.store(token.id, Batch("h", series, np.zeros(len(ts), np.int32), ts, values), now=now)
+
+
+def form_data(**over) -> dict:
+    data = {
+        "name": "Slow answers",
+        "enabled": "on",
+        "severity": "warning",
+        "runbook_url": "",
+        "metric": "agent_response_ms",
+        "statistic": "p95",
+        "scope": "fleet",
+        "node": "",
+        "agent": "",
+        "tag_key": "",
+        "tag_value": "",
+        "window_seconds": "600",
+        "min_samples": "1",
+        "comparison": "gt",
+        "threshold": "2000",
+        "recovery_threshold": "",
+        "for_seconds": "0",
+        "no_data": "keep",
+        "repeat_seconds": "",
+        "send_resolved": "on",
+    }
+    return {**data, **over}
+
+
+def test_a_rule_is_previewed_on_the_last_day_without_being_saved(admin_client):
+    slow_then_fast()
+    rules_before = AlertRule.objects.count()
+    r = admin_client.post("/admin/alerts/alertrule/preview/", form_data())
+    assert r.status_code == 200
+    rows = r.context["changes"]
+    assert [c.event for c in rows] == ["firing", "resolved"]
+    assert rows[1].at.timestamp() - rows[0].at.timestamp() == pytest.approx(3600, abs=900)
+    assert r.context["notifications"] == 2 and b"firing" in r.content
+    assert AlertRule.objects.count() == rules_before and not AlertEvent.objects.exists()
+
+
+def test_a_preview_of_an_invalid_rule_says_what_is_wrong(admin_client):
+    r = admin_client.post("/admin/alerts/alertrule/preview/", form_data(recovery_threshold="2500"))
+    assert r.status_code == 200 and "recovery_threshold" in r.context["errors"]
+
+
+def test_the_change_form_offers_the_preview(admin_client):
+    assert b"alertrule/preview/" in admin_client.get("/admin/alerts/alertrule/add/").content
+
+
+def test_a_test_notification_reaches_the_channel(admin_client, receiver):
+    slack, base = receiver
+    channel = NotificationChannel.objects.create(name="chat", kind="slack", url=f"{base}{SECRET}")
+    r = admin_client.post(
+        "/admin/alerts/notificationchannel/",
+        {"action": "send_test_notification", "_selected_action": [channel.pk]},
+        follow=True,
+    )
+    assert b"test notification sent" in r.content
+    assert len(slack.requests) == 1 and "Test notification" in json.loads(slack.requests[0]["body"])["text"]
+
+
+def test_channel_secrets_are_masked_in_the_admin(admin_client):
+    channel = NotificationChannel.objects.create(
+        name="hook", kind="webhook", url=f"https://hooks.example.com{SECRET}"
+    )
+    assert SECRET.encode() not in admin_client.get("/admin/alerts/notificationchannel/").content
+    assert (
+        SECRET.encode()
+        not in admin_client.get(f"/admin/alerts/notificationchannel/{channel.pk}/change/").content
+    )
+    admin_client.post(
+        f"/admin/alerts/notificationchannel/{channel.pk}/change/",
+        {
+            "name": "hook renamed",
+            "kind": "webhook",
+            "recipients": "",
+            "url": "",
+            "hmac_secret": "",
+            "enabled": "on",
+            "disabled_reason": "",
+        },
+    )
+    channel.refresh_from_db()
+    assert channel.name == "hook renamed" and channel.url.endswith(SECRET)  # blank keeps the secret
