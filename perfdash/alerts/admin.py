@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.http import HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -56,6 +57,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "severity", "scope", "metric"]
     search_fields = ["name", "metric"]
     filter_horizontal = ["channels"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_urls(self):
         preview = path(
