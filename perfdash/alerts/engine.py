@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
 
 from perfdash.alerts.decide import COMPARE, Current, Observation, Spec, decide
 from perfdash.alerts.models import AlertEvent, AlertRule, AlertState, Silence
@@ -97,7 +97,7 @@ def _stat(values: dict, statistic: str, window: int) -> float:
     return np.nan if value is None else value
 
 
-def candidates(rule: AlertRule, seen: Observed, active: dict[str, AlertState], now: datetime) -> list[str]:
+def candidates(rule: AlertRule, seen: Observed, active: dict, now: datetime) -> list[str]:
     """Subjects whose state could change: breaching ones, pending ones, firing ones that may
     have recovered or are due a reminder, and the fleet. A firing subject still past its
     recovery threshold is skipped without running the state machine."""
@@ -135,9 +135,10 @@ def evaluate(rule_id: int | None = None, now: float | None = None) -> list[int]:
         rules = list(rules.filter(pk=rule_id) if rule_id is not None else rules)
         if not rules:
             return []
-        states: dict[int, dict[str, AlertState]] = defaultdict(dict)
-        for state in AlertState.objects.filter(rule__in=rules):
-            states[state.rule_id][state.subject] = state
+        states: dict[int, dict[str, _State]] = defaultdict(dict)
+        fields = ("rule_id", "subject", "state", "since", "value", "last_notified", "id")
+        for row in AlertState.objects.filter(rule__in=rules).values_list(*fields):
+            states[row[0]][row[1]] = _State(*row)
         changes = _Changes(at, list(Silence.objects.filter(starts_at__lte=at, ends_at__gt=at)))
         cache: dict = {}
         for rule in rules:
@@ -148,20 +149,30 @@ def evaluate(rule_id: int | None = None, now: float | None = None) -> list[int]:
         return changes.save()
 
 
+@dataclass
+class _State:
+    """A subject's state as the pass sees it: loaded from its row (`id`) or new (`id` None)."""
+
+    rule_id: int
+    subject: str
+    state: str
+    since: datetime
+    value: float | None = None
+    last_notified: datetime | None = None
+    id: int | None = None
+
+
 class _Changes:
-    """State changes and events of one evaluation pass, written in bulk at the end (a storm
-    of a thousand firing agents is three statements, not three thousand)."""
+    """State changes and events of one evaluation pass, written at the end with one statement
+    each over arrays (a storm of 17,000 firing subjects is four statements, not 50,000)."""
 
     def __init__(self, at: datetime, silences: list[Silence]):
         self.at, self.silences = at, silences
-        self.new_states: list[AlertState] = []
-        self.changed_states: list[AlertState] = []
-        self.events: list[tuple[AlertEvent, bool]] = []
+        self.states: list[_State] = []
+        self.events: list[tuple] = []  # (rule_id, subject, from, to, value, threshold, silenced, notify)
 
-    def step(self, rule: AlertRule, subject: str, state: AlertState | None, seen: Observation) -> None:
-        is_new = state is None
-        if state is None:
-            state = AlertState(rule=rule, subject=subject, since=self.at)
+    def step(self, rule: AlertRule, subject: str, state: _State | None, seen: Observation) -> None:
+        state = state or _State(rule.id, subject, AlertState.State.INACTIVE, self.at)
         before = state.state
         decision = decide(spec_of(rule), Current(before, state.since, state.last_notified), seen, self.at)
         if decision.event is None and decision.state == before:
@@ -172,28 +183,70 @@ class _Changes:
         state.value = seen.value
         if decision.notify and not silenced:
             state.last_notified = self.at
-        (self.new_states if is_new else self.changed_states).append(state)
+        self.states.append(state)
         if decision.event is not None:
             threshold = rule.recovery if decision.event == "resolved" else rule.threshold
-            event = AlertEvent(
-                rule=rule,
-                subject=subject,
-                from_state=before,
-                to_state=decision.event,
-                value=seen.value,
-                threshold=threshold,
-                at=self.at,
-                silenced=silenced,
+            self.events.append(
+                (
+                    rule.id,
+                    subject,
+                    before,
+                    decision.event,
+                    seen.value,
+                    threshold,
+                    silenced,
+                    decision.notify and not silenced,
+                )
             )
-            self.events.append((event, decision.notify and not silenced))
 
     def save(self) -> list[int]:
-        AlertState.objects.bulk_create(self.new_states, batch_size=2000)
-        AlertState.objects.bulk_update(
-            self.changed_states, ["state", "since", "value", "last_notified"], batch_size=2000
-        )
-        created = AlertEvent.objects.bulk_create([e for e, _ in self.events], batch_size=2000)
-        return [event.id for event, (_, notify) in zip(created, self.events, strict=True) if notify]
+        new = [s for s in self.states if s.id is None]
+        old = [s for s in self.states if s.id is not None]
+        with connection.cursor() as cur:
+            if new:
+                cur.execute(
+                    "INSERT INTO alerts_alertstate (rule_id, subject, state, since, value, last_notified) "
+                    "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], "
+                    "%s::float8[], %s::timestamptz[])",
+                    [
+                        [s.rule_id for s in new],
+                        [s.subject for s in new],
+                        [s.state for s in new],
+                        [s.since for s in new],
+                        [s.value for s in new],
+                        [s.last_notified for s in new],
+                    ],
+                )
+            if old:
+                cur.execute(
+                    "UPDATE alerts_alertstate a SET state = x.state, since = x.since, value = x.value, "
+                    "last_notified = x.last_notified "
+                    "FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::float8[], %s::timestamptz[]) "
+                    "AS x(id, state, since, value, last_notified) WHERE a.id = x.id",
+                    [
+                        [s.id for s in old],
+                        [s.state for s in old],
+                        [s.since for s in old],
+                        [s.value for s in old],
+                        [s.last_notified for s in old],
+                    ],
+                )
+            notify_ids: list[int] = []
+            for notify in (True, False):  # ids are needed only for events that notify
+                rows = [e for e in self.events if e[7] is notify]
+                if not rows:
+                    continue
+                cols = list(zip(*rows, strict=True))
+                cur.execute(
+                    "INSERT INTO alerts_alertevent "
+                    "(rule_id, subject, from_state, to_state, value, threshold, silenced, at) "
+                    "SELECT *, %s FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], "
+                    "%s::float8[], %s::float8[], %s::boolean[]) RETURNING id",
+                    [self.at, *[list(c) for c in cols[:7]]],
+                )
+                if notify:
+                    notify_ids = [r[0] for r in cur.fetchall()]
+        return notify_ids
 
 
 def group(event_ids: list[int]) -> list[list[int]]:

@@ -1,0 +1,273 @@
+"""Forecast a metric series for capacity planning.
+
+Pure computation: numpy arrays in, small dataclasses out. No Django, no Celery.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
+from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+DAY_S = 86_400.0
+WEEK_S = 7 * DAY_S
+MAX_HORIZON_S = 30 * DAY_S
+MIN_POINTS = 6
+# The heuristic ETS initialisation needs at least 10 observations for non-seasonal models.
+MIN_ETS_POINTS = 10
+BACKTEST_ORIGINS = 3
+BACKTEST_SHARE = 0.2
+# Central prediction-interval coverages.
+LEVELS = (0.80, 0.95)
+
+
+@dataclass
+class Forecast:
+    ok: bool
+    reason: str
+    model: str = ""
+    backtest_mase: float | None = None
+    times: np.ndarray = field(default_factory=lambda: np.empty(0))
+    mean: np.ndarray = field(default_factory=lambda: np.empty(0))
+    lower80: np.ndarray = field(default_factory=lambda: np.empty(0))
+    upper80: np.ndarray = field(default_factory=lambda: np.empty(0))
+    lower95: np.ndarray = field(default_factory=lambda: np.empty(0))
+    upper95: np.ndarray = field(default_factory=lambda: np.empty(0))
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Crossing:
+    within_horizon: bool
+    at: float | None  # when the mean forecast reaches the limit
+    earliest: float | None  # when the upper 80 % bound reaches it: the earliest likely time
+    latest: float | None  # when the lower 80 % bound reaches it; None if not within the horizon
+
+    def days(self, now: float) -> tuple[float | None, float | None, float | None]:
+        """Days from `now` to (at, earliest, latest)."""
+
+        def since(t: float | None) -> float | None:
+            return None if t is None else (t - now) / DAY_S
+
+        return since(self.at), since(self.earliest), since(self.latest)
+
+
+@dataclass
+class _Fit:
+    mean: np.ndarray
+    # (lower80, upper80, lower95, upper95) when the model gives its own intervals.
+    bands: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None
+
+
+# A candidate model: (history, steps ahead) -> fit.
+Model = Callable[[np.ndarray, int], _Fit]
+
+
+def forecast(timestamps: np.ndarray, values: np.ndarray, horizon_s: float, step_s: float = 3600) -> Forecast:
+    if not 0 < horizon_s <= MAX_HORIZON_S:
+        return Forecast(ok=False, reason=f"horizon must be between 1 step and 30 days, got {horizon_s} s")
+    ts, ys = _clean(np.asarray(timestamps, dtype=float), np.asarray(values, dtype=float))
+    if len(ts) < MIN_POINTS:
+        return Forecast(ok=False, reason=f"not enough data: {len(ts)} points, need at least {MIN_POINTS}")
+    grid, y, notes = _resample(ts, ys, step_s)
+    steps = max(1, math.ceil(horizon_s / step_s))
+    times = grid[-1] + step_s * np.arange(1, steps + 1)
+    if np.ptp(y) == 0:
+        flat = np.full(steps, y[-1])
+        return Forecast(True, "", "constant", None, times, flat, flat, flat, flat, flat, notes)
+    season = round(DAY_S / step_s)
+    candidates = _candidates(len(y), season, round(WEEK_S / step_s))
+    name, mase, errors = _choose(y, candidates, steps, season, notes)
+    fit = _fit_quietly(candidates[name], y, steps)
+    bands = fit.bands if fit.bands is not None else _empirical_bands(fit.mean, errors, y)
+    return Forecast(True, "", name, mase, times, fit.mean, *bands, notes)
+
+
+def time_to_limit(fc: Forecast, limit: float, now: float) -> Crossing:
+    """When the forecast reaches `limit` from below; a series already over it crosses at `now`."""
+    bands = (fc.mean, fc.upper80, fc.lower80)
+    at, earliest, latest = (_first_crossing(fc.times, band, limit, now) for band in bands)
+    return Crossing(within_horizon=at is not None, at=at, earliest=earliest, latest=latest)
+
+
+def nodes_needed(fc: Forecast, per_node_capacity: float, headroom: float = 0.2) -> int:
+    if not fc.ok:
+        raise ValueError(f"cannot size from a failed forecast: {fc.reason}")
+    if per_node_capacity <= 0 or not 0 <= headroom < 1:
+        raise ValueError("need per_node_capacity > 0 and 0 <= headroom < 1")
+    usable = per_node_capacity * (1 - headroom)
+    return max(1, math.ceil(float(np.max(fc.upper80)) / usable))
+
+
+def what_if(fc: Forecast, extra_growth_per_week: float) -> Forecast:
+    """The same forecast with extra compounding growth, counted from the last observation."""
+    if not fc.ok or len(fc.times) == 0:
+        return fc
+    step_s = fc.times[1] - fc.times[0] if len(fc.times) > 1 else 3600.0
+    elapsed_weeks = (fc.times - fc.times[0] + step_s) / WEEK_S
+    factor = (1 + extra_growth_per_week) ** elapsed_weeks
+    return replace(
+        fc,
+        model=f"{fc.model} + what-if {extra_growth_per_week:+.0%}/week",
+        mean=fc.mean * factor,
+        lower80=fc.lower80 * factor,
+        upper80=fc.upper80 * factor,
+        lower95=fc.lower95 * factor,
+        upper95=fc.upper95 * factor,
+        notes=[*fc.notes, f"what-if: extra growth of {extra_growth_per_week:+.0%} per week applied"],
+    )
+
+
+# --- preparing the series -------------------------------------------------------------------
+
+
+def _clean(ts: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.isfinite(ts) & np.isfinite(ys)
+    order = np.argsort(ts[keep], kind="stable")
+    return ts[keep][order], ys[keep][order]
+
+
+def _resample(ts: np.ndarray, ys: np.ndarray, step_s: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Average into `step_s` buckets and fill empty buckets by linear interpolation."""
+    slot = np.round((ts - ts[0]) / step_s).astype(int)
+    counts = np.bincount(slot)
+    seen = counts > 0
+    y = np.bincount(slot, weights=ys)[seen] / counts[seen]
+    idx = np.arange(len(counts))
+    grid = ts[0] + step_s * idx
+    notes = []
+    missing = int((~seen).sum())
+    if missing:
+        notes.append(f"interpolated {missing} of {len(counts)} missing points")
+        y = np.interp(idx, idx[seen], y)
+    return grid, y, notes
+
+
+# --- candidate models -----------------------------------------------------------------------
+
+
+def _candidates(n: int, season: int, week: int) -> dict[str, Model]:
+    models: dict[str, Model] = {"linear_trend": _linear}
+    if n >= MIN_ETS_POINTS:
+        models["damped_trend_ets"] = _ets(damped=True)
+    if n >= 2 * season:
+        models["holt_winters_daily"] = _ets(season=season)
+    if n >= 3 * week:
+        models["holt_winters_weekly"] = _ets(season=week)
+    return models
+
+
+def _min_history(name: str, season: int, week: int) -> int:
+    # Each model needs this much training history at every backtest origin.
+    needs = {"linear_trend": 3, "holt_winters_daily": 2 * season, "holt_winters_weekly": 2 * week}
+    return needs.get(name, MIN_ETS_POINTS)
+
+
+def _linear(y: np.ndarray, steps: int) -> _Fit:
+    # No own intervals: the caller derives them from backtest residuals.
+    x = np.arange(len(y))
+    slope, intercept = np.polyfit(x, y, 1) if len(y) > 1 else (0.0, y[0])
+    return _Fit(intercept + slope * np.arange(len(y), len(y) + steps), None)
+
+
+def _ets(season: int | None = None, damped: bool = False) -> Model:
+    def fit(y: np.ndarray, steps: int) -> _Fit:
+        model = ETSModel(
+            pd.Series(y),
+            error="add",
+            trend="add",
+            damped_trend=damped,
+            seasonal="add" if season else None,
+            seasonal_periods=season,
+            initialization_method="heuristic",
+        )
+        prediction = model.fit(disp=False).get_prediction(start=len(y), end=len(y) + steps - 1)
+        frames = [prediction.summary_frame(alpha=1 - level) for level in LEVELS]
+        bands = tuple(f[col].to_numpy() for f in frames for col in ("pi_lower", "pi_upper"))
+        if not all(np.all(np.isfinite(b)) for b in bands):
+            bands = None
+        return _Fit(prediction.predicted_mean.to_numpy(), bands)
+
+    return fit
+
+
+def _fit_quietly(model: Model, y: np.ndarray, steps: int) -> _Fit:
+    # Smoothing-parameter optimisation often stops at a bound on short or flat series; that fit is fine.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model(y, steps)
+
+
+# --- choosing by rolling-origin backtest ----------------------------------------------------
+
+
+def _choose(
+    y: np.ndarray, candidates: dict[str, Model], steps: int, season: int, notes: list[str]
+) -> tuple[str, float | None, np.ndarray]:
+    """Pick the model with the lowest backtest MASE; return its name, MASE and error matrix."""
+    h = max(1, min(steps, int(BACKTEST_SHARE * len(y))))
+    scale = _naive_scale(y, season)
+    week = 7 * season
+    scored: dict[str, tuple[float, np.ndarray]] = {}
+    for name, model in candidates.items():
+        origins = [len(y) - k * h for k in range(1, BACKTEST_ORIGINS + 1)]
+        origins = [o for o in origins if o >= _min_history(name, season, week)]
+        if not origins:
+            continue
+        try:
+            errors = np.array([_fit_quietly(model, y[:o], h).mean - y[o : o + h] for o in origins])
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            notes.append(f"{name} skipped: {exc}")
+            continue
+        scored[name] = (float(np.mean(np.abs(errors))) / scale, errors)
+    if not scored:
+        # Too short to backtest anything: a linear trend is the least surprising guess.
+        return "linear_trend", None, np.empty((0, h))
+    name = min(scored, key=lambda k: scored[k][0])
+    notes.append(f"backtest MASE ({h} steps, {len(scored[name][1])} origins): " + _format_scores(scored))
+    return name, scored[name][0], scored[name][1]
+
+
+def _naive_scale(y: np.ndarray, season: int) -> float:
+    """Mean absolute error of the seasonal naive forecast in-sample (plain naive if under two seasons)."""
+    lag = season if len(y) > 2 * season else 1
+    scale = float(np.mean(np.abs(y[lag:] - y[:-lag])))
+    # A series flat between lags (e.g. one step change) has zero naive error; avoid dividing by it.
+    return scale if scale > 0 else float(np.std(y)) or 1.0
+
+
+def _format_scores(scored: dict[str, tuple[float, np.ndarray]]) -> str:
+    ranked = sorted(scored.items(), key=lambda kv: kv[1][0])
+    return ", ".join(f"{name}={mase:.2f}" for name, (mase, _) in ranked)
+
+
+# --- intervals --------------------------------------------------------------------------------
+
+
+def _empirical_bands(
+    mean: np.ndarray, errors: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Intervals from backtest errors: quantiles of |error| / sqrt(lead), widened with sqrt(lead)."""
+    lead = np.arange(1, len(mean) + 1)
+    # With no backtest errors (history too short), one-step changes of the history stand in.
+    unit = np.abs(errors) / np.sqrt(np.arange(1, errors.shape[1] + 1)) if errors.size else np.abs(np.diff(y))
+    q80, q95 = (float(np.quantile(unit, level)) * np.sqrt(lead) for level in LEVELS)
+    return mean - q80, mean + q80, mean - q95, mean + q95
+
+
+def _first_crossing(times: np.ndarray, band: np.ndarray, limit: float, now: float) -> float | None:
+    above = np.nonzero(band >= limit)[0]
+    if len(above) == 0:
+        return None
+    i = int(above[0])
+    if i == 0:
+        return now
+    # Interpolate between the last step below and the first at or above the limit.
+    frac = (limit - band[i - 1]) / (band[i] - band[i - 1])
+    return max(now, float(times[i - 1] + frac * (times[i] - times[i - 1])))

@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perfdash.forecasting.forecast import Forecast, forecast, nodes_needed, time_to_limit, what_if
+
+HOUR = 3600.0
+DAY = 86_400.0
+T0 = 1_780_000_000.0  # an arbitrary Unix time; only differences matter
+
+
+def hourly(days: int) -> np.ndarray:
+    return T0 + HOUR * np.arange(days * 24)
+
+
+def daily_sine(days: int, noise: float, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    ts = hourly(days)
+    rng = np.random.default_rng(seed)
+    return ts, 200 + 50 * np.sin(2 * np.pi * (ts - T0) / DAY) + rng.normal(0, noise, len(ts))
+
+
+def assert_sane(fc: Forecast, steps: int) -> None:
+    assert fc.ok, fc.reason
+    for band in (fc.mean, fc.lower80, fc.upper80, fc.lower95, fc.upper95):
+        assert band.shape == (steps,)
+        assert np.all(np.isfinite(band))
+    assert np.all(fc.lower95 <= fc.lower80) and np.all(fc.lower80 <= fc.mean)
+    assert np.all(fc.mean <= fc.upper80) and np.all(fc.upper80 <= fc.upper95)
+
+
+@pytest.mark.parametrize(
+    ("hours", "slope", "horizon_days"),
+    [(36, 10.0, 2), (7 * 24, 0.75, 30)],  # crosses after 50 h; after 667 h (three weeks ahead)
+)
+def test_a_linear_trend_crosses_the_limit_when_expected(hours: int, slope: float, horizon_days: int) -> None:
+    ts = T0 + HOUR * np.arange(hours)
+    values = 500 + slope * np.arange(hours) + np.random.default_rng(2).normal(0, 2, hours)
+    fc = forecast(ts, values, horizon_s=horizon_days * DAY)
+    now = ts[-1]
+    expected = T0 + (1000 - 500) / slope * HOUR
+
+    crossing = time_to_limit(fc, 1000, now)
+
+    assert_sane(fc, horizon_days * 24)
+    assert crossing.within_horizon
+    assert abs(crossing.at - expected) < 6 * HOUR
+    assert crossing.earliest <= crossing.at <= crossing.latest
+    at_days, earliest_days, latest_days = crossing.days(now)
+    assert at_days == pytest.approx((expected - now) / DAY, abs=0.25)
+    assert earliest_days <= at_days <= latest_days
+
+
+def test_a_daily_cycle_is_forecast_by_a_seasonal_model() -> None:
+    ts, values = daily_sine(15, noise=3)
+    history, future = values[: 14 * 24], values[14 * 24 :]
+
+    fc = forecast(ts[: 14 * 24], history, horizon_s=DAY)
+
+    assert_sane(fc, 24)
+    assert fc.model.startswith("holt_winters")
+    assert fc.backtest_mase is not None and fc.backtest_mase < 1
+    np.testing.assert_allclose(fc.times, ts[14 * 24 :])
+    mape = np.mean(np.abs(fc.mean - future) / future)
+    assert mape < 0.10
+
+
+def test_a_weekend_bump_is_forecast_by_the_weekly_model_given_three_weeks() -> None:
+    ts = hourly(21)
+    hour = np.arange(len(ts))
+    weekend = (hour // 24) % 7 >= 5
+    values = 100 + 20 * np.sin(2 * np.pi * hour / 24) + 15 * weekend
+    values += np.random.default_rng(4).normal(0, 2, len(ts))
+
+    fc = forecast(ts, values, horizon_s=7 * DAY)
+
+    assert_sane(fc, 7 * 24)
+    assert fc.model == "holt_winters_weekly"
+    np.testing.assert_allclose(fc.mean, values[-7 * 24 :], atol=10)
+
+
+def test_80_percent_intervals_cover_about_80_percent_of_held_out_points() -> None:
+    ts, values = daily_sine(16, noise=10, seed=7)
+    history, future = values[: 14 * 24], values[14 * 24 :]
+
+    fc = forecast(ts[: 14 * 24], history, horizon_s=2 * DAY)
+
+    covered = np.mean((future >= fc.lower80) & (future <= fc.upper80))
+    assert 0.70 <= covered <= 0.95
+
+
+def test_it_refuses_empty_input() -> None:
+    fc = forecast(np.array([]), np.array([]), horizon_s=DAY)
+
+    assert not fc.ok
+    assert fc.reason == "not enough data: 0 points, need at least 6"
+
+
+def test_it_refuses_three_points() -> None:
+    fc = forecast(hourly(1)[:3], np.array([1.0, 2.0, 3.0]), horizon_s=DAY)
+
+    assert not fc.ok
+    assert "3 points" in fc.reason
+
+
+def test_it_refuses_a_horizon_beyond_30_days() -> None:
+    ts, values = daily_sine(3, noise=1)
+
+    fc = forecast(ts, values, horizon_s=31 * DAY)
+
+    assert not fc.ok
+    assert "30 days" in fc.reason
+
+
+def test_a_constant_series_gives_a_flat_forecast_with_zero_width_intervals() -> None:
+    ts = hourly(3)
+
+    fc = forecast(ts, np.full(len(ts), 42.0), horizon_s=DAY)
+
+    assert_sane(fc, 24)
+    assert fc.model == "constant"
+    assert np.all(fc.mean == 42) and np.all(fc.upper95 == fc.lower95)
+    assert not time_to_limit(fc, 50, ts[-1]).within_horizon
+
+
+def test_a_day_long_gap_is_interpolated_and_noted() -> None:
+    ts, values = daily_sine(14, noise=2)
+    gap = (ts >= T0 + 6 * DAY) & (ts < T0 + 7 * DAY)
+
+    fc = forecast(ts[~gap], values[~gap], horizon_s=DAY)
+
+    assert_sane(fc, 24)
+    assert "interpolated 24 of 336 missing points" in fc.notes
+    np.testing.assert_allclose(fc.times, ts[-1] + HOUR * np.arange(1, 25))
+
+
+def test_a_step_change_gives_a_forecast_near_the_new_level() -> None:
+    ts = hourly(10)
+    values = np.where(np.arange(len(ts)) < 5 * 24, 100.0, 300.0)
+
+    fc = forecast(ts, values, horizon_s=DAY)
+
+    assert_sane(fc, 24)
+    assert np.all(np.abs(fc.mean - 300) < 60)
+
+
+def test_nans_are_dropped_and_reported_as_missing_points() -> None:
+    ts, values = daily_sine(14, noise=2)
+    values[::10] = np.nan
+    ts[5] = np.nan
+
+    fc = forecast(ts, values, horizon_s=DAY)
+
+    assert_sane(fc, 24)
+    assert any(note.startswith("interpolated") for note in fc.notes)
+
+
+def test_all_nan_values_are_not_enough_data() -> None:
+    ts = hourly(2)
+
+    fc = forecast(ts, np.full(len(ts), np.nan), horizon_s=DAY)
+
+    assert not fc.ok
+    assert "0 points" in fc.reason
+
+
+def test_a_short_history_still_forecasts_a_trend() -> None:
+    ts = hourly(1)[:8]
+
+    fc = forecast(ts, 10 + 2 * np.arange(8.0), horizon_s=4 * HOUR)
+
+    assert_sane(fc, 4)
+    assert fc.mean == pytest.approx([26, 28, 30, 32], abs=0.5)
+
+
+def test_a_series_already_over_the_limit_crosses_now() -> None:
+    ts = hourly(2)
+    values = 900 + np.arange(len(ts)) + np.random.default_rng(3).normal(0, 1, len(ts))
+    fc = forecast(ts, values, horizon_s=DAY)
+
+    crossing = time_to_limit(fc, 500, ts[-1])
+
+    assert crossing.within_horizon
+    assert crossing.at == crossing.earliest == crossing.latest == ts[-1]
+    assert crossing.days(ts[-1]) == (0.0, 0.0, 0.0)
+
+
+def test_nodes_needed_keeps_the_upper_bound_under_the_headroom() -> None:
+    times = T0 + HOUR * np.arange(1, 4)
+    band = np.array([100.0, 200.0, 330.0])
+    fc = Forecast(True, "", "test", None, times, band, band, band, band, band, [])
+
+    # 330 / (100 * 0.8) = 4.125 -> 5 nodes; with no headroom 330 / 100 -> 4.
+    assert nodes_needed(fc, per_node_capacity=100) == 5
+    assert nodes_needed(fc, per_node_capacity=100, headroom=0) == 4
+    assert nodes_needed(fc, per_node_capacity=10_000) == 1
+
+
+def test_nodes_needed_rejects_a_failed_forecast() -> None:
+    with pytest.raises(ValueError, match="failed forecast"):
+        nodes_needed(Forecast(ok=False, reason="not enough data"), per_node_capacity=100)
+
+
+def test_what_if_compounds_extra_weekly_growth() -> None:
+    ts, values = daily_sine(14, noise=2)
+    fc = forecast(ts, values, horizon_s=28 * DAY)
+
+    before = fc.mean.copy()
+
+    grown = what_if(fc, 0.10)
+
+    assert grown.mean[-1] / fc.mean[-1] == pytest.approx(1.1**4, rel=1e-6)
+    assert grown.upper80[-1] / fc.upper80[-1] == pytest.approx(1.1**4, rel=1e-6)
+    assert grown.mean[0] / fc.mean[0] == pytest.approx(1.1 ** (1 / 168), rel=1e-6)
+    assert "what-if" in grown.model
+    np.testing.assert_array_equal(fc.mean, before)
