@@ -200,53 +200,49 @@ class _Changes:
             )
 
     def save(self) -> list[int]:
-        new = [s for s in self.states if s.id is None]
-        old = [s for s in self.states if s.id is not None]
+        """Write everything; returns the ids of the events that notify."""
         with connection.cursor() as cur:
-            if new:
-                cur.execute(
-                    "INSERT INTO alerts_alertstate (rule_id, subject, state, since, value, last_notified) "
-                    "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], "
-                    "%s::float8[], %s::timestamptz[])",
-                    [
-                        [s.rule_id for s in new],
-                        [s.subject for s in new],
-                        [s.state for s in new],
-                        [s.since for s in new],
-                        [s.value for s in new],
-                        [s.last_notified for s in new],
-                    ],
-                )
-            if old:
-                cur.execute(
-                    "UPDATE alerts_alertstate a SET state = x.state, since = x.since, value = x.value, "
-                    "last_notified = x.last_notified "
-                    "FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::float8[], %s::timestamptz[]) "
-                    "AS x(id, state, since, value, last_notified) WHERE a.id = x.id",
-                    [
-                        [s.id for s in old],
-                        [s.state for s in old],
-                        [s.since for s in old],
-                        [s.value for s in old],
-                        [s.last_notified for s in old],
-                    ],
-                )
-            notify_ids: list[int] = []
-            for notify in (True, False):  # ids are needed only for events that notify
-                rows = [e for e in self.events if e[7] is notify]
-                if not rows:
-                    continue
-                cols = list(zip(*rows, strict=True))
-                cur.execute(
-                    "INSERT INTO alerts_alertevent "
-                    "(rule_id, subject, from_state, to_state, value, threshold, silenced, at) "
-                    "SELECT *, %s FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], "
-                    "%s::float8[], %s::float8[], %s::boolean[]) RETURNING id",
-                    [self.at, *[list(c) for c in cols[:7]]],
-                )
-                if notify:
-                    notify_ids = [r[0] for r in cur.fetchall()]
-        return notify_ids
+            self._insert_states(cur, [s for s in self.states if s.id is None])
+            self._update_states(cur, [s for s in self.states if s.id is not None])
+            self._insert_events(cur, [e for e in self.events if not e[7]])
+            return self._insert_events(cur, [e for e in self.events if e[7]])
+
+    @staticmethod
+    def _insert_states(cur, states: list[_State]) -> None:
+        if states:
+            cur.execute(
+                "INSERT INTO alerts_alertstate (rule_id, subject, state, since, value, last_notified) "
+                "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], "
+                "%s::float8[], %s::timestamptz[])",
+                [
+                    [getattr(s, f) for s in states]
+                    for f in ("rule_id", "subject", "state", "since", "value", "last_notified")
+                ],
+            )
+
+    @staticmethod
+    def _update_states(cur, states: list[_State]) -> None:
+        if states:
+            cur.execute(
+                "UPDATE alerts_alertstate a SET state = x.state, since = x.since, value = x.value, "
+                "last_notified = x.last_notified FROM unnest(%s::bigint[], %s::text[], "
+                "%s::timestamptz[], %s::float8[], %s::timestamptz[]) "
+                "AS x(id, state, since, value, last_notified) WHERE a.id = x.id",
+                [[getattr(s, f) for s in states] for f in ("id", "state", "since", "value", "last_notified")],
+            )
+
+    def _insert_events(self, cur, events: list[tuple]) -> list[int]:
+        if not events:
+            return []
+        columns = [list(c) for c in zip(*events, strict=True)][:7]
+        cur.execute(
+            "INSERT INTO alerts_alertevent "
+            "(rule_id, subject, from_state, to_state, value, threshold, silenced, at) "
+            "SELECT *, %s FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], "
+            "%s::float8[], %s::float8[], %s::boolean[]) RETURNING id",
+            [self.at, *columns],
+        )
+        return [row[0] for row in cur.fetchall()]
 
 
 def group(event_ids: list[int]) -> list[list[int]]:
