@@ -206,6 +206,7 @@ class Delivery(models.Model):
 
     class Meta:
         ordering = ["-at"]
+        verbose_name_plural = "deliveries"
 
 
 class Silence(models.Model):

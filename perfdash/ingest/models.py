@@ -19,6 +19,7 @@ class IngestedBatch(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["token", "batch_id"], name="batch_unique_per_token")]
+        verbose_name_plural = "ingested batches"
 
     def __str__(self) -> str:
         return f"{self.batch_id} ({self.points} points)"
@@ -48,6 +49,9 @@ class FailedBatch(models.Model):
     message = models.JSONField()
     error = models.TextField()
     failed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "failed batches"
 
     def __str__(self) -> str:
         return f"{self.message.get('batch_id')} failed at {self.failed_at:%Y-%m-%d %H:%M:%S}"
