@@ -16,6 +16,7 @@ TASK_ROUTES = {
     "ingest.*": {"queue": "ingest"},
     "metrics.*": {"queue": "ingest"},
     "alerts.evaluate": {"queue": "alerts"},
+    "alerts.sweep": {"queue": "alerts"},
     "alerts.deliver": {"queue": "notify"},
 }
 
@@ -25,6 +26,8 @@ BEAT_SCHEDULE = {
     "evaluate-alerts": {"task": "alerts.evaluate", "schedule": timedelta(seconds=ALERTS_EVALUATE_EVERY_S)},
     # Folds rollup deltas into minute and hour rollups. Reads merge deltas on the fly, so the
     # cadence only bounds how many delta rows a read has to merge; 5 s keeps that small.
+    # The alert outbox: a notification recorded but never delivered is retried within a minute.
+    "sweep-alert-outbox": {"task": "alerts.sweep", "schedule": timedelta(seconds=60)},
     "compact-rollups": {"task": "metrics.compact_rollups", "schedule": timedelta(seconds=5)},
     # Makes tomorrow's partitions and drops expired ones; hourly is plenty for daily
     # partitions and keeps disk use within an hour of the retention settings.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from django.conf import settings
@@ -54,21 +55,34 @@ def notification(rule: AlertRule, events: list[AlertEvent]) -> transports.Notifi
 
 def deliver(event_ids: list[int], attempt: int = 1) -> float | None:
     """Send the notification for these events (one rule, one kind of change) to each enabled
-    channel of the rule. Returns seconds until a retry is due, or None when done."""
+    channel of the rule. Returns seconds until a retry is due, or None when done.
+
+    Each channel is one short transaction: lock the events, skip if already sent, send,
+    record. A crash after one channel's send loses neither its record nor the others' turn."""
     key = hashlib.sha256(",".join(map(str, sorted(event_ids))).encode()).hexdigest()[:40]
+    first = AlertEvent.objects.filter(id__in=event_ids).select_related("rule").order_by("id").first()
+    if first is None:
+        return None
     retry = False
-    with transaction.atomic():
-        events = list(AlertEvent.objects.select_for_update().filter(id__in=event_ids).order_by("id"))
-        if not events:
-            return None
-        rule = events[0].rule
-        message = notification(rule, events)
-        for channel in rule.channels.filter(enabled=True):
+    for channel in first.rule.channels.filter(enabled=True):
+        with transaction.atomic():
+            events = list(AlertEvent.objects.select_for_update().filter(id__in=event_ids).order_by("id"))
             channel_key = f"{key}:{channel.id}"
             if Delivery.objects.filter(notification_key=channel_key, status=Delivery.Status.SENT).exists():
                 continue
-            retry |= _attempt(channel, message, events, channel_key, attempt)
-    return min(300.0, 5.0 * 2 ** (attempt - 1)) if retry and attempt < MAX_ATTEMPTS else None
+            retry |= _attempt(channel, notification(first.rule, events), events, channel_key, attempt)
+    if retry and attempt < MAX_ATTEMPTS:
+        return min(300.0, 5.0 * 2 ** (attempt - 1))
+    AlertEvent.objects.filter(id__in=event_ids).update(notification_pending=False)
+    return None
+
+
+def pending(older_than_s: float = 60.0, now: datetime | None = None) -> list[int]:
+    """Events whose notification was recorded but never finished (the outbox)."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=older_than_s)
+    return list(
+        AlertEvent.objects.filter(notification_pending=True, at__lt=cutoff).values_list("id", flat=True)
+    )
 
 
 def _attempt(channel: NotificationChannel, message, events: list[AlertEvent], key: str, attempt: int) -> bool:
@@ -77,9 +91,10 @@ def _attempt(channel: NotificationChannel, message, events: list[AlertEvent], ke
     status, error, retry = Delivery.Status.SENT, "", False
     try:
         transports.send(channel, message)
-    except transports.TransportError as exc:
-        error = str(exc)
-        if exc.permanent:
+    except Exception as exc:  # anything unexpected is retried, never lets the other channels down
+        permanent = isinstance(exc, transports.TransportError) and exc.permanent
+        error = str(exc) if isinstance(exc, transports.TransportError) else f"unexpected {type(exc).__name__}"
+        if permanent:
             status = Delivery.Status.FAILED
             channel.disable(f"{timezone.now():%Y-%m-%d %H:%M} UTC: {error}")
             log.warning("channel %s disabled: %s", channel.id, error)

@@ -178,6 +178,8 @@ class _Changes:
         if decision.event is None and decision.state == before:
             return
         silenced = any(s.matches(rule, subject, self.at) for s in self.silences)
+        if silenced and decision.event == "repeat":
+            return  # a silenced reminder is no change at all; it is due again after the silence
         if decision.state != before:
             state.state, state.since = decision.state, self.at
         state.value = seen.value
@@ -237,10 +239,10 @@ class _Changes:
         columns = [list(c) for c in zip(*events, strict=True)][:7]
         cur.execute(
             "INSERT INTO alerts_alertevent "
-            "(rule_id, subject, from_state, to_state, value, threshold, silenced, at) "
-            "SELECT *, %s FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], "
+            "(rule_id, subject, from_state, to_state, value, threshold, silenced, at, notification_pending) "
+            "SELECT *, %s, %s FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], "
             "%s::float8[], %s::float8[], %s::boolean[]) RETURNING id",
-            [self.at, *columns],
+            [self.at, bool(events[0][7]), *columns],
         )
         return [row[0] for row in cur.fetchall()]
 

@@ -181,10 +181,16 @@ class AlertEvent(models.Model):
     threshold = models.FloatField()
     at = models.DateTimeField(default=timezone.now)
     silenced = models.BooleanField(default=False)
+    # The outbox: set in the transaction that records the change, cleared once every channel
+    # is done with it; a sweeper re-queues what a crash or a broker outage left behind.
+    notification_pending = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-at"]
-        indexes = [models.Index(fields=["rule", "-at"], name="event_rule_at")]
+        indexes = [
+            models.Index(fields=["rule", "-at"], name="event_rule_at"),
+            models.Index(fields=["at"], condition=models.Q(notification_pending=True), name="event_pending"),
+        ]
 
 
 class Delivery(models.Model):

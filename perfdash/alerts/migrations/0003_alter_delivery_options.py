@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('alerts', '0002_default_rules'),
+        ("alerts", "0002_default_rules"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='delivery',
-            options={'ordering': ['-at'], 'verbose_name_plural': 'deliveries'},
+            name="delivery",
+            options={"ordering": ["-at"], "verbose_name_plural": "deliveries"},
         ),
     ]

@@ -4,18 +4,17 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ingest', '0001_initial'),
+        ("ingest", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='failedbatch',
-            options={'verbose_name_plural': 'failed batches'},
+            name="failedbatch",
+            options={"verbose_name_plural": "failed batches"},
         ),
         migrations.AlterModelOptions(
-            name='ingestedbatch',
-            options={'verbose_name_plural': 'ingested batches'},
+            name="ingestedbatch",
+            options={"verbose_name_plural": "ingested batches"},
         ),
     ]
