@@ -94,8 +94,13 @@ class Client:
         node: str | None = None,
         agent: str | None = None,
     ) -> None:
+        # Plain floats and strings here, so a numpy scalar or a Decimal can never fail the
+        # encoding of a whole batch later, in the flush thread.
+        value = float(value)
+        if tags:
+            tags = {str(k): str(v) for k, v in tags.items()}
         point = (
-            time.time() if ts is None else ts,
+            time.time() if ts is None else float(ts),
             metric,
             value,
             tags,

@@ -12,9 +12,21 @@ from perfdash.alerts.models import AlertEvent, AlertRule, Delivery, Notification
 
 
 class ChannelForm(forms.ModelForm):
+    """Secrets (URL, HMAC secret) are never rendered back; left blank, they stay as they are."""
+
+    hmac_secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Webhook: if set, the body is signed. Leave blank to keep the current one.",
+    )
+
     def clean_url(self) -> str:
         url = self.cleaned_data.get("url", "")
         return url or (self.instance.url if self.instance.pk else "")
+
+    def clean_hmac_secret(self) -> str:
+        secret = self.cleaned_data.get("hmac_secret", "")
+        return secret or (self.instance.hmac_secret if self.instance.pk else "")
 
 
 @admin.register(NotificationChannel)

@@ -146,6 +146,16 @@ class AlertRule(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    # Changing any of these makes the rule watch something else: its old states go.
+    SUBJECT_FIELDS = ("metric", "statistic", "scope", "node", "agent", "tag_key", "tag_value")
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk:
+            before = AlertRule.objects.filter(pk=self.pk).values(*self.SUBJECT_FIELDS).first()
+            if before and any(before[f] != getattr(self, f) for f in self.SUBJECT_FIELDS):
+                self.states.all().delete()
+        super().save(*args, **kwargs)
+
     @property
     def recovery(self) -> float:
         return self.threshold if self.recovery_threshold is None else self.recovery_threshold

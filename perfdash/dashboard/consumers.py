@@ -29,8 +29,11 @@ async def view_data(view: panels.View, fresh_after: float) -> dict:
     cached = _shared.get(key)
     if cached and cached[0] >= fresh_after:
         return await cached[1]
+    now = time.monotonic()
+    for stale in [k for k, (at, f) in _shared.items() if at < now - 10 and f.done()]:
+        del _shared[stale]  # views nobody has refreshed lately: the cache stays small
     future = asyncio.ensure_future(database_sync_to_async(panels.build)(view))
-    _shared[key] = (time.monotonic(), future)
+    _shared[key] = (now, future)
     try:
         return await future
     except Exception:

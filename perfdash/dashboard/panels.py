@@ -202,7 +202,7 @@ def firing_alerts(view: View) -> list[dict]:
         "rule"
     )
     if view.node or view.agent:
-        states = states.filter(subject=view.node or view.agent)
+        states = states.filter(subject=view.agent or view.node)
     rows = [
         {
             "rule": s.rule.name,

@@ -27,6 +27,7 @@ METRIC_OR_TAG_KEY = re.compile(r"[a-zA-Z_][a-zA-Z0-9_.]*\Z")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 NON_NEGATIVE_SUFFIXES = ("_ms", "_seconds", "_bytes", "_total")
 POINT_FIELDS = frozenset(("ts", "node", "agent", "metric", "value", "tags"))
+BATCH_ID_MAX = 128  # the column's size (IngestedBatch.batch_id), whatever the name limit
 MAX_VALUE = 1.7e308  # anything beyond is infinite as a float
 
 # Series seen as valid in earlier batches of this process, by how they were sent (names do
@@ -143,12 +144,10 @@ def _envelope(batch_id, points, limits: Limits) -> tuple[str, list]:
     if batch_id is None:
         batch_id = uuid.uuid4().hex
     elif (
-        type(batch_id) is not str
-        or not 1 <= len(batch_id) <= limits.max_name
-        or CONTROL_CHARS.search(batch_id)
+        type(batch_id) is not str or not 1 <= len(batch_id) <= BATCH_ID_MAX or CONTROL_CHARS.search(batch_id)
     ):
         raise BadBatch(
-            f"batch_id must be a string of 1 to {limits.max_name} printable characters", field="batch_id"
+            f"batch_id must be a string of 1 to {BATCH_ID_MAX} printable characters", field="batch_id"
         )
     if type(points) is not list:
         raise BadBatch("`points` must be a list", field="points")
@@ -183,7 +182,8 @@ class _PointParser:
                 if n != 5 and (n != 6 or "tags" not in p):
                     raise TypeError
                 tags = p.get("tags")
-                raw = (p["metric"], p["node"], p["agent"], tuple(tags.items()) if tags else ())
+                # tags must be an object or absent: [] or "" fail on .items() and go to reject
+                raw = (p["metric"], p["node"], p["agent"], () if tags is None else tuple(tags.items()))
                 entry = known.get(raw)
                 ts, v = p["ts"], p["value"]
             except (TypeError, KeyError, AttributeError):
@@ -214,7 +214,7 @@ class _PointParser:
         earliest, latest = self.earliest, self.latest
         for i, p in enumerate(points):
             tags = p.tags
-            raw = (p.metric, p.node, p.agent, tuple(tags.items()) if tags else ())
+            raw = (p.metric, p.node, p.agent, () if tags is None else tuple(tags.items()))
             entry = known.get(raw)
             if entry is None:
                 entry = known[raw] = self.register(raw, i, series, tags)

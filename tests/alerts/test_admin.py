@@ -88,13 +88,11 @@ def test_a_test_notification_reaches_the_channel(admin_client, receiver):
 
 def test_channel_secrets_are_masked_in_the_admin(admin_client):
     channel = NotificationChannel.objects.create(
-        name="hook", kind="webhook", url=f"https://hooks.example.com{SECRET}"
+        name="hook", kind="webhook", url=f"https://hooks.example.com{SECRET}", hmac_secret="hmac-very-secret"
     )
     assert SECRET.encode() not in admin_client.get("/admin/alerts/notificationchannel/").content
-    assert (
-        SECRET.encode()
-        not in admin_client.get(f"/admin/alerts/notificationchannel/{channel.pk}/change/").content
-    )
+    form = admin_client.get(f"/admin/alerts/notificationchannel/{channel.pk}/change/").content
+    assert SECRET.encode() not in form and b"hmac-very-secret" not in form
     admin_client.post(
         f"/admin/alerts/notificationchannel/{channel.pk}/change/",
         {
@@ -109,3 +107,4 @@ def test_channel_secrets_are_masked_in_the_admin(admin_client):
     )
     channel.refresh_from_db()
     assert channel.name == "hook renamed" and channel.url.endswith(SECRET)  # blank keeps the secret
+    assert channel.hmac_secret == "hmac-very-secret"

@@ -113,3 +113,16 @@ def test_two_evaluators_at_once_record_one_transition(clean_tables):
         t.join()
     assert sorted(len(x) for x in results) == [0, 1]
     assert events(r) == [("", "firing")]
+
+
+def test_changing_what_a_rule_watches_clears_its_old_states():
+    r = rule()
+    store({"a1": 3000}, NOW - 30)
+    engine.evaluate(r.id, now=NOW)
+    assert AlertState.objects.filter(rule=r, state="firing").exists()
+    r.threshold = 2500  # same subjects: the state stays
+    r.save()
+    assert AlertState.objects.filter(rule=r).exists()
+    r.scope = "agent"  # now it watches each agent: the fleet-wide state would never resolve
+    r.save()
+    assert not AlertState.objects.filter(rule=r).exists()

@@ -197,3 +197,9 @@ def test_it_answers_get_with_405(client, ingest_token):
 def test_a_rejected_batch_stores_nothing_even_when_most_points_are_good(client, ingest_token):
     points = [point() for _ in range(500)] + [point(value=-1.0)]
     assert_error(post(client, ingest_token, {"points": points}), 400, point=500, field="value")
+
+
+@pytest.mark.parametrize("tags", [[], "", 0, False])
+def test_tags_that_are_not_an_object_are_rejected_even_for_a_series_seen_before(client, ingest_token, tags):
+    body = {"points": [point(tags=...), point(tags=tags)]}  # the first point: same series, no tags
+    assert_error(post(client, ingest_token, encode(body)), 400, point=1, field="tags")

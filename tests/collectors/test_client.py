@@ -200,3 +200,16 @@ def test_the_memory_sampler_reports_this_process_rss(receiver):
     samples = [p["value"] for p in receiver.points() if p["metric"] == "agent_memory_bytes"]
     assert len(samples) >= 3
     assert all(0.5 * rss_bytes() < v < 2 * rss_bytes() for v in samples)
+
+
+def test_numpy_and_decimal_values_are_recorded_as_plain_numbers(receiver):
+    from decimal import Decimal
+
+    import numpy as np
+
+    perf = make_client(receiver.url)
+    perf.record("agent_response_ms", np.float32(12.5), {"tool": np.str_("x")}, ts=np.float64(time.time()))
+    perf.record("tokens_total", Decimal("3"))
+    perf.close()
+    assert sorted(p["value"] for p in receiver.points()) == [3.0, 12.5]
+    assert perf.dropped == 0
