@@ -57,7 +57,9 @@ class Observed:
 
 
 def _window(rule: AlertRule) -> int:
-    return max(60, rule.window_seconds // 60 * 60)
+    """Whole minutes, plus the minute still running: a 60 s rule sees the last complete
+    minute and the current one, never a nearly empty window just after a minute starts."""
+    return max(60, rule.window_seconds // 60 * 60) + 60
 
 
 def observe(rule: AlertRule, now: float, cache: dict | None = None) -> Observed:
@@ -74,7 +76,7 @@ def observe(rule: AlertRule, now: float, cache: dict | None = None) -> Observed:
         subjects = sorted(rows)
         cache[(key, rule.statistic)] = Observed(
             subjects,
-            np.array([_stat(rows[s], rule.statistic, window) for s in subjects], float),
+            np.array([_stat(rows[s], rule.statistic) for s in subjects], float),
             np.array([rows[s]["count"] for s in subjects], np.int64),
         )
     return cache[(key, rule.statistic)]
@@ -92,8 +94,8 @@ def _read(rule: AlertRule, by: str, now: float) -> dict[str, dict]:
     return {a: v for a, v in rows.items() if not (by == "agent" and rule.agent and a != rule.agent)}
 
 
-def _stat(values: dict, statistic: str, window: int) -> float:
-    value = values["count"] / window if statistic == "rate" else values.get(statistic)
+def _stat(values: dict, statistic: str) -> float:
+    value = values.get(statistic)
     return np.nan if value is None else value
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from perfdash.lib.pg import binary_cursor
 from perfdash.metrics import copydata, partitions
@@ -28,12 +28,44 @@ def compact(chunk: int = 50_000, budget_s: float = 4.0) -> int:
     """Fold deltas in chunks until none are left or the time budget is spent; returns how
     many delta rows were folded (0 if another compactor holds the lock)."""
     started, total = time.monotonic(), 0
-    while time.monotonic() - started < budget_s:
-        n = _fold(chunk)
-        total += n
-        if n < chunk:
-            break
+    try:
+        _ensure_partitions()
+        while time.monotonic() - started < budget_s:
+            n = _fold(chunk)
+            total += n
+            if n < chunk:
+                break
+    except Exception:
+        partitions.forget()  # a partition made in a rolled-back transaction must not be believed
+        raise
     return total
+
+
+def _ensure_partitions() -> None:
+    """Create the partitions the pending deltas need before the folding transaction: DDL
+    inside it would hold the parent tables' locks (and block readers) until it commits."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT extract(epoch FROM min(minute)), extract(epoch FROM max(minute)) "
+            "FROM metrics_rollup_delta"
+        )
+        lo, hi = cur.fetchone()
+    if lo is None:
+        return
+    floors = {
+        "metrics_rollup_minute": settings.MINUTE_ROLLUP_RETENTION_DAYS,
+        "metrics_rollup_hour": settings.ROLLUP_RETENTION_DAYS,
+    }
+    for table, days in floors.items():
+        first = max(float(lo), time.time() - days * 86400)
+        if first <= float(hi):
+            partitions.ensure(
+                table,
+                [
+                    datetime.fromtimestamp(d * 86400, UTC).date()
+                    for d in range(int(first // 86400), int(float(hi) // 86400) + 1)
+                ],
+            )
 
 
 def _fold(chunk: int) -> int:

@@ -153,7 +153,7 @@ def stats(metric: str, window_s: int, scope: Scope = FLEET, now: float | None = 
     if not len(rows.key):
         return dict(EMPTY)
     g = _summaries(rows, np.zeros(len(rows.key), np.int64))
-    return _stat_values(g, 0, end - start)
+    return _stat_values(g, 0, min(end, now) - start)  # the last minute is still running
 
 
 def histogram(
@@ -303,6 +303,7 @@ def breakdown(
     if not len(rows.key):
         return {}
     g = _summaries(rows, member[np.searchsorted(ids, rows.key)])
+    elapsed = min(end, now) - start  # the last minute is still running
     if not percentiles:
         return {
             names[label]: {
@@ -311,10 +312,11 @@ def breakdown(
                 "max": float(g.max[i]),
                 "avg": float(g.sum[i] / g.count[i]),
                 "sum": float(g.sum[i]),
+                "rate": int(g.count[i]) / elapsed,
             }
             for i, label in enumerate(g.label)
         }
-    return {names[label]: _stat_values(g, i, end - start) for i, label in enumerate(g.label)}
+    return {names[label]: _stat_values(g, i, elapsed) for i, label in enumerate(g.label)}
 
 
 def total_rate(window_s: int, scope: Scope = FLEET, now: float | None = None) -> float:
