@@ -8,14 +8,13 @@ sorted int32 "sketch keys" that order like the values they stand for:
     zero             ->  0
     positive values  ->  +BASE + i(v)     (above 2^29)
 
-A summary is (count, sum, min, max) plus (keys, counts) pairs; merging summaries is adding
-counts per key, so any window is read by merging a few stored rows.
+A rollup row holds (count, sum, min, max) plus (key, count) pairs (`PAIR`); merging rows is
+adding counts per key (see rollup.py), so any window is read by merging a few stored rows.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,20 +39,6 @@ def keys_for(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def key_bounds(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper value bound of each key's bin."""
-    keys = np.asarray(keys, dtype=np.int64)
-    lo = np.zeros(len(keys))
-    hi = np.zeros(len(keys))
-    pos = keys > 0
-    neg = keys < 0
-    ip = keys[pos] - BASE
-    lo[pos], hi[pos] = GAMMA ** (ip - 1), GAMMA**ip
-    ineg = -BASE - keys[neg]
-    lo[neg], hi[neg] = -(GAMMA**ineg), -(GAMMA ** (ineg - 1))
-    return lo, hi
-
-
 def key_values(keys: np.ndarray) -> np.ndarray:
     """Representative value of each key's bin (within ALPHA of every value in it)."""
     keys = np.asarray(keys, dtype=np.int64)
@@ -63,68 +48,6 @@ def key_values(keys: np.ndarray) -> np.ndarray:
     out[pos] = 2 * GAMMA ** (keys[pos] - BASE) / (GAMMA + 1)
     out[neg] = -2 * GAMMA ** (-BASE - keys[neg]) / (GAMMA + 1)
     return out
-
-
-@dataclass
-class Summary:
-    count: int
-    sum: float
-    min: float
-    max: float
-    keys: np.ndarray  # int32, sorted, unique
-    counts: np.ndarray  # int64
-
-    @classmethod
-    def empty(cls) -> Summary:
-        return cls(0, 0.0, math.nan, math.nan, np.zeros(0, np.int32), np.zeros(0, np.int64))
-
-    @classmethod
-    def of(cls, values: np.ndarray) -> Summary:
-        values = np.asarray(values, dtype=np.float64)
-        if not len(values):
-            return cls.empty()
-        keys, counts = np.unique(keys_for(values), return_counts=True)
-        return cls(
-            len(values),
-            float(values.sum()),
-            float(values.min()),
-            float(values.max()),
-            keys,
-            counts.astype(np.int64),
-        )
-
-    def quantile(self, q: float) -> float:
-        return quantiles(self.keys, self.counts, [q], self.min, self.max)[0]
-
-
-def merge_pairs(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Add up counts per key; returns sorted unique keys and their totals."""
-    if not len(keys):
-        return np.zeros(0, np.int32), np.zeros(0, np.int64)
-    lo, hi = int(keys.min()), int(keys.max())
-    if hi - lo < 4_000_000:  # dense range: bincount is ~20x faster than a sort
-        totals = np.bincount(keys - lo, weights=counts, minlength=hi - lo + 1)
-        nz = np.flatnonzero(totals)
-        return (nz + lo).astype(np.int32), totals[nz].astype(np.int64)
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    return uniq.astype(np.int32), np.bincount(inverse, weights=counts).astype(np.int64)
-
-
-def merge(summaries: list[Summary]) -> Summary:
-    summaries = [s for s in summaries if s.count]
-    if not summaries:
-        return Summary.empty()
-    keys, counts = merge_pairs(
-        np.concatenate([s.keys for s in summaries]), np.concatenate([s.counts for s in summaries])
-    )
-    return Summary(
-        sum(s.count for s in summaries),
-        sum(s.sum for s in summaries),
-        min(s.min for s in summaries),
-        max(s.max for s in summaries),
-        keys,
-        counts,
-    )
 
 
 def quantiles(keys: np.ndarray, counts: np.ndarray, qs: list[float], lo: float, hi: float) -> list[float]:
@@ -143,14 +66,3 @@ def quantiles(keys: np.ndarray, counts: np.ndarray, qs: list[float], lo: float, 
     )
     vals = v_below + (v_above - v_below) * (ranks - below)
     return [float(min(max(v, lo), hi)) for v in vals]
-
-
-def encode(keys: np.ndarray, counts: np.ndarray) -> bytes:
-    pairs = np.empty(len(keys), PAIR)
-    pairs["key"], pairs["count"] = keys, counts
-    return pairs.tobytes()
-
-
-def decode(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
-    pairs = np.frombuffer(blob, PAIR)
-    return pairs["key"], pairs["count"]
