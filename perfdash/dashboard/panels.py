@@ -72,15 +72,17 @@ def build(view: View) -> dict:
 
 
 def overview(view: View) -> dict:
+    # Newest active-agent count per node (the collectors report it every few seconds).
+    active = query.breakdown("active_agents", 120, "node", percentiles=False)
     data = {
         "view": asdict(view),
-        "kpis": kpis(view),
+        "kpis": kpis(view, active),
         "alerts": firing_alerts(view),
         "latency": [latency(view, *m) for m in LATENCY],
         "memory": memory(view),
     }
     if not view.agent:
-        data["nodes"] = nodes(view)
+        data["nodes"] = nodes(view, active)
     else:
         data["memory_series"] = _series("agent_memory_bytes", view, ["max"])
         data["slowest"] = {
@@ -90,11 +92,10 @@ def overview(view: View) -> dict:
     return data
 
 
-def kpis(view: View) -> dict:
+def kpis(view: View, active: dict) -> dict:
     scope = view.scope()
     errors = query.stats("errors_total", view.seconds, scope)
     responses = query.stats("agent_response_ms", view.seconds, scope)
-    active = query.breakdown("active_agents", 120, "node", Scope(node=view.node), percentiles=False)
     return {
         "active_agents": _active_agents(view, active),
         "points_per_s": query.total_rate(view.seconds, scope),
@@ -112,8 +113,7 @@ def _active_agents(view: View, per_node: dict) -> int:
     return int(sum(v["max"] for v in per_node.values()))
 
 
-def nodes(view: View) -> list[dict]:
-    active = query.breakdown("active_agents", 120, "node", percentiles=False)
+def nodes(view: View, active: dict) -> list[dict]:
     capacity = settings.NODE_CAPACITY_AGENTS
     rows = [{"node": n, "active_agents": int(v["max"]), "capacity": capacity} for n, v in active.items()]
     return [r for r in rows if not view.node or r["node"] == view.node]
