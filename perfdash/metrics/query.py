@@ -151,16 +151,22 @@ EMPTY = {
 }
 
 
-def stats(metric: str, window_s: int, scope: Scope = FLEET, now: float | None = None) -> dict:
-    """count, min, max, avg, sum, rate (points/s) and p50/p90/p95/p99 over the window."""
+def _whole_window(metric: str, window_s: int, scope: Scope, now: float | None) -> tuple[Groups | None, float]:
+    """The window's rows merged into one summary (None if empty), and the seconds it covers
+    so far (its last minute is still running)."""
     _check(metric)
     now = time.time() if now is None else now
     start, end, h0, h1 = _bounds(window_s, now)
     rows = read_rows(key_ids(metric, scope), start, end, h0, h1)
     if not len(rows.key):
-        return dict(EMPTY)
-    g = _summaries(rows, np.zeros(len(rows.key), np.int64))
-    return _stat_values(g, 0, min(end, now) - start)  # the last minute is still running
+        return None, min(end, now) - start
+    return _summaries(rows, np.zeros(len(rows.key), np.int64)), min(end, now) - start
+
+
+def stats(metric: str, window_s: int, scope: Scope = FLEET, now: float | None = None) -> dict:
+    """count, min, max, avg, sum, rate (points/s) and p50/p90/p95/p99 over the window."""
+    g, elapsed = _whole_window(metric, window_s, scope, now)
+    return dict(EMPTY) if g is None else _stat_values(g, 0, elapsed)
 
 
 def histogram(
@@ -168,13 +174,8 @@ def histogram(
 ) -> dict:
     """Counts in `buckets` log-spaced buckets between the window's min and max (linear
     spacing if the values are not all positive)."""
-    _check(metric)
-    now = time.time() if now is None else now
-    start, end, h0, h1 = _bounds(window_s, now)
-    rows = read_rows(key_ids(metric, scope), start, end, h0, h1)
-    if not len(rows.key):
-        return {"count": 0, "buckets": []}
-    return _histogram(_summaries(rows, np.zeros(len(rows.key), np.int64)), buckets)
+    g, _ = _whole_window(metric, window_s, scope, now)
+    return {"count": 0, "buckets": []} if g is None else _histogram(g, buckets)
 
 
 def _histogram(g: Groups, buckets: int) -> dict:
