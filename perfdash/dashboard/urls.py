@@ -7,8 +7,8 @@ from perfdash.dashboard import views
 
 urlpatterns = [
     path("", views.overview, name="overview"),
-    path("nodes/<path:node>/", views.node, name="node"),
-    path("agents/<path:agent>/", views.agent, name="agent"),
+    path("nodes/<path:node>/", views.overview, name="node"),
+    path("agents/<path:agent>/", views.overview, name="agent"),
     path("tools/", views.tools, name="tools"),
     path("data/<str:page>", views.data, name="data"),
     path("login/", auth_views.LoginView.as_view(), name="login"),

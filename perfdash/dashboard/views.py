@@ -16,20 +16,11 @@ def _page(request, template: str, **fixed: str):
 
 @login_required
 @require_GET
-def overview(request):
-    return _page(request, "dashboard/overview.html", page="overview")
-
-
-@login_required
-@require_GET
-def node(request, node: str):
-    return _page(request, "dashboard/overview.html", page="overview", node=node[:128])
-
-
-@login_required
-@require_GET
-def agent(request, agent: str):
-    return _page(request, "dashboard/overview.html", page="overview", agent=agent[:128])
+def overview(request, **scope: str):
+    """The fleet, or one node (`node=`) or one agent (`agent=`) from the URL path."""
+    return _page(
+        request, "dashboard/overview.html", page="overview", **{k: v[:128] for k, v in scope.items()}
+    )
 
 
 @login_required
