@@ -11,6 +11,7 @@ import environ
 # module while the settings themselves are being imported.
 environ.Env.read_env(Path(__file__).resolve().parent.parent / ".env", overwrite=False)
 ALERTS_EVALUATE_EVERY_S = environ.Env().float("ALERTS_EVALUATE_EVERY_S", default=10.0)
+FORECAST_REFIT_EVERY_S = environ.Env().float("FORECAST_REFIT_EVERY_S", default=3600.0)
 
 TASK_ROUTES = {
     "ingest.*": {"queue": "ingest"},
@@ -18,18 +19,22 @@ TASK_ROUTES = {
     "alerts.evaluate": {"queue": "alerts"},
     "alerts.sweep": {"queue": "alerts"},
     "alerts.deliver": {"queue": "notify"},
+    "forecast.*": {"queue": "forecast"},
 }
 
 BEAT_SCHEDULE = {
     # Alert rules: every 10 s by default. Rollups are per minute, so faster would mostly
     # re-read the same numbers; slower would delay a firing alert.
     "evaluate-alerts": {"task": "alerts.evaluate", "schedule": timedelta(seconds=ALERTS_EVALUATE_EVERY_S)},
-    # Folds rollup deltas into minute and hour rollups. Reads merge deltas on the fly, so the
-    # cadence only bounds how many delta rows a read has to merge; 5 s keeps that small.
     # The alert outbox: a notification recorded but never delivered is retried within a minute.
     "sweep-alert-outbox": {"task": "alerts.sweep", "schedule": timedelta(seconds=60)},
+    # Folds rollup deltas into minute and hour rollups. Reads merge deltas on the fly, so the
+    # cadence only bounds how many delta rows a read has to merge; 5 s keeps that small.
     "compact-rollups": {"task": "metrics.compact_rollups", "schedule": timedelta(seconds=5)},
     # Makes tomorrow's partitions and drops expired ones; hourly is plenty for daily
     # partitions and keeps disk use within an hour of the retention settings.
     "enforce-retention": {"task": "metrics.enforce_retention", "schedule": timedelta(hours=1)},
+    # Capacity forecasts are fitted on hourly steps: a new hour of history is the first thing
+    # that can change them. The page also refits on demand.
+    "refit-forecasts": {"task": "forecast.refit", "schedule": timedelta(seconds=FORECAST_REFIT_EVERY_S)},
 }

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "perfdash.metrics",
     "perfdash.dashboard",
     "perfdash.alerts",
+    "perfdash.forecasting",
 ]
 
 MIDDLEWARE = [
@@ -133,6 +134,12 @@ LATENCY_TARGETS = {
     "tool_execution_ms": {"stat": "p90", "value": 5000},
     "memory_op_ms": {"stat": "p99", "value": 100},
 }
+
+# --- Capacity planning ---------------------------------------------------------------------
+# Defaults for the capacity targets (each can be overridden per target in the admin).
+NODE_MEMORY_BYTES = env.int("NODE_MEMORY_BYTES", default=16 * 1024**3)
+# Points/s one ingest worker stores (bench/ingest.py measured about 214k on 2 cores).
+INGEST_WORKER_POINTS_PER_S = env.int("INGEST_WORKER_POINTS_PER_S", default=200_000)
 
 # --- Alerts ------------------------------------------------------------------------------
 # Mail goes through Django's email backend, configured from EMAIL_URL

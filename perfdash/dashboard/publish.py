@@ -31,6 +31,11 @@ def alerts_changed(events: int) -> None:
     _send({"type": "alerts.changed", "events": events})
 
 
+def forecasts_changed(rows: int) -> None:
+    """A refit stored new forecasts: capacity pages refresh."""
+    _send({"type": "forecasts.changed", "rows": rows})
+
+
 def _event_loop() -> asyncio.AbstractEventLoop:
     global _loop, _loop_pid
     with _lock:

@@ -124,6 +124,60 @@ def what_if(fc: Forecast, extra_growth_per_week: float) -> Forecast:
     )
 
 
+@dataclass
+class LoadFit:
+    """Latency against load per node, by least squares: latency = intercept + slope * load."""
+
+    intercept: float
+    slope: float
+    r2: float
+    points: int
+
+
+# Below this share of explained variance, latency is not taken to follow load.
+MIN_LOAD_R2 = 0.3
+
+
+def load_fit(load: np.ndarray, latency: np.ndarray) -> LoadFit | None:
+    """None when there are too few paired points or the load never changed."""
+    load, latency = np.asarray(load, dtype=float), np.asarray(latency, dtype=float)
+    keep = np.isfinite(load) & np.isfinite(latency)
+    x, y = load[keep], latency[keep]
+    if len(x) < MIN_POINTS or np.ptp(x) == 0:
+        return None
+    slope, intercept = np.polyfit(x, y, 1)
+    spread = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1 - float(np.sum((y - intercept - slope * x) ** 2)) / spread if spread > 0 else 0.0
+    return LoadFit(float(intercept), float(slope), r2, len(x))
+
+
+def nodes_for_latency(
+    fit: LoadFit | None, peak_load: float, target: float, headroom: float, current_nodes: int
+) -> tuple[int, str]:
+    """Nodes that keep latency at or under target * (1 - headroom) when the fleet carries
+    `peak_load` (agents in all), if latency rises with agents per node; else the current
+    count, and why. Returns (nodes, explanation)."""
+    current_nodes = max(1, current_nodes)
+    if fit is None:
+        return current_nodes, "not enough history to relate latency to load; keeping the current count"
+    if fit.slope <= 0 or fit.r2 < MIN_LOAD_R2:
+        return current_nodes, (
+            f"latency does not rise with agents per node (R² = {fit.r2:.2f} over {fit.points} points): "
+            "more nodes would not lower it"
+        )
+    goal = target * (1 - headroom)
+    if goal <= fit.intercept:
+        return current_nodes, (
+            f"latency is {fit.intercept:.0f} even on an idle node, over the goal of {goal:.0f}: "
+            "more nodes cannot reach it"
+        )
+    per_node = (goal - fit.intercept) / fit.slope
+    return max(1, math.ceil(peak_load / per_node)), (
+        f"latency = {fit.intercept:.0f} + {fit.slope:.3g} per agent on a node (R² = {fit.r2:.2f}): "
+        f"at most {per_node:.0f} agents per node keep it under {goal:.0f}"
+    )
+
+
 # --- preparing the series -------------------------------------------------------------------
 
 
