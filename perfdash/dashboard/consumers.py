@@ -48,9 +48,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         params = {k: v[0] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         page = params.get("page", "overview")
-        self.view = panels.View.from_params(
-            params, page=page if page in ("overview", "tools") else "overview"
-        )
+        self.view = panels.View.from_params(params, page=page if page in panels.PAGES else "overview")
         self.dirty_since: float | None = None
         self.last_push = self.last_send = 0.0
         self.push_task: asyncio.Task | None = None
@@ -66,7 +64,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def alerts_changed(self, event: dict) -> None:
         await self.metrics_changed(event)
 
+    async def forecasts_changed(self, event: dict) -> None:
+        if self.view.page == "capacity":
+            await self.mark_dirty()
+
     async def metrics_changed(self, event: dict) -> None:
+        if self.view.page != "capacity":  # forecasts change hourly, not with every batch
+            await self.mark_dirty()
+
+    async def mark_dirty(self) -> None:
         if self.dirty_since is None:
             self.dirty_since = time.monotonic()
         if self.push_task is None:

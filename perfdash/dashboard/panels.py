@@ -6,15 +6,18 @@ whenever new points have been committed (at most once per second per page).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
 
 from perfdash.alerts.models import AlertState
+from perfdash.dashboard import capacity_page
 from perfdash.metrics import query
 from perfdash.metrics.query import Scope
 
+PAGES = ("overview", "tools", "capacity")
 WINDOWS = {"5m": 300, "1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 # About 60 points per chart; steps under an hour only where minute rollups exist.
 STEPS = {"5m": 60, "1h": 60, "24h": 1800, "7d": 3 * 3600, "30d": 12 * 3600}
@@ -25,6 +28,7 @@ LATENCY = [
     ("memory_op_ms", "Memory operation time"),
 ]
 TOP_N = 20
+MAX_GROWTH = 2.0  # what-if growth per week: -50 % to +200 %
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class View:
     agent: str = ""
     tool: str = ""
     model: str = ""
+    growth: float = 0.0  # capacity page: extra growth per week (what-if), 0.05 = 5 %
 
     @classmethod
     def from_params(cls, params, **fixed: str) -> View:
@@ -44,6 +49,11 @@ class View:
             k: (params.get(k) or "").strip()[:128] for k in ("window", "node", "agent", "tool", "model")
         }
         values["window"] = values["window"] if values["window"] in WINDOWS else "1h"
+        try:
+            growth = float(params.get("growth") or 0) / 100
+        except ValueError:
+            growth = 0.0
+        values["growth"] = min(MAX_GROWTH, max(-MAX_GROWTH / 4, growth)) if math.isfinite(growth) else 0.0
         values.update(fixed)
         return cls(**values)
 
@@ -68,6 +78,8 @@ class View:
 def build(view: View) -> dict:
     if view.page == "tools":
         return tools(view)
+    if view.page == "capacity":
+        return capacity_page.build(view.growth, view.node)
     return overview(view)
 
 

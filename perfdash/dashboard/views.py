@@ -1,17 +1,21 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.http import JsonResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from perfdash.dashboard import panels
+from perfdash.forecasting.models import CapacityForecast
+from perfdash.forecasting.tasks import refit as refit_task
 from perfdash.metrics.query import QueryError
 
 
 def _page(request, template: str, **fixed: str):
     view = panels.View.from_params(request.GET, **fixed)
-    return render(request, template, {"view": view, "windows": list(panels.WINDOWS)})
+    context = {"view": view, "windows": list(panels.WINDOWS), "growth_percent": f"{view.growth * 100:g}"}
+    return render(request, template, context)
 
 
 @login_required
@@ -31,9 +35,33 @@ def tools(request):
 
 @login_required
 @require_GET
+def capacity(request):
+    if not CapacityForecast.objects.exists():
+        _queue_refit()  # a new installation: the first forecasts should not wait for the hourly beat
+    return _page(request, "dashboard/capacity.html", page="capacity")
+
+
+@login_required
+@require_POST
+def refit(request):
+    """Refit the forecasts now; open capacity pages redraw when the new ones are stored."""
+    return JsonResponse({"queued": _queue_refit()}, status=202)
+
+
+def _queue_refit() -> bool:
+    # At most one queued refit per half minute from this process: a refit takes seconds,
+    # and a second one would only wait for the first one's lock.
+    if not cache.add("forecast-refit-queued", True, timeout=30):
+        return False
+    refit_task.delay()
+    return True
+
+
+@login_required
+@require_GET
 def data(request, page: str):
     """The data a page draws on first paint (the live socket sends the same shape)."""
-    if page not in ("overview", "tools"):
+    if page not in panels.PAGES:
         return JsonResponse({"error": f"unknown page {page!r}"}, status=404)
     view = panels.View.from_params(request.GET, page=page)
     try:
