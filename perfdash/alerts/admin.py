@@ -65,8 +65,18 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
-    list_display = ["name", "metric", "statistic", "scope", "comparison", "threshold", "severity", "enabled"]
-    list_filter = ["enabled", "severity", "scope", "metric"]
+    list_display = [
+        "name",
+        "kind",
+        "metric",
+        "statistic",
+        "scope",
+        "comparison",
+        "threshold",
+        "severity",
+        "enabled",
+    ]
+    list_filter = ["enabled", "kind", "severity", "scope", "metric"]
     search_fields = ["name", "metric"]
     filter_horizontal = ["channels"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
@@ -99,7 +109,12 @@ class AlertRuleAdmin(admin.ModelAdmin):
         (
             "What to watch",
             {
+                "description": "A forecast rule needs only its capacity target, and the number of days "
+                "as its threshold: it fires when the target is projected to reach its limit within "
+                "that many days (each node, for per-node targets).",
                 "fields": [
+                    "kind",
+                    "capacity_target",
                     "metric",
                     "statistic",
                     "scope",
@@ -109,7 +124,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
                     "tag_value",
                     "window_seconds",
                     "min_samples",
-                ]
+                ],
             },
         ),
         ("When", {"fields": ["comparison", "threshold", "recovery_threshold", "for_seconds", "no_data"]}),

@@ -26,6 +26,9 @@ MAX_ATTEMPTS = 6
 
 def dashboard_url(rule: AlertRule, subjects: list[str]) -> str:
     base = settings.SITE_URL.rstrip("/")
+    if rule.kind == AlertRule.Kind.FORECAST:
+        node = f"?node={quote(subjects[0], safe='')}" if len(subjects) == 1 and subjects[0] else ""
+        return f"{base}/capacity/{node}"
     window = "5m" if rule.window_seconds <= 300 else "1h"
     if len(subjects) == 1 and subjects[0]:
         kind = "nodes" if rule.scope == AlertRule.Scope.NODE else "agents"
@@ -36,12 +39,15 @@ def dashboard_url(rule: AlertRule, subjects: list[str]) -> str:
 def notification(rule: AlertRule, events: list[AlertEvent]) -> transports.Notification:
     state = events[0].to_state
     offenders = [transports.Offender(e.subject or "fleet", e.value) for e in events]
+    forecast = rule.kind == AlertRule.Kind.FORECAST
     return transports.Notification(
         rule_id=rule.id,
         rule_name=rule.name,
         severity=rule.severity,
-        metric=rule.metric,
-        statistic=rule.statistic,
+        # A forecast rule reads "projected time to limit of Active agents per node is 4.2 days".
+        metric=str(rule.capacity_target) if forecast else rule.metric,
+        statistic="projected time to limit" if forecast else rule.statistic,
+        unit="days" if forecast else "",
         comparison=rule.comparison,
         threshold=rule.recovery if state == "resolved" else rule.threshold,
         state=state,

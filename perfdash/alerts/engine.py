@@ -20,6 +20,7 @@ from django.db import connection, transaction
 
 from perfdash.alerts.decide import COMPARE, Current, Observation, Spec, decide
 from perfdash.alerts.models import AlertEvent, AlertRule, AlertState, Silence
+from perfdash.forecasting.models import CapacityForecast
 from perfdash.metrics import query
 from perfdash.metrics.query import Scope, UnknownMetric
 
@@ -66,6 +67,8 @@ def observe(rule: AlertRule, now: float, cache: dict | None = None) -> Observed:
     """The rule's statistic per subject ("" for the fleet, else each node or agent). Rules
     reading the same rollups share `cache`: one read, and one set of arrays per statistic."""
     cache = {} if cache is None else cache
+    if rule.kind == AlertRule.Kind.FORECAST:
+        return _projected(rule, now)
     by = {"fleet": "", "node": "node", "agent": "agent"}[rule.scope]
     window = _window(rule)
     key = (rule.metric, window, by, rule.node, rule.agent, rule.tag_key, rule.tag_value)
@@ -80,6 +83,25 @@ def observe(rule: AlertRule, now: float, cache: dict | None = None) -> Observed:
             np.array([rows[s]["count"] for s in subjects], np.int64),
         )
     return cache[(key, rule.statistic)]
+
+
+def _projected(rule: AlertRule, now: float) -> Observed:
+    """Days until each subject's mean forecast reaches the limit (infinite: not within the
+    horizon); a subject without a forecast counts as no data."""
+    rows = CapacityForecast.objects.filter(target_id=rule.capacity_target_id)
+    rows = rows.exclude(subject="") if rule.scope == AlertRule.Scope.NODE else rows.filter(subject="")
+    found = sorted(rows.values_list("subject", "ok", "crossing_at"))
+    return Observed(
+        [subject for subject, _, _ in found],
+        np.array([_days(ok, at, now) for _, ok, at in found], float),
+        np.array([int(ok) for _, ok, _ in found], np.int64),
+    )
+
+
+def _days(ok: bool, at: datetime | None, now: float) -> float:
+    if not ok:
+        return np.nan
+    return np.inf if at is None else (at.timestamp() - now) / 86400
 
 
 def _read(rule: AlertRule, by: str, now: float) -> dict[str, dict]:
@@ -272,7 +294,9 @@ def preview(rule: AlertRule, now: float | None = None, hours: int = 24, step_s: 
     spec = spec_of(rule)
     current: dict[str, Current] = {}
     changes: list[Change] = []
-    for t in np.arange(now - hours * 3600, now + 1, step_s):
+    # Only the latest forecast is stored: a forecast rule is previewed as it stands now.
+    times = [now] if rule.kind == AlertRule.Kind.FORECAST else np.arange(now - hours * 3600, now + 1, step_s)
+    for t in times:
         at = datetime.fromtimestamp(float(t), UTC)
         seen = observe(rule, float(t))
         for subject in sorted(set(seen.subjects) | set(current) | ({""} if rule.scope == "fleet" else set())):

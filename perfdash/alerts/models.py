@@ -68,6 +68,10 @@ class NotificationChannel(models.Model):
 
 
 class AlertRule(models.Model):
+    class Kind(models.TextChoices):
+        THRESHOLD = "threshold", "A metric crosses a threshold"
+        FORECAST = "forecast", "A capacity target is projected to reach its limit within N days"
+
     class Scope(models.TextChoices):
         FLEET = "fleet", "The whole fleet"
         NODE = "node", "Each node"
@@ -89,7 +93,16 @@ class AlertRule(models.Model):
         CRITICAL = "critical", "Critical"
 
     name = models.CharField(max_length=200)
-    metric = models.CharField(max_length=128)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.THRESHOLD)
+    capacity_target = models.ForeignKey(
+        "forecasting.CapacityTarget",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        help_text="Forecast rules: the target whose projected crossing is watched; the threshold "
+        "is then a number of days.",
+    )
+    metric = models.CharField(max_length=128, blank=True)
     statistic = models.CharField(max_length=10, choices=[(s, s) for s in STATS if s != "sum"], default="p95")
     scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.FLEET)
     node = models.CharField(max_length=128, blank=True, help_text="Only this node (optional).")
@@ -128,8 +141,13 @@ class AlertRule(models.Model):
     def clean(self) -> None:
         from perfdash.metrics.query import known_metric
 
+        if self.kind == self.Kind.FORECAST:
+            self._clean_forecast()
+            return
         errors = {}
-        if self.metric and not known_metric(self.metric):
+        if not self.metric:
+            errors["metric"] = "Give the metric to watch."
+        elif not known_metric(self.metric):
             errors["metric"] = f"No metric {self.metric!r} has been seen, and it is not a well-known one."
         if self.tag_key and not self.tag_value:
             errors["tag_value"] = "Give the tag's value."
@@ -146,8 +164,34 @@ class AlertRule(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def _clean_forecast(self) -> None:
+        """A forecast rule fires when the mean forecast reaches the target's limit within
+        `threshold` days; the rest of its settings follow from that."""
+        target = self.capacity_target
+        if target is None:
+            raise ValidationError({"capacity_target": "Choose the capacity target to watch."})
+        if self.threshold is None or not 0 < self.threshold <= target.horizon_days:
+            days = f"between 0 and the target's horizon ({target.horizon_days})"
+            raise ValidationError({"threshold": f"Give a number of days {days}."})
+        self.metric, self.statistic = target.kind, "max"
+        self.scope = self.Scope.NODE if target.per_node else self.Scope.FLEET
+        self.comparison, self.min_samples = self.Comparison.LTE, 1
+        self.no_data = self.NoData.KEEP  # no forecast (too little data) changes nothing
+        if self.recovery_threshold is not None and self.recovery_threshold < self.threshold:
+            raise ValidationError({"recovery_threshold": "Resolving needs more days than firing."})
+
     # Changing any of these makes the rule watch something else: its old states go.
-    SUBJECT_FIELDS = ("metric", "statistic", "scope", "node", "agent", "tag_key", "tag_value")
+    SUBJECT_FIELDS = (
+        "kind",
+        "capacity_target_id",
+        "metric",
+        "statistic",
+        "scope",
+        "node",
+        "agent",
+        "tag_key",
+        "tag_value",
+    )
 
     def save(self, *args, **kwargs) -> None:
         if self.pk:

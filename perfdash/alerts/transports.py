@@ -61,9 +61,14 @@ class Notification:
     dashboard_url: str
     at: datetime
     scope: str = ""  # the rule's scope ("fleet", "node", "agent"): names what is counted
+    unit: str = ""  # "days" for a forecast rule (the value is the time to the limit)
 
     def format(self, value: float | None) -> str:
         """A value of this metric for people: 2410 -> "2.41 s" for a *_ms metric."""
+        if self.unit == "days" and value is not None and math.isfinite(value):
+            return f"{_number(value)} days"
+        if self.unit == "days" and value == math.inf:
+            return "not within the horizon"
         if value is None or not math.isfinite(value):
             return "no data"
         if self.metric.endswith("_ms"):

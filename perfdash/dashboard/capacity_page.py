@@ -132,11 +132,12 @@ def _sentence(target: CapacityTarget, s: dict) -> str:
 
 def _recommend(target: CapacityTarget, nodes: int, current: int | None) -> str:
     keep = f"to keep {target.headroom:.0%} headroom through the next {target.horizon_days} days"
+    noun = target.sized_in if nodes != 1 else target.sized_in.removesuffix("s")
     if current is None:
-        return f"{nodes} {target.sized_in} {keep}."
+        return f"{nodes} {noun} {keep}."
     if nodes > current:
-        return f"{nodes} {target.sized_in} (now {current}): add {nodes - current} {keep}."
-    return f"{nodes} {target.sized_in} (now {current}): enough {keep}."
+        return f"{nodes} {noun} (now {current}): add {nodes - current} {keep}."
+    return f"{nodes} {noun} (now {current}): enough {keep}."
 
 
 def fmt(value: float, unit: str) -> str:

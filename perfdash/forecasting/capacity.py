@@ -120,7 +120,7 @@ def assess(row: CapacityForecast, target: CapacityTarget, now: float, growth: fl
     if growth and not latency:  # extra growth is in load; latency follows it through the load fit
         fc = what_if(fc, growth)
     crossing = time_to_limit(fc, row.limit, now) if fc.ok else Crossing(False, None, None, None)
-    if row.subject or (not fc.ok and not latency):
+    if row.subject or not fc.ok:  # without a forecast of its own, a target recommends nothing
         return Outlook(fc, crossing, None, "")
     if latency:
         return Outlook(fc, crossing, *_latency_nodes(row, target, growth))

@@ -90,6 +90,11 @@
     const lay = Object.assign(PD.layout(`${PD.esc(t.title)}: ${who} — ${PD.esc(model)}`, "time", u.axis),
       PD.hline(c.limit * u.scale, `limit ${u.fmt(c.limit)}`));
     lay.title.font.size = 13;
+    lay.xaxis.type = "date";
+    if (!c.ok) {
+      lay.annotations.push({ xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false,
+                             text: `no forecast: ${PD.esc(c.reason)}`, font: { size: 14, color: "#667" } });
+    }
     PD.draw(id, traces, lay);
   }
 

@@ -33,6 +33,8 @@ def form_data(**over) -> dict:
         "enabled": "on",
         "severity": "warning",
         "runbook_url": "",
+        "kind": "threshold",
+        "capacity_target": "",
         "metric": "agent_response_ms",
         "statistic": "p95",
         "scope": "fleet",

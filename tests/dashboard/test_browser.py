@@ -107,3 +107,50 @@ def test_a_viewer_sees_the_fleet_live_and_names_as_text(live_server_url, celery_
         assert page.evaluate("window.__xss") is None
         browser.close()
     assert errors == []
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by .ci/run")
+def test_the_capacity_page_fits_on_first_visit_and_draws_its_charts(live_server_url, clean_tables, tmp_path):
+    from tests.conftest import start_worker
+    from tests.forecasting.conftest import Fleet
+
+    User.objects.create_user("planner", password="planner-password")
+    fleet = Fleet(ApiToken.issue("history", ["ingest"])[0].id)
+    for node, start in [("node-1", 500), ("node-2", 300)]:
+        fleet.hourly(
+            "active_agents", node, "collector", 21 * 24, lambda ago, s=start: s + (21 * 24 - ago) / 2
+        )
+        fleet.hourly("agent_memory_bytes", node, "agent-1", 21 * 24, lambda ago: 60e6 + 0 * ago)
+    fleet.store()
+    worker = start_worker(tmp_path, "forecast", queues="forecast")
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{live_server_url}/login/?next=/capacity/")
+            page.fill("input[name=username]", "planner")
+            page.fill("input[name=password]", "planner-password")
+            page.click("button[type=submit]")
+            # No forecasts yet: the visit queues a refit, and the page redraws when it lands.
+            page.wait_for_function(
+                "document.getElementById('fitted').textContent.startsWith('fitted')", timeout=60_000
+            )
+            assert page.locator(".js-plotly-plot").count() >= 7
+            outlook = page.locator("#target-node_agents .outlook").inner_text()
+            assert outlook.startswith("node-1 reaches 1,000 agents in") and "Recommended:" in outlook
+            bands = "document.getElementById('chart-node_agents-1').data.map((t) => t.name)"
+            assert {"history", "80 % interval", "95 % interval", "forecast"} <= set(page.evaluate(bands))
+            page.screenshot(path=str(ARTIFACTS / "capacity.png"), full_page=True)
+
+            page.fill("#growth", "20")
+            page.click("#whatif button[type=submit]")
+            page.wait_for_selector("body[data-rendered]")
+            assert "growth=20" in page.url
+            page.screenshot(path=str(ARTIFACTS / "capacity-what-if.png"), full_page=True)
+            browser.close()
+    finally:
+        worker.kill()
+    assert errors == []
