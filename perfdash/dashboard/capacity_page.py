@@ -137,6 +137,8 @@ def _recommend(target: CapacityTarget, nodes: int, current: int | None) -> str:
         return f"{nodes} {noun} {keep}."
     if nodes > current:
         return f"{nodes} {noun} (now {current}): add {nodes - current} {keep}."
+    if nodes < current:
+        return f"{nodes} {noun} would do (now {current}) {keep}."
     return f"{nodes} {noun} (now {current}): enough {keep}."
 
 

@@ -54,6 +54,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.push_task: asyncio.Task | None = None
         await self.channel_layer.group_add(GROUP, self.channel_name)
         await self.accept()
+        if self.view.page == "capacity":
+            # A refit that landed between the page's first load and this connect would
+            # otherwise go unseen until the next one, an hour later.
+            await self.mark_dirty()
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "view"):

@@ -86,7 +86,10 @@ def forecast(timestamps: np.ndarray, values: np.ndarray, horizon_s: float, step_
     name, mase, errors = _choose(y, candidates, steps, season, notes)
     fit = _fit_quietly(candidates[name], y, steps)
     bands = fit.bands if fit.bands is not None else _empirical_bands(fit.mean, errors, y)
-    return Forecast(True, "", name, mase, times, fit.mean, *bands, notes)
+    mean = fit.mean
+    if np.min(y) >= 0:  # agents, bytes, rates, latencies: a series never below zero stays so
+        mean, bands = np.maximum(mean, 0), tuple(np.maximum(b, 0) for b in bands)
+    return Forecast(True, "", name, mase, times, mean, *bands, notes)
 
 
 def time_to_limit(fc: Forecast, limit: float, now: float) -> Crossing:

@@ -59,6 +59,20 @@ def post(url: str, token: str, body: list[dict]) -> None:
     assert r.status_code == 202, r.text
 
 
+def open_page(pw, errors: list[str]):
+    """A new Chromium page whose script errors land in `errors`."""
+    browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return browser, page
+
+
+def log_in(page, username: str) -> None:
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", f"{username}-password")
+    page.click("button[type=submit]")
+
+
 def stored() -> int:
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM metrics_point")
@@ -74,16 +88,12 @@ def test_a_viewer_sees_the_fleet_live_and_names_as_text(live_server_url, celery_
     ARTIFACTS.mkdir(exist_ok=True)
 
     # No database calls inside this block: Playwright runs an event loop in this thread.
+    errors: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        browser, page = open_page(pw, errors)
         page.goto(f"{live_server_url}/")
         assert "/login/" in page.url
-        page.fill("input[name=username]", "viewer")
-        page.fill("input[name=password]", "viewer-password")
-        page.click("button[type=submit]")
+        log_in(page, "viewer")
         page.wait_for_selector("body[data-rendered]")
         assert page.locator(".js-plotly-plot").count() >= 10
         page.wait_for_selector("#live-status[data-state=live]")
@@ -124,21 +134,18 @@ def test_the_capacity_page_fits_on_first_visit_and_draws_its_charts(live_server_
     fleet.store()
     worker = start_worker(tmp_path, "forecast", queues="forecast")
     ARTIFACTS.mkdir(exist_ok=True)
+    errors: list[str] = []
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            browser, page = open_page(pw, errors)
             page.goto(f"{live_server_url}/login/?next=/capacity/")
-            page.fill("input[name=username]", "planner")
-            page.fill("input[name=password]", "planner-password")
-            page.click("button[type=submit]")
+            log_in(page, "planner")
             # No forecasts yet: the visit queues a refit, and the page redraws when it lands.
+            # Five targets: two charts each for the per-node ones, one for each of the others.
             page.wait_for_function(
-                "document.getElementById('fitted').textContent.startsWith('fitted')", timeout=60_000
+                "document.querySelectorAll('.js-plotly-plot').length === 7", timeout=60_000
             )
-            assert page.locator(".js-plotly-plot").count() >= 7
+            assert page.locator("#fitted").inner_text().startswith("fitted")
             outlook = page.locator("#target-node_agents .outlook").inner_text()
             assert outlook.startswith("node-1 reaches 1,000 agents in") and "Recommended:" in outlook
             bands = "document.getElementById('chart-node_agents-1').data.map((t) => t.name)"

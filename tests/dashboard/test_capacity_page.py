@@ -7,7 +7,6 @@ import asyncio
 
 import pytest
 from channels.layers import get_channel_layer
-from django.contrib.auth.models import User
 
 from perfdash.api.models import ApiToken
 from perfdash.dashboard.publish import GROUP, forecasts_changed
@@ -16,12 +15,6 @@ from tests.dashboard.test_consumers import communicator, session_cookie
 from tests.forecasting.conftest import NOW, Fleet
 
 SCRIPT = '<script>alert("x")</script>'
-
-
-@pytest.fixture
-def viewer(client, db):
-    client.force_login(User.objects.create_user("viewer", password="x" * 12))
-    return client
 
 
 @pytest.fixture

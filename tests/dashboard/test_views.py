@@ -16,12 +16,6 @@ SCRIPT = '<script>alert("x")</script>'
 
 
 @pytest.fixture
-def viewer(client, db):
-    client.force_login(User.objects.create_user("viewer", password="x" * 12))
-    return client
-
-
-@pytest.fixture
 def fleet(db):
     token = ApiToken.issue("t", ["ingest"])[0]
     now = time.time()

@@ -214,3 +214,27 @@ def test_what_if_compounds_extra_weekly_growth() -> None:
     assert grown.mean[0] / fc.mean[0] == pytest.approx(1.1 ** (1 / 168), rel=1e-6)
     assert "what-if" in grown.model
     np.testing.assert_array_equal(fc.mean, before)
+
+
+def test_a_series_that_was_never_negative_is_not_forecast_below_zero() -> None:
+    ts = hourly(10)
+    falling = np.maximum(0, 300 - 1.5 * np.arange(len(ts))) + np.random.default_rng(4).normal(
+        0, 5, len(ts)
+    ).clip(0)
+    fc = forecast(ts, falling, horizon_s=10 * DAY)
+    assert fc.ok and np.min(fc.lower95) == 0 and np.min(fc.mean) >= 0
+
+
+def test_latency_sizing_follows_load_only_when_latency_rises_with_it() -> None:
+    from perfdash.forecasting.forecast import load_fit, nodes_for_latency
+
+    load = np.linspace(100, 600, 48)
+    rising = load_fit(load, 200 + 2 * load + np.random.default_rng(5).normal(0, 10, 48))
+    assert nodes_for_latency(rising, 5000, target=2000, headroom=0.2, current_nodes=4)[0] == 8  # 700 a node
+    flat = load_fit(load, np.random.default_rng(6).normal(900, 50, 48))
+    nodes, why = nodes_for_latency(flat, 5000, target=2000, headroom=0.2, current_nodes=4)
+    assert nodes == 4 and "does not rise" in why
+    slow_when_idle = load_fit(load, 1700 + 0.5 * load)
+    nodes, why = nodes_for_latency(slow_when_idle, 5000, target=2000, headroom=0.2, current_nodes=4)
+    assert nodes == 4 and "cannot reach" in why
+    assert load_fit(np.full(48, 300.0), load) is None  # the load never changed: nothing to fit
