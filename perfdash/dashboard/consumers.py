@@ -1,8 +1,10 @@
 """Live dashboard updates: one coalesced update per second per page at most.
 
-Workers announce committed points to the "metrics" group. Each socket marks itself dirty and
-schedules one push no sooner than a second after its last one; the page data is computed
-once per view and shared by every socket of this process that shows the same view.
+Workers announce committed points to the "metrics" group. Sockets of this process that show
+the same view share one broadcast: when something changed, it computes the page once, as
+late as it can (so the update holds everything committed until just before it goes out),
+encodes it once, and sends it to all of them together, never sooner than a second after its
+previous send.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import time
 from urllib.parse import parse_qs
 
+import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -20,25 +23,67 @@ from perfdash.dashboard.publish import GROUP
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL_S = 1.0
-_shared: dict[tuple, tuple[float, asyncio.Future]] = {}  # view -> (computed after, result)
 
 
-async def view_data(view: panels.View, fresh_after: float) -> dict:
-    """Page data computed after `fresh_after` (monotonic), shared across sockets."""
-    key = view.key()
-    cached = _shared.get(key)
-    if cached and cached[0] >= fresh_after:
-        return await cached[1]
-    now = time.monotonic()
-    for stale in [k for k, (at, f) in _shared.items() if at < now - 10 and f.done()]:
-        del _shared[stale]  # views nobody has refreshed lately: the cache stays small
-    future = asyncio.ensure_future(database_sync_to_async(panels.build)(view))
-    _shared[key] = (now, future)
-    try:
-        return await future
-    except Exception:
-        _shared.pop(key, None)
-        raise
+class Broadcast:
+    """The sockets of one view in this process, and its push loop."""
+
+    # Per event loop (tests run several in one process) and view.
+    _all: dict[tuple, Broadcast] = {}
+
+    def __init__(self, view: panels.View):
+        self.view = view
+        self.sockets: set[LiveConsumer] = set()
+        self.dirty = False
+        self.last_send = 0.0
+        self.compute_s = 0.05  # how long the page takes to compute; learnt as it goes
+        self.task: asyncio.Task | None = None
+        self.key: tuple = ()
+
+    @classmethod
+    def join(cls, socket: LiveConsumer) -> Broadcast:
+        key = (asyncio.get_running_loop(), socket.view.key())
+        broadcast = cls._all.get(key) or cls._all.setdefault(key, cls(socket.view))
+        broadcast.key = key
+        broadcast.sockets.add(socket)
+        return broadcast
+
+    def leave(self, socket: LiveConsumer) -> None:
+        self.sockets.discard(socket)
+        if not self.sockets:
+            self._all.pop(self.key, None)
+            if self.task:
+                self.task.cancel()
+
+    def changed(self) -> None:
+        self.dirty = True
+        if self.task is None:
+            self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while self.dirty and self.sockets:
+                # Start computing so that the result is ready when the next send is allowed.
+                start_at = self.last_send + MIN_INTERVAL_S - self.compute_s
+                await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+                self.dirty = False
+                started = time.monotonic()
+                data = await database_sync_to_async(panels.build)(self.view)
+                took = time.monotonic() - started
+                self.compute_s = 0.8 * self.compute_s + 0.2 * took
+                await asyncio.sleep(max(0.0, self.last_send + MIN_INTERVAL_S - time.monotonic()))
+                self.last_send = time.monotonic()
+                message = {"type": "update", "sent_at": time.time(), "data": data}
+                text = orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS).decode()
+                await asyncio.gather(
+                    *(s.send(text_data=text) for s in list(self.sockets)), return_exceptions=True
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database is away: the next change retries
+            log.info("live push stopped: %s", type(exc).__name__)
+        finally:
+            self.task = None
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -49,51 +94,26 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         params = {k: v[0] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         page = params.get("page", "overview")
         self.view = panels.View.from_params(params, page=page if page in panels.PAGES else "overview")
-        self.dirty_since: float | None = None
-        self.last_push = self.last_send = 0.0
-        self.push_task: asyncio.Task | None = None
         await self.channel_layer.group_add(GROUP, self.channel_name)
         await self.accept()
+        self.broadcast = Broadcast.join(self)
         if self.view.page == "capacity":
             # A refit that landed between the page's first load and this connect would
             # otherwise go unseen until the next one, an hour later.
-            await self.mark_dirty()
+            self.broadcast.changed()
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "view"):
+        if hasattr(self, "broadcast"):
+            self.broadcast.leave(self)
             await self.channel_layer.group_discard(GROUP, self.channel_name)
-        if getattr(self, "push_task", None):
-            self.push_task.cancel()
 
     async def alerts_changed(self, event: dict) -> None:
         await self.metrics_changed(event)
 
     async def forecasts_changed(self, event: dict) -> None:
         if self.view.page == "capacity":
-            await self.mark_dirty()
+            self.broadcast.changed()
 
     async def metrics_changed(self, event: dict) -> None:
         if self.view.page != "capacity":  # forecasts change hourly, not with every batch
-            await self.mark_dirty()
-
-    async def mark_dirty(self) -> None:
-        if self.dirty_since is None:
-            self.dirty_since = time.monotonic()
-        if self.push_task is None:
-            self.push_task = asyncio.create_task(self.push())
-
-    async def push(self) -> None:
-        try:
-            while self.dirty_since is not None:
-                await asyncio.sleep(max(0.0, self.last_push + MIN_INTERVAL_S - time.monotonic()))
-                since, self.dirty_since = self.dirty_since, None
-                self.last_push = time.monotonic()  # the cadence counts from the start of a push
-                data = await view_data(self.view, since)
-                # ...and never two sends within a second, whatever the compute times did
-                await asyncio.sleep(max(0.0, self.last_send + MIN_INTERVAL_S - time.monotonic()))
-                self.last_send = time.monotonic()
-                await self.send_json({"type": "update", "sent_at": time.time(), "data": data})
-        except Exception as exc:  # the viewer left mid-push, or the database is away: next event retries
-            log.info("live push stopped: %s", type(exc).__name__)
-        finally:
-            self.push_task = None
+            self.broadcast.changed()

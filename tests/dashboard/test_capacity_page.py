@@ -85,6 +85,8 @@ async def test_a_refit_redraws_open_capacity_pages_and_new_points_do_not(fitted)
     ws = communicator(cookie, path="/ws/live/?page=capacity&growth=10")
     connected, _ = await ws.connect()
     assert connected
+    first = await ws.receive_json_from(timeout=5)  # on connect: what is stored now
+    assert target(first["data"], "node_agents")["subjects"]
     await get_channel_layer().group_send(GROUP, {"type": "metrics.changed", "points": 1, "metrics": ["x"]})
     assert await ws.receive_nothing(timeout=1.5)
 

@@ -95,3 +95,17 @@ async def test_an_alert_transition_refreshes_the_page():
     message = await ws.receive_json_from(timeout=5)
     assert message["type"] == "update" and message["data"]["alerts"] == []
     await ws.disconnect()
+
+
+async def test_sockets_showing_the_same_view_share_one_computed_update():
+    cookie = await asyncio.to_thread(session_cookie)
+    first, second = communicator(cookie), communicator(cookie)
+    other = communicator(cookie, path="/ws/live/?page=overview&window=1h")
+    for ws in (first, second, other):
+        assert (await ws.connect())[0]
+    await get_channel_layer().group_send(GROUP, {"type": "metrics.changed", "points": 1, "metrics": ["x"]})
+    a, b, c = [await ws.receive_json_from(timeout=5) for ws in (first, second, other)]
+    for ws in (first, second, other):
+        await ws.disconnect()
+    assert a == b  # one computation, one encoding, the same moment
+    assert c["data"]["view"]["window"] == "1h" and a["data"]["view"]["window"] == "5m"
