@@ -20,6 +20,7 @@ import asyncio
 import gzip
 import json
 import os
+import random
 import statistics
 import time
 
@@ -135,7 +136,9 @@ async def live(args: argparse.Namespace, token: str, cookie: str) -> None:
             r = await asyncio.to_thread(httpx.post, f"{base}/api/v1/ingest", headers=headers, content=body)
             assert r.status_code == 202, r.text
             answered.append((time.time(), value))
-            await asyncio.sleep(2.0)
+            # Random gaps: changes land at any phase of the viewers' 1 s cadence, as real ones do
+            # (a fixed 2 s gap drifts slowly against it and samples a few phases only).
+            await asyncio.sleep(random.uniform(1.5, 2.5))
         elapsed = time.monotonic() - started
         stop.set()
         await pusher
@@ -145,13 +148,22 @@ async def live(args: argparse.Namespace, token: str, cookie: str) -> None:
             print(f"{len(failures)} viewers failed, e.g. {failures[0]!r}")
     finally:
         common.stop(web, worker)
-    freshness = []
+    freshness, to_send, to_viewers, each = [], [], [], []
     maxima = [
-        [(t, json.loads(raw)["data"]["latency"][0]["stats"]["max"]) for t, raw in box] for box in inboxes
+        [(t, m["sent_at"], m["data"]["latency"][0]["stats"]["max"]) for t, m in map(_parsed, box)]
+        for box in inboxes
     ]
     for at, value in answered:
-        seen = [next((t for t, mx in box if mx is not None and mx >= value), None) for box in maxima]
-        freshness.append(max(seen) - at if all(seen) else float("inf"))
+        seen = [
+            next(((t, sent) for t, sent, mx in box if mx is not None and mx >= value), None) for box in maxima
+        ]
+        if not all(seen):
+            freshness.append(float("inf"))
+            continue
+        freshness.append(max(t for t, _ in seen) - at)
+        each.extend(t - at for t, _ in seen)
+        to_send.append(min(sent for _, sent in seen) - at)
+        to_viewers.append(max(t - sent for t, sent in seen))
     rates = [sum(t >= started_wall for t, _ in box) / elapsed for box in inboxes]
     print(f"viewers {args.viewers}, probes {len(freshness)}, 1000 agents pushing")
     print(
@@ -159,12 +171,25 @@ async def live(args: argparse.Namespace, token: str, cookie: str) -> None:
         f"p95 {percentile(freshness, 95) * 1000:.0f} ms, max {max(freshness) * 1000:.0f} ms "
         "(target p95 <= 1000 ms)"
     )
+    print(
+        f"  per viewer (each probe at each viewer): p50 {percentile(each, 50) * 1000:.0f} ms, "
+        f"p95 {percentile(each, 95) * 1000:.0f} ms"
+    )
+    print(
+        f"  of which 202 -> server sends it: p50 {percentile(to_send, 50) * 1000:.0f} ms, p95 "
+        f"{percentile(to_send, 95) * 1000:.0f} ms; send -> last viewer has it: p50 "
+        f"{percentile(to_viewers, 50) * 1000:.0f} ms, p95 {percentile(to_viewers, 95) * 1000:.0f} ms"
+    )
     print(f"updates per viewer per second: min {min(rates):.2f}, max {max(rates):.2f} (at most 1 by design)")
     print(
         f"server CPU {cpu / elapsed * 100:.0f} % of a core = "
         f"{cpu / elapsed / args.viewers * 1000:.1f} ms/s per viewer; "
         f"memory {(rss_after - rss_before) / args.viewers / 1024:.0f} KiB per viewer"
     )
+
+
+def _parsed(item: tuple[float, str]) -> tuple[float, dict]:
+    return item[0], json.loads(item[1])
 
 
 def push_fleet(base: str, headers: dict, stop: asyncio.Event) -> None:
@@ -192,7 +217,7 @@ def main() -> None:
     fp.add_argument("--repeat", type=int, default=30)
     lv = sub.add_parser("live")
     lv.add_argument("--viewers", type=int, default=100)
-    lv.add_argument("--probes", type=int, default=20)
+    lv.add_argument("--probes", type=int, default=40)
     lv.add_argument("--port", type=int, default=8124)
     args = ap.parse_args()
     if args.what == "first-paint":

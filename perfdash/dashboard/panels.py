@@ -10,6 +10,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from django.conf import settings
 
 from perfdash.alerts.models import AlertState
@@ -163,9 +164,15 @@ def memory(view: View) -> dict:
     return {
         "top": [{"agent": a, "mb": v / 1e6} for v, a in ranked[:TOP_N]],
         "others": {"agents": max(0, len(ranked) - TOP_N), "max_mb": mb[TOP_N] if len(mb) > TOP_N else None},
-        "all_mb": mb,
+        "distribution": _distribution(mb),
         "target_mb": settings.AGENT_MEMORY_TARGET_BYTES / 1e6,
     }
+
+
+def _distribution(values: list[float], bins: int = 40) -> dict:
+    """Agents per memory bin: 40 counts instead of a value per agent in every live update."""
+    counts, edges = np.histogram(values, bins=bins) if values else (np.empty(0), np.empty(0))
+    return {"agents": len(values), "edges": [round(float(e), 3) for e in edges], "counts": counts.tolist()}
 
 
 def slowest(view: View, metric: str, by: str, n: int = 10) -> list[dict]:

@@ -86,7 +86,10 @@
       el.on("plotly_click", (e) => { window.location = `/agents/${encodeURIComponent(e.points[0].customdata)}/${window.location.search}`; });
     }
     PD.draw("chart-memory-dist", [
-      { type: "histogram", name: `agents (n=${mem.all_mb.length})`, x: mem.all_mb, nbinsx: 40, marker: { color: "#16a085" } },
+      { type: "bar", name: `agents (n=${mem.distribution.agents})`, marker: { color: "#16a085" },
+        x: mem.distribution.counts.map((_, i) => (mem.distribution.edges[i] + mem.distribution.edges[i + 1]) / 2),
+        width: mem.distribution.counts.map((_, i) => mem.distribution.edges[i + 1] - mem.distribution.edges[i]),
+        y: mem.distribution.counts },
     ], Object.assign(PD.layout("Memory distribution across agents", "memory (MB)", "agents"),
       { shapes: [{ type: "line", yref: "paper", y0: 0, y1: 1, x0: mem.target_mb, x1: mem.target_mb,
                    line: { color: "#c0392b", dash: "dash", width: 2 } }] }));

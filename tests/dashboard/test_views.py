@@ -61,6 +61,10 @@ def test_the_overview_data_has_every_panel(viewer, fleet):
     assert len(response["series"]["t"]) == 5
     assert [v for v in response["series"]["p95"] if v is not None] == [pytest.approx(900, rel=0.01)]
     assert data["memory"]["top"] == [{"agent": SCRIPT, "mb": 150.0}] and data["memory"]["target_mb"] == 100
+    distribution = data["memory"]["distribution"]
+    assert (
+        distribution["agents"] == 1 and sum(distribution["counts"]) == 1 and len(distribution["edges"]) == 41
+    )
     assert data["nodes"] == [{"node": "node-1", "active_agents": 2, "capacity": 1000}]
 
 
