@@ -51,13 +51,14 @@ def _target(
     out["charts"] = [_chart(*looks[s], target, now) for s in shown]
     out["summary"] = _sentence(target, subjects[0] if not nodes else nodes[0])
     fleet_row, fleet_look = looks.get("", (None, None))
+    fleet_horizon = next((s["horizon"] for s in subjects if not s["subject"]), "")
     if fleet_row is not None and fleet_look.recommended is not None:
         # Ingest workers are not counted anywhere perfdash can see.
         current = None if target.kind == target.Kind.FLEET_POINTS else fleet_row.current_nodes
         out["recommendation"] = {
             "nodes": fleet_look.recommended,
             "current": current,
-            "text": _recommend(target, fleet_look.recommended, current),
+            "text": _recommend(target, fleet_look.recommended, current, fleet_horizon),
             "why": fleet_look.explain,
         }
     return out
@@ -65,10 +66,12 @@ def _target(
 
 def _subject(row: CapacityForecast, look: capacity.Outlook, now: float) -> dict:
     at, earliest, latest = look.crossing.days(now)
+    ahead = (look.forecast.times[-1] - now) / DAY_S if row.ok and len(look.forecast.times) else 0.0
     return {
         "subject": row.subject,
         "ok": row.ok,
         "reason": row.reason,
+        "horizon": _span(ahead),
         "now": row.history["y"][-1] if row.history.get("y") else None,
         "limit": row.limit,
         "days": at,
@@ -106,7 +109,7 @@ def _chart(row: CapacityForecast, look: capacity.Outlook, target: CapacityTarget
             "earliest": look.crossing.earliest,
             "latest": look.crossing.latest,
         },
-        "horizon_end": now + target.horizon_days * DAY_S,
+        "horizon_end": float(fc.times[-1]) if len(fc.times) else now,
     }
 
 
@@ -116,11 +119,11 @@ def _short(values: list[float]) -> list[float]:
 
 def _sentence(target: CapacityTarget, s: dict) -> str:
     who = s["subject"] or "The fleet"
-    limit = fmt(s["limit"], target.unit)
+    limit = capacity.format_value(s["limit"], target.unit)
     if not s["ok"]:
         return f"{who}: no forecast ({s['reason']})"
     if s["days"] is None:
-        return f"{who} stays under {limit} through the next {target.horizon_days} days."
+        return f"{who} stays under {limit} through the next {s['horizon']}."
     if s["days"] <= 0:
         return f"{who} is at or over {limit} now."
     latest = "beyond the horizon" if s["latest_days"] is None else f"{s['latest_days']:.1f}"
@@ -130,8 +133,8 @@ def _sentence(target: CapacityTarget, s: dict) -> str:
     )
 
 
-def _recommend(target: CapacityTarget, nodes: int, current: int | None) -> str:
-    keep = f"to keep {target.headroom:.0%} headroom through the next {target.horizon_days} days"
+def _recommend(target: CapacityTarget, nodes: int, current: int | None, horizon: str) -> str:
+    keep = f"to keep {target.headroom:.0%} headroom through the next {horizon}"
     noun = target.sized_in if nodes != 1 else target.sized_in.removesuffix("s")
     if current is None:
         return f"{nodes} {noun} {keep}."
@@ -142,9 +145,5 @@ def _recommend(target: CapacityTarget, nodes: int, current: int | None) -> str:
     return f"{nodes} {noun} (now {current}): enough {keep}."
 
 
-def fmt(value: float, unit: str) -> str:
-    if unit == "bytes":
-        return f"{value / 1e9:.1f} GB"
-    if unit == "ms":
-        return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
-    return f"{value:,.0f} {unit}"
+def _span(days: float) -> str:
+    return f"{days:.0f} days" if days >= 2 else f"{days * 24:.0f} hours"

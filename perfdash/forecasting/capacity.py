@@ -63,7 +63,12 @@ def fit(target: CapacityTarget, now: float) -> list[CapacityForecast]:
     series = past.series if "" in past.series else {**past.series, "": (np.empty(0), np.empty(0))}
     rows = []
     for subject, (t, y) in series.items():
-        fc = forecast(t, y, target.horizon_days * DAY_S, past.step_s)
+        horizon = horizon_for(target, t, past.step_s)
+        fc = forecast(t, y, horizon, past.step_s)
+        if fc.ok and horizon < target.horizon_days * DAY_S:
+            fc.notes.append(
+                f"horizon limited to twice the history ({horizon / 3600:.0f} h) until there is more"
+            )
         row = CapacityForecast(
             target=target,
             subject=subject,
@@ -90,18 +95,26 @@ def fit(target: CapacityTarget, now: float) -> list[CapacityForecast]:
     return rows
 
 
+def horizon_for(target: CapacityTarget, times: np.ndarray, step_s: int) -> float:
+    """The target's horizon, but never more than twice as far ahead as the history reaches
+    back: six hours of a new installation say nothing about the next 30 days."""
+    span = float(times[-1] - times[0]) if len(times) else 0.0
+    return min(target.horizon_days * DAY_S, max(step_s, 2 * span))
+
+
 def _latency_sizing(past: history.History, target: CapacityTarget) -> dict:
     """How response p95 follows agents per node, and the peak agent count ahead."""
     times, p95 = past.series[""]
     load_t, per_node = past.load["per_node"]
     _, i, j = np.intersect1d(times, load_t, return_indices=True)
     relation = load_fit(per_node[j], p95[i])
-    agents = forecast(*past.load[""], target.horizon_days * DAY_S, past.step_s)
+    horizon = horizon_for(target, past.load[""][0], past.step_s)
+    agents = forecast(*past.load[""], horizon, past.step_s)
     peak = float(np.max(agents.upper80)) if agents.ok else None
     return {
         "fit": None if relation is None else relation.__dict__,
         "peak_agents": peak,
-        "horizon_weeks": target.horizon_days * DAY_S / WEEK_S,
+        "horizon_weeks": horizon / WEEK_S,
     }
 
 
@@ -125,9 +138,8 @@ def assess(row: CapacityForecast, target: CapacityTarget, now: float, growth: fl
     if latency:
         return Outlook(fc, crossing, *_latency_nodes(row, target, growth))
     nodes = nodes_needed(fc, target.capacity_per_node(), target.headroom)
-    explain = (
-        f"keeps {target.headroom:.0%} headroom at the upper 80 % bound's peak over {target.horizon_days} days"
-    )
+    peak = format_value(float(fc.upper80.max()), target.unit)
+    explain = f"keeps {target.headroom:.0%} headroom at the forecast's peak (upper 80 % bound) of {peak}"
     return Outlook(fc, crossing, nodes, explain)
 
 
@@ -157,3 +169,11 @@ def stored_forecast(row: CapacityForecast) -> Forecast:
 
 def _datetime(t: float | None) -> datetime | None:
     return None if t is None else datetime.fromtimestamp(t, UTC)
+
+
+def format_value(value: float, unit: str) -> str:
+    if unit == "bytes":
+        return f"{value / 1e9:.1f} GB"
+    if unit == "ms":
+        return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
+    return f"{value:,.0f} {unit}"

@@ -19,10 +19,11 @@ SCRIPT = '<script>alert("x")</script>'
 
 @pytest.fixture
 def fitted(clean_tables):
-    """node-1 gains 2 agents an hour from 500; a node with a script in its name holds 300."""
+    """16 days in which node-1 gains an agent an hour from 500; a node with a script in its
+    name holds 300."""
     fleet = Fleet(ApiToken.issue("history", ["ingest"])[0].id)
-    fleet.hourly("active_agents", "node-1", "collector", 168, lambda ago: 500 + 2 * (168 - ago))
-    fleet.hourly("active_agents", SCRIPT, "collector", 168, lambda ago: 300 + 0 * ago)
+    fleet.hourly("active_agents", "node-1", "collector", 384, lambda ago: 500 + (384 - ago))
+    fleet.hourly("active_agents", SCRIPT, "collector", 384, lambda ago: 300 + 0 * ago)
     fleet.store()
     capacity.refit(now=NOW)
 
@@ -43,14 +44,14 @@ def test_a_viewer_sees_time_to_limit_and_the_recommendation(viewer, fitted):
 
     agents = target(viewer.get("/data/capacity").json(), "node_agents")
 
-    assert agents["summary"].startswith("node-1 reaches 1,000 agents in 3.")
+    assert agents["summary"].startswith("node-1 reaches 1,000 agents in 4.")
     assert [s["subject"] for s in agents["subjects"]][:2] == ["node-1", ""]  # soonest first
     assert [c["subject"] for c in agents["charts"]] == ["", "node-1"]  # the fleet, then the worst node
     chart = agents["charts"][1]
-    assert len(chart["history"]["t"]) == 168 and len(chart["forecast"]["upper95"]) == 30 * 24
+    assert len(chart["history"]["t"]) == 384 and len(chart["forecast"]["upper95"]) == 30 * 24
     assert chart["crossing"]["earliest"] <= chart["crossing"]["at"] <= chart["crossing"]["latest"]
     rec = agents["recommendation"]
-    assert rec["current"] == 2 and rec["nodes"] >= 4
+    assert rec["current"] == 2 and rec["nodes"] >= 3
     assert rec["text"].startswith(f"{rec['nodes']} nodes (now 2): add {rec['nodes'] - 2}")
 
 

@@ -27,9 +27,9 @@ def days_from_now(at) -> float:
 
 @pytest.fixture
 def growing(fleet):
-    """node-1 gains 2 agents an hour from 500; node-2 holds 300."""
-    fleet.hourly("active_agents", "node-1", "collector", 168, lambda ago: 500 + 2 * (168 - ago))
-    fleet.hourly("active_agents", "node-2", "collector", 168, lambda ago: 300 + 0 * ago)
+    """16 days in which node-1 gains an agent an hour from 500; node-2 holds 300."""
+    fleet.hourly("active_agents", "node-1", "collector", 384, lambda ago: 500 + (384 - ago))
+    fleet.hourly("active_agents", "node-2", "collector", 384, lambda ago: 300 + 0 * ago)
     fleet.store()
     return fleet
 
@@ -38,8 +38,8 @@ def test_a_node_on_a_linear_trend_reaches_its_limit_when_expected(growing):
     assert capacity.refit(now=NOW) > 0
 
     node = rows("node_agents")["node-1"]
-    # The last whole hour holds 834 agents; 166 more at 2 an hour is 83 hours after it.
-    expected = (NOW - 1800 - HOUR + 83 * HOUR - NOW) / 86400
+    # The last whole hour holds 883 agents; 117 more at 1 an hour is 117 hours after it.
+    expected = (NOW - 1800 - HOUR + 117 * HOUR - NOW) / 86400
     assert node.ok and node.limit == 1000
     assert days_from_now(node.crossing_at) == pytest.approx(expected, abs=0.15)
     assert node.crossing_earliest <= node.crossing_at <= node.crossing_latest
@@ -52,8 +52,8 @@ def test_the_fleet_row_recommends_nodes_for_the_headroom(growing):
     fleet_row = rows("node_agents")[""]
     peak = max(fleet_row.bands["upper80"])
     assert fleet_row.current_nodes == 2 and fleet_row.limit == 2000
-    # 1134 agents now, about 2574 in 30 days: at 800 usable per node that takes 4 nodes.
-    assert fleet_row.recommended_nodes == math.ceil(peak / 800) >= 4
+    # 1183 agents now, about 1900 in 30 days: at 800 usable per node that takes 3 nodes.
+    assert fleet_row.recommended_nodes == math.ceil(peak / 800) >= 3
 
 
 def test_extra_growth_brings_the_crossing_forward_and_raises_the_recommendation(growing):
@@ -85,7 +85,20 @@ def test_a_refit_while_another_runs_does_nothing(growing):
     with psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]) as other:
         other.execute("SELECT pg_advisory_lock(%s)", [capacity._LOCK_ID])
         assert capacity.refit(now=NOW) is None
+        other.execute("SELECT pg_advisory_unlock(%s)", [capacity._LOCK_ID])
     assert capacity.refit(now=NOW) > 0
+
+
+def test_a_short_history_is_not_forecast_further_ahead_than_twice_its_length(fleet):
+    fleet.hourly("active_agents", "node-1", "collector", 24, lambda ago: 500 + 2 * (24 - ago))
+    fleet.store()
+
+    capacity.refit(now=NOW)
+
+    node = rows("node_agents")["node-1"]
+    # 23 hours from the first point to the last, twice, in 10-minute steps (under two days).
+    assert node.step_s == 600 and len(node.bands["t"]) == 46 * 6
+    assert "horizon limited to twice the history (46 h)" in node.notes[-1]
 
 
 def test_without_data_each_target_says_so(fleet):
