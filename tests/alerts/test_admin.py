@@ -110,3 +110,43 @@ def test_channel_secrets_are_masked_in_the_admin(admin_client):
     channel.refresh_from_db()
     assert channel.name == "hook renamed" and channel.url.endswith(SECRET)  # blank keeps the secret
     assert channel.hmac_secret == "hmac-very-secret"
+
+
+def test_staff_add_a_forecast_rule_in_the_admin_with_only_its_target_and_days(admin_client):
+    from perfdash.forecasting.models import CapacityTarget
+
+    target = CapacityTarget.all_kinds()[0]  # active agents per node
+    data = form_data(name="Nodes full within a week", kind="forecast", capacity_target=str(target.pk))
+    data.update(metric="", threshold="7", comparison="gt", scope="fleet", no_data="alert")
+    r = admin_client.post("/admin/alerts/alertrule/add/", data)
+
+    assert r.status_code == 302, r.context["adminform"].form.errors if r.context else r
+    rule = AlertRule.objects.get(name="Nodes full within a week")
+    assert (rule.metric, rule.scope, rule.comparison, rule.no_data) == ("node_agents", "node", "lte", "keep")
+
+
+def test_capacity_targets_are_all_listed_and_can_be_edited_but_not_added_or_deleted(admin_client):
+    from perfdash.forecasting.models import CapacityTarget
+
+    CapacityTarget.objects.all().delete()
+    page = admin_client.get("/admin/forecasting/capacitytarget/")
+    assert page.status_code == 200 and CapacityTarget.objects.count() == 5
+    assert b"Active agents per node" in page.content and b"1000 agents" in page.content
+    assert admin_client.get("/admin/forecasting/capacitytarget/add/").status_code == 403
+    target = CapacityTarget.objects.get(kind="node_agents")
+    assert admin_client.get(f"/admin/forecasting/capacitytarget/{target.pk}/delete/").status_code == 403
+    r = admin_client.post(
+        f"/admin/forecasting/capacitytarget/{target.pk}/change/",
+        {
+            "enabled": "on",
+            "limit": "800",
+            "node_capacity": "",
+            "headroom": "0.3",
+            "horizon_days": "14",
+            "history_days": "28",
+        },
+    )
+    assert r.status_code == 302
+    target.refresh_from_db()
+    assert (target.limit, target.headroom, target.horizon_days) == (800, 0.3, 14)
+    assert target.limit_for("node-1", nodes=3) == 800 and target.limit_for("", nodes=3) == 2400
