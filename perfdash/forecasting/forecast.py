@@ -23,6 +23,12 @@ MIN_POINTS = 6
 MIN_ETS_POINTS = 10
 BACKTEST_ORIGINS = 3
 BACKTEST_SHARE = 0.2
+# The forecast is the mean of this many candidates, the best by backtest: with three origins
+# the ranking of close candidates is mostly noise, and an average of good forecasts is more
+# accurate than any one picked by a noisy ranking. Only candidates within COMBINE_WITHIN times the
+# best one's backtest error join: averaging in a clearly worse forecast costs more than it hedges.
+COMBINE = 3
+COMBINE_WITHIN = 2.0
 # Central prediction-interval coverages.
 LEVELS = (0.80, 0.95)
 
@@ -58,15 +64,11 @@ class Crossing:
         return since(self.at), since(self.earliest), since(self.latest)
 
 
-@dataclass
-class _Fit:
-    mean: np.ndarray
-    # (lower80, upper80, lower95, upper95) when the model gives its own intervals.
-    bands: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None
-
-
-# A candidate model: (history, steps ahead) -> fit.
-Model = Callable[[np.ndarray, int], _Fit]
+# A candidate model: (history, steps ahead) -> mean forecast. Intervals come from backtest errors
+# (see `_empirical_bands`), not from the models: ETS's own intervals assume the model is right,
+# and were too narrow where it was not (a daily swing growing with the level) and too wide where
+# its fit was loose.
+Model = Callable[[np.ndarray, int], np.ndarray]
 
 
 def forecast(timestamps: np.ndarray, values: np.ndarray, horizon_s: float, step_s: float = 3600) -> Forecast:
@@ -82,11 +84,12 @@ def forecast(timestamps: np.ndarray, values: np.ndarray, horizon_s: float, step_
         flat = np.full(steps, y[-1])
         return Forecast(True, "", "constant", None, times, flat, flat, flat, flat, flat, notes)
     season = round(DAY_S / step_s)
-    candidates = _candidates(len(y), season, round(WEEK_S / step_s))
-    name, mase, errors = _choose(y, candidates, steps, season, notes)
-    fit = _fit_quietly(candidates[name], y, steps)
-    bands = fit.bands if fit.bands is not None else _empirical_bands(fit.mean, errors, y)
-    mean = fit.mean
+    candidates = _candidates(len(y), season, round(WEEK_S / step_s), positive=bool(np.min(y) > 0))
+    best, mase, errors = _choose(y, candidates, steps, season, notes)
+    mean = np.mean([_fit_quietly(candidates[name], y, steps) for name in best], axis=0)
+    bands = _empirical_bands(mean, errors, y)
+    # Stored in a CharField(max_length=80): at most three names of up to 23 characters.
+    name = " + ".join(best)
     if np.min(y) >= 0:  # agents, bytes, rates, latencies: a series never below zero stays so
         mean, bands = np.maximum(mean, 0), tuple(np.maximum(b, 0) for b in bands)
     return Forecast(True, "", name, mase, times, mean, *bands, notes)
@@ -208,33 +211,75 @@ def _resample(ts: np.ndarray, ys: np.ndarray, step_s: float) -> tuple[np.ndarray
 
 # --- candidate models -----------------------------------------------------------------------
 
+# Seasonal models that also get a version fitted on the log scale, for series that never reach
+# zero: there growth compounds and the daily swing grows with the level (multiplicative
+# seasonality), which additive models on the raw scale cannot follow.
+LOG_SCALE = ("holt_winters_daily", "holt_winters_weekly", "seasonal_regression")
 
-def _candidates(n: int, season: int, week: int) -> dict[str, Model]:
+
+def _candidates(n: int, season: int, week: int, positive: bool) -> dict[str, Model]:
     models: dict[str, Model] = {"linear_trend": _linear}
     if n >= MIN_ETS_POINTS:
         models["damped_trend_ets"] = _ets(damped=True)
     if n >= 2 * season:
         models["holt_winters_daily"] = _ets(season=season)
+        models["seasonal_regression"] = _seasonal_regression(season)
     if n >= 3 * week:
         models["holt_winters_weekly"] = _ets(season=week)
+    if positive:
+        models.update({f"log_{name}": _on_log_scale(models[name]) for name in LOG_SCALE if name in models})
     return models
 
 
 def _min_history(name: str, season: int, week: int) -> int:
     # Each model needs this much training history at every backtest origin.
-    needs = {"linear_trend": 3, "holt_winters_daily": 2 * season, "holt_winters_weekly": 2 * week}
-    return needs.get(name, MIN_ETS_POINTS)
+    needs = {
+        "linear_trend": 3,
+        "holt_winters_daily": 2 * season,
+        "seasonal_regression": 2 * season,
+        "holt_winters_weekly": 2 * week,
+    }
+    return needs.get(name.removeprefix("log_"), MIN_ETS_POINTS)
 
 
-def _linear(y: np.ndarray, steps: int) -> _Fit:
-    # No own intervals: the caller derives them from backtest residuals.
+def _linear(y: np.ndarray, steps: int) -> np.ndarray:
     x = np.arange(len(y))
     slope, intercept = np.polyfit(x, y, 1) if len(y) > 1 else (0.0, y[0])
-    return _Fit(intercept + slope * np.arange(len(y), len(y) + steps), None)
+    return intercept + slope * np.arange(len(y), len(y) + steps)
+
+
+def _seasonal_regression(season: int) -> Model:
+    """Least squares on a linear trend and one level per step of the season. Unlike Holt-Winters
+    it weighs all history alike, so it does not chase the last few seasons of a noisy cycle."""
+
+    def fit(y: np.ndarray, steps: int) -> np.ndarray:
+        # Solved in closed form (no BLAS): the slope from deviations from each step's mean, then
+        # each step's level.
+        x = np.arange(len(y), dtype=float)
+        pos = np.arange(len(y)) % season
+        count = np.bincount(pos, minlength=season)
+        x_dev = x - (np.bincount(pos, x, season) / count)[pos]
+        y_dev = y - (np.bincount(pos, y, season) / count)[pos]
+        slope = float(np.sum(x_dev * y_dev) / np.sum(x_dev * x_dev))
+        level = np.bincount(pos, y - slope * x, season) / count
+        ahead = np.arange(len(y), len(y) + steps)
+        return level[ahead % season] + slope * ahead
+
+    return fit
+
+
+def _on_log_scale(model: Model) -> Model:
+    """`model` fitted to log(y): a trend in per cent per step and a season in proportion to the level."""
+
+    def fit(y: np.ndarray, steps: int) -> np.ndarray:
+        with np.errstate(over="ignore"):  # a runaway fit gives inf, and loses the backtest
+            return np.exp(model(np.log(y), steps))
+
+    return fit
 
 
 def _ets(season: int | None = None, damped: bool = False) -> Model:
-    def fit(y: np.ndarray, steps: int) -> _Fit:
+    def fit(y: np.ndarray, steps: int) -> np.ndarray:
         model = ETSModel(
             pd.Series(y),
             error="add",
@@ -244,17 +289,12 @@ def _ets(season: int | None = None, damped: bool = False) -> Model:
             seasonal_periods=season,
             initialization_method="heuristic",
         )
-        prediction = model.fit(disp=False).get_prediction(start=len(y), end=len(y) + steps - 1)
-        frames = [prediction.summary_frame(alpha=1 - level) for level in LEVELS]
-        bands = tuple(f[col].to_numpy() for f in frames for col in ("pi_lower", "pi_upper"))
-        if not all(np.all(np.isfinite(b)) for b in bands):
-            bands = None
-        return _Fit(prediction.predicted_mean.to_numpy(), bands)
+        return model.fit(disp=False).forecast(steps).to_numpy()
 
     return fit
 
 
-def _fit_quietly(model: Model, y: np.ndarray, steps: int) -> _Fit:
+def _fit_quietly(model: Model, y: np.ndarray, steps: int) -> np.ndarray:
     # Smoothing-parameter optimisation often stops at a bound on short or flat series; that fit is fine.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -266,29 +306,43 @@ def _fit_quietly(model: Model, y: np.ndarray, steps: int) -> _Fit:
 
 def _choose(
     y: np.ndarray, candidates: dict[str, Model], steps: int, season: int, notes: list[str]
-) -> tuple[str, float | None, np.ndarray]:
-    """Pick the model with the lowest backtest MASE; return its name, MASE and error matrix."""
+) -> tuple[list[str], float | None, np.ndarray]:
+    """The COMBINE models with the lowest backtest MASE, the MASE of their mean forecast and its
+    errors (one row per backtest origin they share, one column per step ahead)."""
     h = max(1, min(steps, int(BACKTEST_SHARE * len(y))))
     scale = _naive_scale(y, season)
-    week = 7 * season
-    scored: dict[str, tuple[float, np.ndarray]] = {}
+    errors = _backtest(y, candidates, h, season, notes)
+    if not errors:
+        # Too short to backtest anything: a linear trend is the least surprising guess.
+        return ["linear_trend"], None, np.empty((0, h))
+    mase = {name: float(np.mean(np.abs(np.array(list(e.values()))))) / scale for name, e in errors.items()}
+    ranked = sorted(mase, key=mase.__getitem__)
+    best = [name for name in ranked[:COMBINE] if mase[name] <= COMBINE_WITHIN * mase[ranked[0]]]
+    shared = sorted(set.intersection(*(set(errors[name]) for name in best)))
+    combined = np.array([np.mean([errors[name][o] for name in best], axis=0) for o in shared])
+    scores = ", ".join(f"{name}={mase[name]:.2f}" for name in ranked)
+    notes.append(f"backtest MASE ({h} steps, up to {BACKTEST_ORIGINS} origins): {scores}")
+    return best, float(np.mean(np.abs(combined))) / scale, combined
+
+
+def _backtest(
+    y: np.ndarray, candidates: dict[str, Model], h: int, season: int, notes: list[str]
+) -> dict[str, dict[int, np.ndarray]]:
+    """Forecast errors of each candidate, `h` steps ahead of each origin: {name: {origin: errors}}."""
+    out: dict[str, dict[int, np.ndarray]] = {}
     for name, model in candidates.items():
         origins = [len(y) - k * h for k in range(1, BACKTEST_ORIGINS + 1)]
-        origins = [o for o in origins if o >= _min_history(name, season, week)]
+        origins = [o for o in origins if o >= _min_history(name, season, 7 * season)]
         if not origins:
             continue
         try:
-            errors = np.array([_fit_quietly(model, y[:o], h).mean - y[o : o + h] for o in origins])
+            errors = {o: _fit_quietly(model, y[:o], h) - y[o : o + h] for o in origins}
         except (ValueError, np.linalg.LinAlgError) as exc:
             notes.append(f"{name} skipped: {exc}")
             continue
-        scored[name] = (float(np.mean(np.abs(errors))) / scale, errors)
-    if not scored:
-        # Too short to backtest anything: a linear trend is the least surprising guess.
-        return "linear_trend", None, np.empty((0, h))
-    name = min(scored, key=lambda k: scored[k][0])
-    notes.append(f"backtest MASE ({h} steps, {len(scored[name][1])} origins): " + _format_scores(scored))
-    return name, scored[name][0], scored[name][1]
+        if all(np.all(np.isfinite(e)) for e in errors.values()):
+            out[name] = errors
+    return out
 
 
 def _naive_scale(y: np.ndarray, season: int) -> float:
@@ -299,22 +353,21 @@ def _naive_scale(y: np.ndarray, season: int) -> float:
     return scale if scale > 0 else float(np.std(y)) or 1.0
 
 
-def _format_scores(scored: dict[str, tuple[float, np.ndarray]]) -> str:
-    ranked = sorted(scored.items(), key=lambda kv: kv[1][0])
-    return ", ".join(f"{name}={mase:.2f}" for name, (mase, _) in ranked)
-
-
 # --- intervals --------------------------------------------------------------------------------
 
 
 def _empirical_bands(
     mean: np.ndarray, errors: np.ndarray, y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Intervals from backtest errors: quantiles of |error| / sqrt(lead), widened with sqrt(lead)."""
+    """Intervals from backtest errors: quantiles of |error| / lead, widened in proportion to lead.
+
+    Over weeks the error of a capacity forecast is mostly that of its trend, and a slope that is
+    off by s is off by s * lead. The backtest reaches only `h` steps ahead, so the shape matters
+    beyond it; growing like sqrt(lead) (a random walk) covered too little there."""
     lead = np.arange(1, len(mean) + 1)
     # With no backtest errors (history too short), one-step changes of the history stand in.
-    unit = np.abs(errors) / np.sqrt(np.arange(1, errors.shape[1] + 1)) if errors.size else np.abs(np.diff(y))
-    q80, q95 = (float(np.quantile(unit, level)) * np.sqrt(lead) for level in LEVELS)
+    unit = np.abs(errors) / np.arange(1, errors.shape[1] + 1) if errors.size else np.abs(np.diff(y))
+    q80, q95 = (float(np.quantile(unit, level)) * lead for level in LEVELS)
     return mean - q80, mean + q80, mean - q95, mean + q95
 
 

@@ -86,11 +86,14 @@
           array: [cross.latest === null ? c.horizon_end * 1000 - at : cross.latest * 1000 - at],
           arrayminus: [at - cross.earliest * 1000] } });
     }
-    const model = c.ok ? `${c.model}, backtest MASE ${PD.fmt(c.mase, 2)}` : c.reason;
-    const lay = Object.assign(PD.layout(`${PD.esc(t.title)}: ${who} — ${PD.esc(model)}`, "time", u.axis),
+    // The model can be three names long: a second, smaller line.
+    const model = c.ok ? `${c.model} (backtest MASE ${PD.fmt(c.mase, 2)})` : c.reason;
+    const lay = Object.assign(PD.layout(`${PD.esc(t.title)}: ${who}<br><sub>${PD.esc(model)}</sub>`, "time", u.axis),
       PD.hline(c.limit * u.scale, `limit ${u.fmt(c.limit)}`));
     lay.title.font.size = 13;
+    lay.margin.t = 56;
     lay.xaxis.type = "date";
+    if (!c.history.t.length) lay.xaxis.visible = false;  // no dates to show
     if (!c.ok) {
       lay.annotations.push({ xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false,
                              text: `no forecast: ${PD.esc(c.reason)}`, font: { size: 14, color: "#667" } });
