@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,16 @@ import environ
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """Until something listens on the port (or the process has exited, or time is up)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
 
 
 def check_services(database_url: str, redis_url: str) -> str | None:
@@ -135,7 +146,10 @@ def main() -> int:
             f"http://127.0.0.1:{port}",
             *(["--backfill", "6h"] if demo["first_start"] else []),
         ]
-    children = {name: subprocess.Popen(cmd, cwd=ROOT, env=child_env) for name, cmd in commands.items()}
+    # The web server first: the demo fleet's first batches would otherwise meet a closed port.
+    children = {"web": subprocess.Popen(commands.pop("web"), cwd=ROOT, env=child_env)}
+    wait_for_port(int(port), children["web"])
+    children.update({name: subprocess.Popen(cmd, cwd=ROOT, env=child_env) for name, cmd in commands.items()})
     print(f"perfdash: running on http://127.0.0.1:{port}/ — log in there ({login}); Ctrl-C stops everything")
 
     stopping = False
