@@ -148,6 +148,8 @@ async def live(args: argparse.Namespace, token: str, cookie: str) -> None:
             print(f"{len(failures)} viewers failed, e.g. {failures[0]!r}")
     finally:
         common.stop(web, worker)
+    stored = await asyncio.to_thread(_probe_stored_at, len(answered))
+    to_store = [t - at for t, (at, _) in zip(stored, answered, strict=False)]
     freshness, to_send, to_viewers, each = [], [], [], []
     maxima = [
         [(t, m["sent_at"], m["data"]["latency"][0]["stats"]["max"]) for t, m in map(_parsed, box)]
@@ -180,12 +182,24 @@ async def live(args: argparse.Namespace, token: str, cookie: str) -> None:
         f"{percentile(to_send, 95) * 1000:.0f} ms; send -> last viewer has it: p50 "
         f"{percentile(to_viewers, 50) * 1000:.0f} ms, p95 {percentile(to_viewers, 95) * 1000:.0f} ms"
     )
+    print(
+        f"  202 -> the worker starts storing it: p50 {percentile(to_store, 50) * 1000:.0f} ms, "
+        f"p95 {percentile(to_store, 95) * 1000:.0f} ms"
+    )
     print(f"updates per viewer per second: min {min(rates):.2f}, max {max(rates):.2f} (at most 1 by design)")
     print(
         f"server CPU {cpu / elapsed * 100:.0f} % of a core = "
         f"{cpu / elapsed / args.viewers * 1000:.1f} ms/s per viewer; "
         f"memory {(rss_after - rss_before) / args.viewers / 1024:.0f} KiB per viewer"
     )
+
+
+def _probe_stored_at(n: int) -> list[float]:
+    """When the worker stored each probe (the one-point batches), oldest first."""
+    from perfdash.ingest.models import IngestedBatch
+
+    rows = IngestedBatch.objects.filter(token__name="bench-live", points=1).order_by("-stored_at")[:n]
+    return sorted(r.stored_at.timestamp() for r in rows)
 
 
 def _parsed(item: tuple[float, str]) -> tuple[float, dict]:
