@@ -233,6 +233,8 @@ def firing_alerts(view: View) -> list[dict]:
             "threshold": s.rule.threshold,
             "metric": s.rule.metric,
             "statistic": s.rule.statistic,
+            # A forecast rule's value is the projected days until its target's limit.
+            "unit": "days" if s.rule.kind == s.rule.Kind.FORECAST else "",
             "since": s.since.isoformat(),
         }
         for s in states.order_by("since")[:200]

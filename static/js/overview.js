@@ -109,13 +109,17 @@
     }
   }
 
+  function value(r, v) {
+    if (r.unit === "days") return `${PD.fmt(v, 1)} days`;
+    return r.metric.endsWith("_ms") ? PD.ms(v) : PD.fmt(v, 1);
+  }
+
   function alerts(rows) {
     const drill = (r) => (r.scope === "node" ? `/nodes/${encodeURIComponent(r.subject)}/`
       : r.scope === "agent" ? `/agents/${encodeURIComponent(r.subject)}/` : "/");
     PD.cells(document.getElementById("alerts"), ["severity", "rule", "where", "value", "threshold", "firing since"],
       rows, (r) => [r.severity, r.rule, PD.link(drill(r), r.subject || "fleet"),
-        r.metric.endsWith("_ms") ? PD.ms(r.value) : PD.fmt(r.value, 1),
-        r.metric.endsWith("_ms") ? PD.ms(r.threshold) : PD.fmt(r.threshold, 1),
+        value(r, r.value), value(r, r.threshold),
         new Date(r.since).toLocaleTimeString()]);
     const table = document.getElementById("alerts");
     table.dataset.firing = String(rows.length);

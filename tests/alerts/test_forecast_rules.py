@@ -10,6 +10,7 @@ from perfdash.alerts import delivery, engine
 from perfdash.alerts.models import AlertEvent, AlertRule, AlertState, NotificationChannel
 from perfdash.alerts.tasks import deliver
 from perfdash.api.models import ApiToken
+from perfdash.dashboard import panels
 from perfdash.forecasting import capacity
 from perfdash.forecasting.models import CapacityForecast, CapacityTarget
 from tests.conftest import start_worker, wait_until
@@ -65,6 +66,8 @@ def test_it_fires_for_the_node_projected_to_cross_within_the_days_and_resolves_w
     assert firing(soon).keys() == {"node-1"}
     assert firing(soon)["node-1"] == pytest.approx(3.43, abs=0.2)
     assert firing(never) == {}
+    shown = panels.firing_alerts(panels.View())  # the overview's firing-alerts table
+    assert [(a["subject"], a["unit"]) for a in shown] == [("node-1", "days")]
     # A later refit no longer sees a crossing within the horizon: the alert resolves.
     CapacityForecast.objects.filter(subject="node-1").update(crossing_at=None)
     engine.evaluate(now=NOW + 60)
