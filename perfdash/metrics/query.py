@@ -108,6 +108,12 @@ SELECT {select.format(t="d", p="minute")} FROM metrics_rollup_delta d
 
 _READ = _in_window(ROW_COLUMNS)
 _COUNT = f"SELECT coalesce(sum(n), 0) FROM ({_in_window('{t}.count AS n')}) w"
+# Per key, without the sketches: what a breakdown without percentiles needs, summed in PostgreSQL.
+_TOTALS = (
+    "SELECT key_id, sum(n)::int8, sum(s)::float8, min(lo), max(hi) FROM ("
+    + _in_window("{t}.key_id, {t}.count AS n, {t}.sum AS s, {t}.min AS lo, {t}.max AS hi")
+    + ") w GROUP BY key_id"
+)
 
 
 def read_rows(keys: list[int], start: int, end: int, h0: int, h1: int) -> Rows:
@@ -307,24 +313,46 @@ def breakdown(
     names = sorted({n for _, n in pairs})
     position = {n: i for i, n in enumerate(names)}
     member = np.array([position[n] for _, n in pairs])
+    elapsed = min(end, now) - start  # the last minute is still running
+    if not percentiles:
+        return _totals(ids, member, names, (start, end, h0, h1), elapsed)
     rows = read_rows(ids.tolist(), start, end, h0, h1)
     if not len(rows.key):
         return {}
     g = _summaries(rows, member[np.searchsorted(ids, rows.key)])
-    elapsed = min(end, now) - start  # the last minute is still running
-    if not percentiles:
-        return {
-            names[label]: {
-                "count": int(g.count[i]),
-                "min": float(g.min[i]),
-                "max": float(g.max[i]),
-                "avg": float(g.sum[i] / g.count[i]),
-                "sum": float(g.sum[i]),
-                "rate": int(g.count[i]) / elapsed,
-            }
-            for i, label in enumerate(g.label)
-        }
     return {names[label]: _stat_values(g, i, elapsed) for i, label in enumerate(g.label)}
+
+
+def _totals(
+    ids: np.ndarray, member: np.ndarray, names: list[str], bounds: tuple[int, int, int, int], elapsed: float
+) -> dict[str, dict]:
+    """count, min, max, avg, sum and rate per name, never reading a sketch: for a thousand
+    agents' memory that is a tenth of the work."""
+    start, end, h0, h1 = bounds
+    with binary_cursor() as cur:
+        cur.execute(_TOTALS, {"keys": ids.tolist(), "start": start, "end": end, "h0": h0, "h1": h1})
+        fetched = cur.fetchall()
+    if not fetched:
+        return {}
+    key, n, total, lo, hi = (np.array(column) for column in zip(*fetched, strict=True))
+    label = member[np.searchsorted(ids, key)]
+    count, sums = np.zeros(len(names), np.int64), np.zeros(len(names))
+    low, high = np.full(len(names), np.inf), np.full(len(names), -np.inf)
+    np.add.at(count, label, n)
+    np.add.at(sums, label, total)
+    np.minimum.at(low, label, lo)
+    np.maximum.at(high, label, hi)
+    return {
+        names[i]: {
+            "count": int(count[i]),
+            "min": float(low[i]),
+            "max": float(high[i]),
+            "avg": float(sums[i] / count[i]),
+            "sum": float(sums[i]),
+            "rate": int(count[i]) / elapsed,
+        }
+        for i in np.nonzero(count)[0]
+    }
 
 
 def total_rate(window_s: int, scope: Scope = FLEET, now: float | None = None) -> float:

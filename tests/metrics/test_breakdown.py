@@ -65,3 +65,15 @@ def test_total_rate_counts_every_metric_in_the_scope(stored):
     elapsed = NOW - ((int(NOW) // 60 + 1) * 60 - 300)  # the window's last minute is still running
     assert query.total_rate(300, now=NOW) == pytest.approx(60 / elapsed)
     assert query.total_rate(300, Scope(node="node-2"), now=NOW) == pytest.approx(30 / elapsed)
+
+
+@pytest.mark.parametrize("by", ["node", "agent", "tool"])
+def test_a_breakdown_without_percentiles_agrees_with_the_full_one(stored, by):
+    full = query.breakdown("tool_execution_ms", 300, by, now=NOW)
+    cheap = query.breakdown("tool_execution_ms", 300, by, now=NOW, percentiles=False)
+
+    assert cheap.keys() == full.keys()
+    for name, values in cheap.items():
+        assert "p95" not in values
+        for stat in ("count", "min", "max", "avg", "sum", "rate"):
+            assert values[stat] == pytest.approx(full[name][stat]), (name, stat)
