@@ -71,6 +71,8 @@ def spawn_web(port: int, workers: int = 1) -> subprocess.Popen:
             "--no-access-log",
             "--log-level",
             "warning",
+            "--ws-per-message-deflate",
+            "false",
         ],
         f"/tmp/bench-web-{port}.log",
     )

@@ -96,7 +96,15 @@ class Proc:
 def start_server(tmp: Path, port: int | None = None, **env: str) -> tuple[Proc, str]:
     port = port or free_port()
     proc = Proc(
-        [str(BIN / "uvicorn"), "perfdash.asgi:application", "--port", str(port), "--no-access-log"],
+        [
+            str(BIN / "uvicorn"),
+            "perfdash.asgi:application",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--ws-per-message-deflate",
+            "false",
+        ],
         server_env(**env),
         tmp / f"uvicorn-{port}.log",
     )
