@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -102,6 +103,14 @@ class CapacityTarget(models.Model):
         return per_node * max(1, nodes)
 
 
+class ArrayJSONField(models.JSONField):
+    """JSON decoded by orjson: a forecast's arrays are thousands of numbers, and the capacity
+    page of 100 nodes spent two thirds of its time in `json.loads` (0.32 s of 0.47 s)."""
+
+    def from_db_value(self, value, expression, connection):
+        return value if value is None else orjson.loads(value)
+
+
 class CapacityForecast(models.Model):
     """The latest fit for one target and subject (a node, or "" for the fleet), refreshed in place."""
 
@@ -115,8 +124,8 @@ class CapacityForecast(models.Model):
     step_s = models.PositiveIntegerField()
     limit = models.FloatField()
     # {"t": [...], "y": [...]} and {"t", "mean", "lower80", "upper80", "lower95", "upper95"}
-    history = models.JSONField(default=dict)
-    bands = models.JSONField(default=dict)
+    history = ArrayJSONField(default=dict)
+    bands = ArrayJSONField(default=dict)
     notes = models.JSONField(default=list)
     crossing_at = models.DateTimeField(null=True)
     crossing_earliest = models.DateTimeField(null=True)
