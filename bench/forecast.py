@@ -373,10 +373,10 @@ def speed(reload: bool, runs: int) -> bool:
             f"{base['read_cpu'] + base['fit_cpu']:>7.1f}   {wall / alone:>22.2f}{wall / (count * one):>19.2f}"
         )
     rows = CapacityForecast.objects.all()
-    by_model = Counter(r.model for r in rows if r.ok)
+    by_model = Counter(name for r in rows if r.ok for name in r.model.split(" + "))
     print(
         f"\nforecasts stored: {len(rows)} ({sum(r.ok for r in rows)} ok; {count} forecast() calls with the "
-        "fleet's active agents for response p95), by model: "
+        "fleet's active agents for response p95); forecasts each model is part of: "
         + ", ".join(f"{m} {n}" for m, n in by_model.most_common())
     )
     print(
@@ -389,7 +389,22 @@ def speed(reload: bool, runs: int) -> bool:
         f"{min(ratios):.2f}-{max(ratios):.2f} x its reads and fits alone. Target <= 60 s: "
         + ("PASS" if worst <= 60 else "FAIL")
     )
+    page_data(now)
     return worst <= 60
+
+
+def page_data(now: float) -> None:
+    """Server time of the capacity page's data (what its first paint and each live redraw
+    compute) for these 100 nodes, without and with what-if growth, median of 5."""
+    import orjson
+
+    from perfdash.dashboard import capacity_page
+
+    for growth in (0.0, 0.10):
+        capacity_page.build(growth, now=now)  # warm-up
+        took = statistics.median(timed(capacity_page.build, growth, now=now)[0] for _ in range(5))
+        size = len(orjson.dumps(capacity_page.build(growth, now=now))) / 1024
+        print(f"capacity page data, growth {growth:.0%}/week: {took * 1000:.0f} ms, {size:.0f} KiB")
 
 
 def main() -> None:
