@@ -118,3 +118,20 @@ def test_firing_alerts_are_on_the_overview_and_on_their_agents_page(viewer, flee
         ("Agent memory", SCRIPT, "critical")
     ]
     assert viewer.get("/data/overview?window=5m&agent=agent-1").json()["alerts"] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_live_path_reads_in_parallel_and_gets_the_same_overview(fleet):
+    from perfdash.dashboard import panels
+
+    view = panels.View(window="5m")
+    alone, parallel = panels.build(view), panels.build(view, parallel=True)
+
+    for a, b in zip(alone["latency"], parallel["latency"], strict=True):
+        assert (a["stats"]["count"], a["histogram"]) == (b["stats"]["count"], b["histogram"])
+        assert a["series"] == b["series"]
+    assert (
+        alone["memory"] == parallel["memory"]
+        and alone["kpis"]["active_agents"] == parallel["kpis"]["active_agents"]
+    )
+    assert parallel["latency"][0]["stats"]["count"] == 20  # the readers saw the committed rows

@@ -86,7 +86,9 @@ def test_key_lookups_are_cached_until_a_new_key_appears(stored):
     query.breakdown("tool_execution_ms", 300, "agent", now=NOW)
     with CaptureQueriesContext(connection) as seen:
         query.breakdown("tool_execution_ms", 300, "agent", now=NOW)
-    assert not any("metrics_rollupkey" in q["sql"] and "max(id)" not in q["sql"] for q in seen.captured_queries)
+    assert not any(
+        "metrics_rollupkey" in q["sql"] and "max(id)" not in q["sql"] for q in seen.captured_queries
+    )
 
     token = ApiToken.issue("c", ["ingest"])[0]
     newcomer = [("tool_execution_ms", "node-3", "agent-4", '{"tool":"a"}')]
