@@ -26,7 +26,8 @@ BEAT_SCHEDULE = {
     # Alert rules: every 10 s by default. Rollups are per minute, so faster would mostly
     # re-read the same numbers; slower would delay a firing alert.
     "evaluate-alerts": {"task": "alerts.evaluate", "schedule": timedelta(seconds=ALERTS_EVALUATE_EVERY_S)},
-    # The alert outbox: a notification recorded but never delivered is retried within a minute.
+    # The alert outbox: a notification still undelivered once its own retries are over
+    # (delivery.STUCK_AFTER_S) is queued again within a minute of that.
     "sweep-alert-outbox": {"task": "alerts.sweep", "schedule": timedelta(seconds=60)},
     # Folds rollup deltas into minute and hour rollups. Reads merge deltas on the fly, so the
     # cadence only bounds how many delta rows a read has to merge; 5 s keeps that small.

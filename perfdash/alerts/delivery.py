@@ -77,18 +77,31 @@ def deliver(event_ids: list[int], attempt: int = 1) -> float | None:
             if Delivery.objects.filter(notification_key=channel_key, status=Delivery.Status.SENT).exists():
                 continue
             retry |= _attempt(channel, notification(first.rule, events), events, channel_key, attempt)
-    if retry and attempt < MAX_ATTEMPTS:
-        return min(300.0, 5.0 * 2 ** (attempt - 1))
+    if retry:  # `_attempt` asks for no retry once the last attempt is spent
+        return backoff(attempt)
     AlertEvent.objects.filter(id__in=event_ids).update(notification_pending=False)
     return None
 
 
-def pending(older_than_s: float = 60.0, now: datetime | None = None) -> list[int]:
-    """Events whose notification was recorded but never finished (the outbox)."""
+def backoff(attempt: int) -> float:
+    return min(300.0, 5.0 * 2 ** (attempt - 1))
+
+
+# A notification still pending this long after its change was recorded is stuck (a worker died,
+# the broker was away): every retry it could have had is over by then.
+STUCK_AFTER_S = sum(backoff(a) for a in range(1, MAX_ATTEMPTS)) + 60
+
+
+def pending(older_than_s: float = STUCK_AFTER_S, now: datetime | None = None) -> list[list[int]]:
+    """The outbox: notifications recorded but never finished, as the event groups they were
+    queued as (one evaluation pass, one rule, one kind of change), so that a re-sent group has
+    the same idempotency key as the original and no channel hears of it twice."""
     cutoff = (now or timezone.now()) - timedelta(seconds=older_than_s)
-    return list(
-        AlertEvent.objects.filter(notification_pending=True, at__lt=cutoff).values_list("id", flat=True)
-    )
+    stuck = AlertEvent.objects.filter(notification_pending=True, at__lt=cutoff).order_by("id")
+    groups: dict[tuple, list[int]] = {}
+    for event_id, rule_id, to_state, at in stuck.values_list("id", "rule_id", "to_state", "at"):
+        groups.setdefault((rule_id, to_state, at), []).append(event_id)
+    return list(groups.values())
 
 
 def _attempt(channel: NotificationChannel, message, events: list[AlertEvent], key: str, attempt: int) -> bool:

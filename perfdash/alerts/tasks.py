@@ -18,8 +18,22 @@ def evaluate_rules() -> int:
     return len(groups)
 
 
+@shared_task(name="alerts.sweep", queue="alerts", ignore_result=True)
+def sweep_outbox() -> int:
+    """Queue again the notifications a crash or a broker outage left undelivered."""
+    groups = delivery.pending()
+    for ids in groups:
+        deliver.delay(ids)
+    return len(groups)
+
+
 @shared_task(
-    name="alerts.deliver", queue="notify", ignore_result=True, acks_late=True, bind=True, max_retries=5
+    name="alerts.deliver",
+    queue="notify",
+    ignore_result=True,
+    acks_late=True,
+    bind=True,
+    max_retries=delivery.MAX_ATTEMPTS - 1,
 )
 def deliver(self, event_ids: list[int]) -> None:
     retry_in = delivery.deliver(event_ids, attempt=self.request.retries + 1)

@@ -50,9 +50,11 @@ def test_a_recorded_notification_stays_in_the_outbox_until_delivered(slow_fleet,
     r.channels.add(NotificationChannel.objects.create(name="chat", kind="slack", url=f"{base}/x"))
     ids = engine.evaluate(now=NOW)  # ...and then the worker died before queueing the delivery
     assert AlertEvent.objects.get(id=ids[0]).notification_pending
-    later = datetime.fromtimestamp(NOW + 61, UTC)
-    assert delivery.pending(now=later) == ids
-    for group in engine.group(delivery.pending(now=later)):  # what the sweeper does
+    soon = datetime.fromtimestamp(NOW + 61, UTC)
+    assert delivery.pending(now=soon) == []  # its own retries could still be running
+    later = datetime.fromtimestamp(NOW + delivery.STUCK_AFTER_S + 1, UTC)
+    assert delivery.pending(now=later) == [ids]
+    for group in delivery.pending(now=later):  # what the sweeper does
         delivery.deliver(group)
     assert len(slack.requests) == 1 and delivery.pending(now=later) == []
     delivery.deliver(ids)  # a late duplicate of the original task
@@ -82,3 +84,27 @@ def test_a_silence_produces_no_stream_of_reminder_events(slow_fleet):
     for k in range(10):  # ten passes, ten seconds apart, all reminders due
         engine.evaluate(now=NOW + 60 + 10 * k)
     assert list(r.events.values_list("to_state", flat=True)) == ["firing"]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_beat_sweeper_task_delivers_what_a_crash_left_in_the_outbox(slow_fleet, receiver, tmp_path):
+    from perfdash.alerts.tasks import sweep_outbox
+    from tests.conftest import start_worker, wait_until
+
+    slack, base = receiver
+    r = rule()
+    r.channels.add(NotificationChannel.objects.create(name="chat", kind="slack", url=f"{base}/x"))
+    ids = engine.evaluate(now=NOW)  # ...and the worker died before queueing the delivery
+    # Recorded long enough ago (by the worker's clock, not NOW, which may lie ahead) to be stuck.
+    stuck_since = datetime.now(UTC) - timedelta(seconds=delivery.STUCK_AFTER_S + 60)
+    AlertEvent.objects.filter(id__in=ids).update(at=stuck_since)
+    worker = start_worker(tmp_path, "sweeper", queues="alerts,notify", ALERTS_ALLOW_PRIVATE_URLS="1")
+    try:
+        sweep_outbox.delay()  # by name, as beat sends it: a worker must know "alerts.sweep"
+        wait_until(lambda: len(slack.requests) == 1, what="the swept notification")
+        wait_until(
+            lambda: not AlertEvent.objects.filter(notification_pending=True).exists(), what="the outbox"
+        )
+    finally:
+        worker.kill()
