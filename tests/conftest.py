@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection
 
 from perfdash.api.models import ApiToken
-from perfdash.metrics import partitions, query, store
+from perfdash.metrics import partitions, store
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -31,7 +31,6 @@ def fresh_caches() -> None:
     # Ids and partitions made inside a rolled-back test transaction must not be remembered.
     store.forget()
     partitions.forget()
-    query.forget()
 
 
 @pytest.fixture

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
-from django.db import connection
 
 from perfdash.lib.pg import binary_cursor
 from perfdash.metrics.models import DIMENSION_TAGS, WELL_KNOWN_METRICS, RollupKey
@@ -64,43 +62,14 @@ def known_metric(metric: str) -> bool:
 
 
 def key_ids(metric: str, scope: Scope) -> list[int]:
-    def lookup() -> list[int]:
-        keys = RollupKey.objects.filter(metric=metric, tag_key=scope.tag_key, tag_value=scope.tag_value)
-        if scope.agent:
-            keys = keys.filter(agent=scope.agent)
-            if scope.node:
-                keys = keys.filter(node=scope.node)
-        else:
-            keys = keys.filter(node=scope.node, agent="")
-        return list(keys.values_list("id", flat=True))
-
-    return _keys(("ids", metric, scope), lookup)
-
-
-# Rollup keys are only ever added, never changed or removed, so a lookup stays right until the
-# newest key id changes: one index probe instead of fetching (for a thousand agents) a
-# thousand rows, a quarter of the live overview's compute.
-_key_cache: dict[tuple, list] = {}
-_key_cache_newest: list[int | None] = [None]
-
-
-def _keys(key: tuple, lookup: Callable[[], list]) -> list:
-    with connection.cursor() as cur:
-        cur.execute("SELECT max(id) FROM metrics_rollupkey")
-        newest = cur.fetchone()[0]
-    if newest != _key_cache_newest[0]:
-        _key_cache.clear()
-        _key_cache_newest[0] = newest
-    found = _key_cache.get(key)
-    if found is None:
-        found = _key_cache[key] = lookup()
-    return found
-
-
-def forget() -> None:
-    """Drop the cached key lookups (tests: rows made in a rolled-back transaction)."""
-    _key_cache.clear()
-    _key_cache_newest[0] = None
+    keys = RollupKey.objects.filter(metric=metric, tag_key=scope.tag_key, tag_value=scope.tag_value)
+    if scope.agent:
+        keys = keys.filter(agent=scope.agent)
+        if scope.node:
+            keys = keys.filter(node=scope.node)
+    else:
+        keys = keys.filter(node=scope.node, agent="")
+    return list(keys.values_list("id", flat=True))
 
 
 def _check(metric: str) -> None:
@@ -320,9 +289,22 @@ def breakdown(
     from one read: {name: {"count", "min", "max", "avg", "p50", ...}}. Without `percentiles`
     only count, min, max, avg and sum (much cheaper for a thousand agents)."""
     _check(metric)
-    if by not in BREAKDOWNS:
+    keys = RollupKey.objects.filter(metric=metric)
+    if by == "node":
+        keys = keys.filter(agent="", tag_key=scope.tag_key, tag_value=scope.tag_value).exclude(node="")
+    elif by == "agent":
+        keys = keys.filter(tag_key=scope.tag_key, tag_value=scope.tag_value).exclude(agent="")
+        if scope.node:
+            keys = keys.filter(node=scope.node)
+    elif by in DIMENSION_TAGS:
+        keys = keys.filter(tag_key=by)
+        keys = keys.filter(agent=scope.agent) if scope.agent else keys.filter(node=scope.node, agent="")
+        if scope.agent and scope.node:
+            keys = keys.filter(node=scope.node)
+    else:
         raise QueryError("by", f"by must be one of {', '.join(BREAKDOWNS)}")
-    pairs = _keys(("by", metric, by, scope), lambda: _members(metric, by, scope))
+    field = {"node": "node", "agent": "agent"}.get(by, "tag_value")
+    pairs = sorted(keys.values_list("id", field))
     if not pairs:
         return {}
     now = time.time() if now is None else now
@@ -339,24 +321,6 @@ def breakdown(
         return {}
     g = _summaries(rows, member[np.searchsorted(ids, rows.key)])
     return {names[label]: _stat_values(g, i, elapsed) for i, label in enumerate(g.label)}
-
-
-def _members(metric: str, by: str, scope: Scope) -> list[tuple[int, str]]:
-    """(key id, node / agent / tag value) of each rollup key a breakdown reads, sorted by id."""
-    keys = RollupKey.objects.filter(metric=metric)
-    if by == "node":
-        keys = keys.filter(agent="", tag_key=scope.tag_key, tag_value=scope.tag_value).exclude(node="")
-    elif by == "agent":
-        keys = keys.filter(tag_key=scope.tag_key, tag_value=scope.tag_value).exclude(agent="")
-        if scope.node:
-            keys = keys.filter(node=scope.node)
-    elif by in DIMENSION_TAGS:
-        keys = keys.filter(tag_key=by)
-        keys = keys.filter(agent=scope.agent) if scope.agent else keys.filter(node=scope.node, agent="")
-        if scope.agent and scope.node:
-            keys = keys.filter(node=scope.node)
-    field = {"node": "node", "agent": "agent"}.get(by, "tag_value")
-    return sorted(keys.values_list("id", field))
 
 
 def _totals(
@@ -395,13 +359,9 @@ def total_rate(window_s: int, scope: Scope = FLEET, now: float | None = None) ->
     """Points per second over all metrics in the scope (counts only: no sketch is read)."""
     now = time.time() if now is None else now
     start, end, h0, h1 = _bounds(window_s, now)
-
-    def lookup() -> list[int]:
-        keys = RollupKey.objects.filter(tag_key="")
-        keys = keys.filter(agent=scope.agent) if scope.agent else keys.filter(node=scope.node, agent="")
-        return list(keys.values_list("id", flat=True))
-
-    ids = _keys(("all", scope.node, scope.agent), lookup)
+    keys = RollupKey.objects.filter(tag_key="")
+    keys = keys.filter(agent=scope.agent) if scope.agent else keys.filter(node=scope.node, agent="")
+    ids = list(keys.values_list("id", flat=True))
     if not ids:
         return 0.0
     with binary_cursor() as cur:
