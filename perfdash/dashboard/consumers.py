@@ -31,20 +31,18 @@ class Broadcast:
     # Per event loop (tests run several in one process) and view.
     _all: dict[tuple, Broadcast] = {}
 
-    def __init__(self, view: panels.View):
-        self.view = view
+    def __init__(self, key: tuple, view: panels.View):
+        self.key, self.view = key, view
         self.sockets: set[LiveConsumer] = set()
         self.dirty = False
         self.last_send = 0.0
         self.compute_s = 0.05  # how long the page takes to compute; learnt as it goes
         self.task: asyncio.Task | None = None
-        self.key: tuple = ()
 
     @classmethod
     def join(cls, socket: LiveConsumer) -> Broadcast:
         key = (asyncio.get_running_loop(), socket.view.key())
-        broadcast = cls._all.get(key) or cls._all.setdefault(key, cls(socket.view))
-        broadcast.key = key
+        broadcast = cls._all.get(key) or cls._all.setdefault(key, cls(key, socket.view))
         broadcast.sockets.add(socket)
         return broadcast
 

@@ -57,7 +57,10 @@ class CapacityTarget(models.Model):
     @classmethod
     def all_kinds(cls) -> list[CapacityTarget]:
         """The five targets, created with defaults where missing (one per kind, never deleted)."""
-        return [cls.objects.get_or_create(kind=kind)[0] for kind in cls.Kind.values]
+        found = {t.kind: t for t in cls.objects.all()}
+        for kind in set(cls.Kind.values) - set(found):  # only on a new installation
+            found[kind] = cls.objects.get_or_create(kind=kind)[0]
+        return [found[kind] for kind in cls.Kind.values]
 
     @property
     def per_node(self) -> bool:

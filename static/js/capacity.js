@@ -120,11 +120,15 @@
     const fitted = document.getElementById("fitted");
     fitted.textContent = data.fitted_at ? `fitted ${new Date(data.fitted_at).toLocaleString()}` : "forecasts not fitted yet: fitting…";
     summary(data.targets);
+    // A target disabled since the last draw loses its section; a chart no longer shown, its div.
+    const kinds = new Set(data.targets.map((t) => `target-${t.kind}`));
+    for (const el of document.querySelectorAll("#targets > section")) if (!kinds.has(el.id)) el.remove();
     for (const t of data.targets) {
       const el = section(t);
       const holder = el.querySelector(".charts");
       holder.classList.toggle("one", t.charts.length === 1);
       t.charts.forEach((c, i) => chart(holder, `chart-${t.kind}-${i}`, t, c));
+      for (const extra of [...holder.children].slice(t.charts.length)) extra.remove();
       subjects(el, t);
     }
     document.body.dataset.rendered = String(Date.now());

@@ -29,7 +29,6 @@ const PD = (() => {
       socket.onmessage = (event) => {
         const message = JSON.parse(event.data);
         if (message.type !== "update") return;
-        window.PD_LAST_UPDATE = { received: Date.now(), sent: message.sent_at };
         onData(message.data);
       };
       socket.onclose = () => {
