@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -10,6 +11,7 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import get_resolver  # noqa: E402
 
 from perfdash.dashboard.routing import websocket_urlpatterns  # noqa: E402
 
@@ -19,3 +21,10 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# What is loaded by now (Django, the views and their imports: numpy, pandas, statsmodels) lives as
+# long as the process. Frozen, it is left out of the cyclic collector's full passes, which
+# otherwise walked all of it every few seconds: 120-170 ms pauses of every socket and live update
+# (bench/README.md, freshness). The URLconf is imported first so its modules are frozen too.
+get_resolver().url_patterns  # noqa: B018
+gc.freeze()

@@ -38,7 +38,18 @@ def compact(chunk: int = 50_000, budget_s: float = 4.0) -> int:
     except Exception:
         partitions.forget()  # a partition made in a rolled-back transaction must not be believed
         raise
+    if total and not connection.in_atomic_block:  # VACUUM cannot run inside a transaction
+        _vacuum_deltas()
     return total
+
+
+def _vacuum_deltas() -> None:
+    """Every fold deletes the deltas it merged: at 10,000 points/s that is some 40,000 rows every
+    5 s. Autovacuum comes by about once a minute; until then each read of the deltas walks the
+    dead rows' index entries too (the live overview took 29.5 ms at the median instead of 16.5,
+    measured). SKIP_LOCKED: if autovacuum is already at it, leave it the table."""
+    with connection.cursor() as cur:
+        cur.execute("VACUUM (SKIP_LOCKED) metrics_rollup_delta")
 
 
 def _ensure_partitions() -> None:

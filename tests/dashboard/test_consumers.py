@@ -53,7 +53,7 @@ async def test_many_commits_reach_a_viewer_as_at_most_one_update_per_second():
     connected, _ = await ws.connect()
     assert connected
     layer = get_channel_layer()
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     for _ in range(30):  # 30 batches committed within ~1.5 s
         await layer.group_send(
             GROUP, {"type": "metrics.changed", "points": 100, "metrics": ["agent_response_ms"]}
@@ -70,6 +70,8 @@ async def test_many_commits_reach_a_viewer_as_at_most_one_update_per_second():
     assert all(b - a >= 0.99 for a, b in itertools.pairwise(sent))
     first = updates[0][1]
     assert first["type"] == "update" and first["data"]["view"]["window"] == "5m"
+    # read_at: when its reads began, so everything committed before it is in it
+    assert started_wall <= first["read_at"] <= first["sent_at"]
     assert "kpis" in first["data"] and len(first["data"]["latency"]) == 4
 
 
