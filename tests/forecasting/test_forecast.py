@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,7 @@ from perfdash.forecasting.forecast import (
     _seasonal_regression,
     forecast,
     nodes_needed,
+    seasonal_strength,
     time_to_limit,
     what_if,
 )
@@ -55,10 +58,11 @@ def test_a_linear_trend_crosses_the_limit_when_expected(
     assert_sane(fc, horizon_days * 24)
     assert crossing.within_horizon
     assert abs(crossing.at - expected) < tolerance_h * HOUR
-    assert crossing.earliest <= crossing.at <= crossing.latest
+    # The lower bound of a crossing three weeks out may reach the limit only after the horizon.
+    assert crossing.earliest <= crossing.at <= (crossing.latest or math.inf)
     at_days, earliest_days, latest_days = crossing.days(now)
     assert at_days == pytest.approx((expected - now) / DAY, abs=tolerance_h * HOUR / DAY)
-    assert earliest_days <= at_days <= latest_days
+    assert earliest_days < at_days < (latest_days or horizon_days)
 
 
 def test_a_daily_cycle_is_forecast_by_a_seasonal_model() -> None:
@@ -74,6 +78,32 @@ def test_a_daily_cycle_is_forecast_by_a_seasonal_model() -> None:
     np.testing.assert_allclose(fc.times, ts[14 * 24 :])
     mape = np.mean(np.abs(fc.mean - future) / future)
     assert mape < 0.10
+
+
+def test_seasonal_strength_tells_a_cycle_from_noise_around_a_trend() -> None:
+    _, cycle = daily_sine(28, noise=10)
+    rng = np.random.default_rng(5)
+    growth = 100 * 1.03 ** (np.arange(28 * 24) / 24) + rng.normal(0, 3, 28 * 24)
+    walk = 500 + np.cumsum(rng.normal(0, 2, 28 * 24))
+
+    assert seasonal_strength(cycle, 24) > 0.8 and seasonal_strength(cycle, 168) > 0.8
+    for trend_and_noise in (growth, walk):
+        assert seasonal_strength(trend_and_noise, 24) < 0.3
+        # a weekly cycle fitted to four weeks explains much of noise: the adjustment removes it
+        assert seasonal_strength(trend_and_noise, 168) < 0.3
+    assert seasonal_strength(cycle[: 2 * 24], 24) == 0.0  # under three periods: cannot tell
+
+
+def test_a_series_without_a_cycle_gets_trend_models_only() -> None:
+    ts = hourly(28)
+    rng = np.random.default_rng(6)
+    agents = np.round(80 * 1.03 ** (np.arange(len(ts)) / 24) + rng.normal(0, 2, len(ts)))
+
+    fc = forecast(ts, agents, horizon_s=7 * DAY)
+
+    assert_sane(fc, 7 * 24)
+    assert not any(word in fc.model for word in ("winters", "seasonal")), fc.model
+    assert any(note.startswith("no daily or weekly cycle") for note in fc.notes), fc.notes
 
 
 def test_a_weekend_bump_is_forecast_by_the_weekly_model_given_three_weeks() -> None:
