@@ -1,15 +1,16 @@
 """Live dashboard updates: one coalesced update per second per page at most.
 
-Workers announce committed points to the "metrics" group. Sockets of this process that show
-the same view share one broadcast: when something changed, it computes the page once, as
-late as it can (so the update holds everything committed until just before it goes out),
-encodes it once, and sends it to all of them together, never sooner than a second after its
-previous send.
+Workers announce committed points to the "metrics" group, which each web process joins once
+(`Announcements`), not once per socket. Sockets of this process that show the same view share
+one broadcast: when something changed, it computes the page once, as late as it can (so the
+update holds everything committed until just before it goes out), encodes it once, and sends
+it to all of them together, never sooner than a second after its previous send.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import statistics
 import time
@@ -19,6 +20,7 @@ from urllib.parse import parse_qs
 import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 
 from perfdash.dashboard import panels
 from perfdash.dashboard.publish import GROUP
@@ -30,6 +32,9 @@ MIN_INTERVAL_S = 1.0
 # median balances the two (p95 freshness ~ 0.95 s + lead + 1.95 x mean lateness) and, unlike a
 # mean, is not dragged up for many seconds by one slow compute (one in five overlaps compaction).
 COMPUTE_SAMPLES = 15
+# channels-redis drops a group member after a day (group_expiry): join again well before.
+REJOIN_S = 3600.0
+SUBSCRIBE_TIMEOUT_S = 5.0
 
 
 class Broadcast:
@@ -60,6 +65,19 @@ class Broadcast:
             if self.task:
                 self.task.cancel()
 
+    @classmethod
+    def announce(cls, event: str) -> None:
+        """A worker's announcement: committed points and alert changes concern the metric pages,
+        a refit the capacity pages (forecasts change hourly, not with every batch)."""
+        loop = asyncio.get_running_loop()
+        for (owner, _), broadcast in list(cls._all.items()):
+            if owner is loop and (broadcast.view.page == "capacity") == (event == "forecasts.changed"):
+                broadcast.changed()
+
+    @classmethod
+    def any_in(cls, loop: asyncio.AbstractEventLoop) -> bool:
+        return any(owner is loop for owner, _ in cls._all)
+
     def changed(self) -> None:
         self.dirty = True
         if self.task is None:
@@ -73,11 +91,7 @@ class Broadcast:
                 await asyncio.sleep(max(0.0, start_at - time.monotonic()))
                 self.dirty = False
                 started, read_at = time.monotonic(), time.time()
-                # Not on the thread all sync views share (thread_sensitive): there it would wait
-                # for ingest requests being parsed, and they for it.
-                data = await database_sync_to_async(panels.build, thread_sensitive=False)(
-                    self.view, parallel=True
-                )
+                data = await database_sync_to_async(panels.build)(self.view, parallel=True)
                 self.computes.append(time.monotonic() - started)
                 await asyncio.sleep(max(0.0, self.last_send + MIN_INTERVAL_S - time.monotonic()))
                 self.last_send = time.monotonic()
@@ -95,6 +109,55 @@ class Broadcast:
             self.task = None
 
 
+class Announcements:
+    """This process's one member of the "metrics" group, while it has sockets open: each
+    committed batch is one channel-layer message per process instead of one per socket."""
+
+    _all: dict[asyncio.AbstractEventLoop, Announcements] = {}
+
+    def __init__(self) -> None:
+        self.listening = asyncio.Event()
+        self.task = asyncio.create_task(self._run())
+
+    @classmethod
+    async def subscribe(cls) -> None:
+        """Returns once this process receives the announcements (TimeoutError if Redis is away)."""
+        loop = asyncio.get_running_loop()
+        listener = cls._all.get(loop) or cls._all.setdefault(loop, cls())
+        await asyncio.wait_for(listener.listening.wait(), SUBSCRIBE_TIMEOUT_S)
+
+    @classmethod
+    def unsubscribe_if_unused(cls) -> None:
+        loop = asyncio.get_running_loop()
+        if not Broadcast.any_in(loop) and (listener := cls._all.pop(loop, None)):
+            listener.task.cancel()
+
+    async def _run(self) -> None:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()  # a name only: no Redis round trip
+        try:
+            while True:
+                try:
+                    await self._listen(layer, channel)
+                except Exception as exc:  # Redis is away: pages miss updates until it is back
+                    log.warning("live announcements interrupted: %s", type(exc).__name__)
+                    await asyncio.sleep(1.0)
+        finally:
+            with contextlib.suppress(Exception):  # else the membership expires by itself
+                await layer.group_discard(GROUP, channel)
+
+    async def _listen(self, layer, channel: str) -> None:
+        await layer.group_add(GROUP, channel)
+        self.listening.set()
+        rejoin_at = time.monotonic() + REJOIN_S
+        while (left := rejoin_at - time.monotonic()) > 0:
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), left)
+            except TimeoutError:
+                return
+            Broadcast.announce(message["type"])
+
+
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         if not self.scope["user"].is_authenticated:
@@ -103,9 +166,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         params = {k: v[0] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         page = params.get("page", "overview")
         self.view = panels.View.from_params(params, page=page if page in panels.PAGES else "overview")
-        await self.channel_layer.group_add(GROUP, self.channel_name)
+        self.broadcast = Broadcast.join(self)  # before subscribing: a leaving socket must see it
+        try:
+            await Announcements.subscribe()
+        except TimeoutError:  # the page shows "reconnecting" and tries again with backoff
+            await self.disconnect(1011)
+            await self.close(code=1011)
+            return
         await self.accept()
-        self.broadcast = Broadcast.join(self)
         if self.view.page == "capacity":
             # A refit that landed between the page's first load and this connect would
             # otherwise go unseen until the next one, an hour later.
@@ -114,15 +182,4 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "broadcast"):
             self.broadcast.leave(self)
-            await self.channel_layer.group_discard(GROUP, self.channel_name)
-
-    async def alerts_changed(self, event: dict) -> None:
-        await self.metrics_changed(event)
-
-    async def forecasts_changed(self, event: dict) -> None:
-        if self.view.page == "capacity":
-            self.broadcast.changed()
-
-    async def metrics_changed(self, event: dict) -> None:
-        if self.view.page != "capacity":  # forecasts change hourly, not with every batch
-            self.broadcast.changed()
+            Announcements.unsubscribe_if_unused()

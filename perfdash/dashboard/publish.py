@@ -46,11 +46,20 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 
 
 def _send(message: dict) -> None:
-    # Never raises: the change is committed either way, and dashboards catch up on the next.
+    """Queued on the kept loop, not waited for: the ingest task goes on to its next batch.
+    Never raises: the change is committed either way, and dashboards catch up on the next."""
     try:
-        future = asyncio.run_coroutine_threadsafe(
-            get_channel_layer().group_send(GROUP, message), _event_loop()
-        )
-        future.result(timeout=TIMEOUT_S)
+        future = asyncio.run_coroutine_threadsafe(_group_send(message), _event_loop())
     except Exception as exc:
         log.warning("could not notify live dashboards: %s", type(exc).__name__)
+    else:
+        future.add_done_callback(_log_failure)
+
+
+async def _group_send(message: dict) -> None:
+    await asyncio.wait_for(get_channel_layer().group_send(GROUP, message), TIMEOUT_S)
+
+
+def _log_failure(future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("could not notify live dashboards: %s", type(future.exception()).__name__)

@@ -111,3 +111,29 @@ async def test_sockets_showing_the_same_view_share_one_computed_update():
         await ws.disconnect()
     assert a == b  # one computation, one encoding, the same moment
     assert c["data"]["view"]["window"] == "1h" and a["data"]["view"]["window"] == "5m"
+
+
+async def group_members() -> int:
+    layer = get_channel_layer()
+    redis = layer.connection(layer.consistent_hash(GROUP))
+    return await redis.zcard(layer._group_key(GROUP))
+
+
+async def test_a_process_joins_the_announcements_once_for_all_its_sockets():
+    cookie = await asyncio.to_thread(session_cookie)
+    before = await group_members()
+    sockets = [communicator(cookie, path=f"/ws/live/?page=overview&window={w}") for w in ("5m", "5m", "1h")]
+    for ws in sockets:
+        assert (await ws.connect())[0]
+    assert await group_members() == before + 1  # one member, not one per socket
+    # ... and every socket still hears each announcement
+    await get_channel_layer().group_send(GROUP, {"type": "metrics.changed", "points": 1, "metrics": ["x"]})
+    for ws in sockets:
+        assert (await ws.receive_json_from(timeout=5))["type"] == "update"
+    for ws in sockets:
+        await ws.disconnect()
+    # the last socket gone, the process leaves the group
+    deadline = time.monotonic() + 5
+    while await group_members() != before and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert await group_members() == before
