@@ -4,6 +4,9 @@
         ▲                   │ no breach                          │   (event "resolved")
         └───────────────────┘                                    └── every `repeat_seconds`: "repeat"
 
+A firing alert never announced (it started firing during a silence) is announced as a
+"repeat" at the first evaluation that may notify: the engine holds it back while silenced.
+
 "Breach" compares with the threshold; "recovered" with the recovery threshold (hysteresis).
 Fewer than `min_samples` points decide nothing; no data at all does what `no_data` says.
 """
@@ -72,7 +75,9 @@ def decide(spec: Spec, current: Current, seen: Observation, now: datetime) -> De
     if verdict == "recovered":
         return Decision("inactive", "resolved", spec.send_resolved)
     last = current.last_notified
-    if spec.repeat_seconds and last is not None and (now - last).total_seconds() >= spec.repeat_seconds:
+    if last is None:
+        return Decision("firing", "repeat", True)
+    if spec.repeat_seconds and (now - last).total_seconds() >= spec.repeat_seconds:
         return Decision("firing", "repeat", True)
     return Decision("firing")
 

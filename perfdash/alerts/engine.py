@@ -71,9 +71,12 @@ def observe(rule: AlertRule, now: float, cache: dict | None = None) -> Observed:
         return _projected(rule, now)
     by = {"fleet": "", "node": "node", "agent": "agent"}[rule.scope]
     window = _window(rule)
-    key = (rule.metric, window, by, rule.node, rule.agent, rule.tag_key, rule.tag_value)
+    # Percentiles per node or agent merge every subject's sketches; count, min, max, avg and
+    # rate are sums PostgreSQL makes (a tenth of the work for a thousand agents).
+    percentiles = rule.statistic in query.PERCENTILES
+    key = (rule.metric, window, by, rule.node, rule.agent, rule.tag_key, rule.tag_value, percentiles)
     if key not in cache:
-        cache[key] = _read(rule, by, now)
+        cache[key] = _read(rule, by, now, percentiles)
     if (key, rule.statistic) not in cache:
         rows = cache[key]
         subjects = sorted(rows)
@@ -104,13 +107,13 @@ def _days(ok: bool, at: datetime | None, now: float) -> float:
     return np.inf if at is None else (at.timestamp() - now) / 86400
 
 
-def _read(rule: AlertRule, by: str, now: float) -> dict[str, dict]:
+def _read(rule: AlertRule, by: str, now: float, percentiles: bool) -> dict[str, dict]:
     scope = Scope(node=rule.node, agent=rule.agent, tag_key=rule.tag_key, tag_value=rule.tag_value)
     try:
         if not by:
             return {"": query.stats(rule.metric, _window(rule), scope, now=now)}
         narrower = Scope(node=rule.node, tag_key=rule.tag_key, tag_value=rule.tag_value)
-        rows = query.breakdown(rule.metric, _window(rule), by, narrower, now=now)
+        rows = query.breakdown(rule.metric, _window(rule), by, narrower, now=now, percentiles=percentiles)
     except UnknownMetric:
         return {}
     return {a: v for a, v in rows.items() if not (by == "agent" and rule.agent and a != rule.agent)}
@@ -123,7 +126,8 @@ def _stat(values: dict, statistic: str) -> float:
 
 def candidates(rule: AlertRule, seen: Observed, active: dict, now: datetime) -> list[str]:
     """Subjects whose state could change: breaching ones, pending ones, firing ones that may
-    have recovered or are due a reminder, and the fleet. A firing subject still past its
+    have recovered, are due a reminder or were never announced, and the fleet. A firing subject
+    still past its
     recovery threshold is skipped without running the state machine."""
     compare = COMPARE[rule.comparison]
     enough = seen.counts >= rule.min_samples
@@ -137,10 +141,8 @@ def candidates(rule: AlertRule, seen: Observed, active: dict, now: datetime) -> 
             continue
         i = seen.index.get(subject)
         still = i is not None and holding[i]
-        due = (
-            rule.repeat_seconds
-            and state.last_notified
-            and ((now - state.last_notified).total_seconds() >= rule.repeat_seconds)
+        due = state.last_notified is None or (  # never announced: it fired during a silence
+            rule.repeat_seconds and (now - state.last_notified).total_seconds() >= rule.repeat_seconds
         )
         if not still or due:
             subjects.add(subject)

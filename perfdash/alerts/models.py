@@ -151,6 +151,11 @@ class AlertRule(models.Model):
             errors["metric"] = f"No metric {self.metric!r} has been seen, and it is not a well-known one."
         if self.tag_key and not self.tag_value:
             errors["tag_value"] = "Give the tag's value."
+        if self.scope == self.Scope.NODE and self.agent:
+            errors["agent"] = (
+                "A rule for each node watches whole nodes: leave the agent empty, or choose "
+                "'Each agent' (with this node) to watch agents."
+            )
         if self.recovery_threshold is not None and self.threshold is not None:
             firing_side = self.comparison in (self.Comparison.GT, self.Comparison.GTE)
             if (firing_side and self.recovery_threshold > self.threshold) or (
@@ -257,7 +262,10 @@ class Delivery(models.Model):
 
     channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="deliveries")
     events = models.ManyToManyField(AlertEvent, related_name="deliveries")
-    notification_key = models.CharField(max_length=64, help_text="Idempotency: one notification, one send.")
+    # Looked up before every send (has this notification gone out on this channel?).
+    notification_key = models.CharField(
+        max_length=64, db_index=True, help_text="Idempotency: one notification, one send."
+    )
     status = models.CharField(max_length=10, choices=Status.choices)
     error = models.TextField(blank=True)
     duration_ms = models.FloatField(null=True)

@@ -52,12 +52,12 @@ def test_hysteresis_for_a_lower_bound():
 def test_too_few_samples_neither_fire_nor_resolve():
     spec = Spec("gt", 2000, 2000, min_samples=20)
     assert run(spec, [9999, 9999], count=5) == [None, None]
-    firing = Current("firing", T0)
+    firing = Current("firing", T0, last_notified=T0)
     assert decide(spec, firing, Observation(1, 5), T0) == Decision("firing")
 
 
 def test_no_data_keeps_fires_or_resolves_as_configured():
-    firing, inactive = Current("firing", T0), Current("inactive", T0)
+    firing, inactive = Current("firing", T0, last_notified=T0), Current("inactive", T0)
     assert decide(Spec("gt", 1, 1, no_data="keep"), firing, Observation(None, 0), T0) == Decision("firing")
     assert decide(Spec("gt", 1, 1, no_data="resolve"), firing, Observation(None, 0), T0).event == "resolved"
     assert decide(Spec("gt", 1, 1, no_data="alert"), inactive, Observation(None, 0), T0).event == "firing"
@@ -67,6 +67,17 @@ def test_repeat_reminds_while_firing_at_the_interval():
     spec = Spec("gt", 2000, 2000, repeat_seconds=30)
     events = run(spec, [2500] * 8)  # 10 s steps
     assert events == ["firing", None, None, "repeat", None, None, "repeat", None]
+
+
+def test_an_alert_never_announced_is_announced_at_the_next_evaluation():
+    # It started firing during a silence (the engine withheld the notification): no repeat
+    # interval needed, it is announced as soon as it may be.
+    never = Current("firing", T0)
+    assert decide(Spec("gt", 2000, 2000), never, Observation(2500, 100), T0) == Decision(
+        "firing", "repeat", True
+    )
+    announced = Current("firing", T0, last_notified=T0)
+    assert decide(Spec("gt", 2000, 2000), announced, Observation(2500, 100), T0) == Decision("firing")
 
 
 def test_no_repeat_by_default_and_resolved_can_be_quiet():

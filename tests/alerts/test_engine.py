@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 
 from perfdash.alerts import engine
@@ -85,6 +86,29 @@ def test_silenced_alerts_change_state_but_notify_nobody():
     assert engine.evaluate(r.id, now=NOW) == []
     assert AlertEvent.objects.get(rule=r).silenced
     assert AlertState.objects.get(rule=r).state == "firing"
+
+
+def test_an_alert_that_fired_during_a_silence_is_announced_when_the_silence_ends():
+    r = rule()  # no repeat interval
+    at = datetime.fromtimestamp(NOW, UTC)
+    Silence.objects.create(rule=r, starts_at=at - timedelta(hours=1), ends_at=at + timedelta(seconds=30))
+    store({"a1": 3000}, NOW - 30)
+    assert engine.evaluate(r.id, now=NOW) == []
+    assert engine.evaluate(r.id, now=NOW + 20) == []  # still silenced: nothing, not even an event
+    announced = engine.evaluate(r.id, now=NOW + 40)
+    # announced as a reminder of an alert firing all along, not as a new one
+    assert [(e.from_state, e.to_state) for e in AlertEvent.objects.filter(id__in=announced)] == [
+        ("firing", "repeat")
+    ]
+    assert engine.evaluate(r.id, now=NOW + 50) == []  # announced once
+
+
+def test_a_rule_for_each_node_cannot_be_narrowed_to_one_agent():
+    # per-node statistics cover all of a node's agents: an agent filter would be ignored silently
+    with pytest.raises(ValidationError) as raised:
+        AlertRule(name="x", metric="agent_response_ms", scope="node", agent="a1", threshold=1).full_clean()
+    assert "agent" in raised.value.message_dict
+    AlertRule(name="x", metric="agent_response_ms", scope="agent", node="node-1", threshold=1).full_clean()
 
 
 def test_a_disabled_rule_is_not_evaluated():
