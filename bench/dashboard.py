@@ -3,7 +3,8 @@
 first-paint: server time of each page's data request (what the browser fetches to draw)
   against the query benchmark's store (1000 agents, 30 days; run bench/query.py first),
   in-process, 30 runs each; target p95 <= 200 ms with 7 days of data.
-live: starts uvicorn and a Celery worker on the ingest benchmark database, connects
+live: starts two uvicorn servers as `make run` does (one for the viewers, one the collectors
+  post to) and a Celery worker on the ingest benchmark database, connects
   `--viewers` websocket clients to the overview, keeps 1000 simulated agents pushing, and
   measures from each probe POST's 202 to the moment every viewer has the change (the probe
   sets a new maximum response time); prints p50/p95 freshness, updates per viewer per second
@@ -99,9 +100,10 @@ def live_setup() -> tuple[str, str]:
 async def live(args: argparse.Namespace, token: str, cookie: str) -> None:
     import httpx
 
-    web = common.spawn_web(args.port)
+    web = common.spawn_web(args.port)  # the viewers'
+    ingest = common.spawn_web(args.port + 1)  # the collectors'
     worker = common.spawn_worker("ingest", 2)
-    base = f"http://127.0.0.1:{args.port}"
+    base = f"http://127.0.0.1:{args.port + 1}"
     headers = {
         "Authorization": f"Bearer {token}",
         "Content-Type": "application/json",
@@ -152,7 +154,7 @@ async def live(args: argparse.Namespace, token: str, cookie: str) -> None:
         if failures:
             print(f"{len(failures)} viewers failed, e.g. {failures[0]!r}")
     finally:
-        common.stop(web, worker)
+        common.stop(web, ingest, worker)
     stored = await asyncio.to_thread(_probe_stored_at, len(answered))
     to_store = [t - at for t, (at, _) in zip(stored, answered, strict=False)]
     freshness, each, to_read, reading, to_viewers = [], [], [], [], []

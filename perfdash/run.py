@@ -1,4 +1,9 @@
-"""`make run`: check the services, migrate, and supervise web, worker and beat.
+"""`make run`: check the services, migrate, and supervise web, ingest, worker and beat.
+
+Two web servers run the same application: one for browsers (`PORT`, 8000) and one that the
+collectors post to (`INGEST_PORT`, 8001). Parsing 10,000 points a second in the process that
+computes the live pages slowed every live update by ~10 ms (bench/dashboard.py); either
+server accepts both kinds of request.
 
 Ctrl-C (or SIGTERM) stops every child and waits for it; if one child dies, the rest are
 stopped too, so a half-running system never lingers.
@@ -29,6 +34,22 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout_s: float = 30.0)
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.2)
+
+
+def _web_server(port: str) -> list[str]:
+    return [
+        str(BIN / "uvicorn"),
+        "perfdash.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+        "--no-access-log",
+        # Live updates are ~12 kB of JSON a second: compressing them once per socket cost
+        # more server CPU than anything else in the fan-out (bench/dashboard.py).
+        "--ws-per-message-deflate",
+        "false",
+    ]
 
 
 def check_services(database_url: str, redis_url: str) -> str | None:
@@ -80,6 +101,7 @@ def main() -> int:
     database_url = env("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/perfdash")
     redis_url = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
     port = env("PORT", default="8000")
+    ingest_port = env("INGEST_PORT", default=str(int(port) + 1))
     problem = check_services(database_url, redis_url)
     if problem:
         print(f"perfdash: {problem}", file=sys.stderr)
@@ -89,19 +111,8 @@ def main() -> int:
     subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True)
     subprocess.run([python, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, check=True)
     commands = {
-        "web": [
-            str(BIN / "uvicorn"),
-            "perfdash.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            port,
-            "--no-access-log",
-            # Live updates are ~12 kB of JSON a second: compressing them once per socket cost
-            # more server CPU than anything else in the fan-out (bench/dashboard.py).
-            "--ws-per-message-deflate",
-            "false",
-        ],
+        "web": _web_server(port),
+        "ingest": _web_server(ingest_port),
         "worker": [
             str(BIN / "celery"),
             "-A",
@@ -147,14 +158,20 @@ def main() -> int:
             "--duration",
             "0",
             "--url",
-            f"http://127.0.0.1:{port}",
+            f"http://127.0.0.1:{ingest_port}",
             *(["--backfill", "6h"] if demo["first_start"] else []),
         ]
-    # The web server first: the demo fleet's first batches would otherwise meet a closed port.
-    children = {"web": subprocess.Popen(commands.pop("web"), cwd=ROOT, env=child_env)}
+    # The web servers first: the demo fleet's first batches would otherwise meet a closed port.
+    children = {
+        name: subprocess.Popen(commands.pop(name), cwd=ROOT, env=child_env) for name in ("web", "ingest")
+    }
     wait_for_port(int(port), children["web"])
+    wait_for_port(int(ingest_port), children["ingest"])
     children.update({name: subprocess.Popen(cmd, cwd=ROOT, env=child_env) for name, cmd in commands.items()})
-    print(f"perfdash: running on http://127.0.0.1:{port}/ — log in there ({login}); Ctrl-C stops everything")
+    print(
+        f"perfdash: running on http://127.0.0.1:{port}/ — log in there ({login}); collectors post to "
+        f"http://127.0.0.1:{ingest_port}; Ctrl-C stops everything"
+    )
 
     stopping = False
 
