@@ -103,7 +103,7 @@ async def live(args: argparse.Namespace, token: str, cookie: str) -> None:
     web = common.spawn_web(args.port)  # the viewers'
     ingest = common.spawn_web(args.port + 1)  # the collectors'
     worker = common.spawn_worker("ingest", 2)
-    base = f"http://127.0.0.1:{args.port + 1}"
+    base = f"http://127.0.0.1:{args.port if args.one_server else args.port + 1}"
     headers = {
         "Authorization": f"Bearer {token}",
         "Content-Type": "application/json",
@@ -255,6 +255,7 @@ def main() -> None:
     lv.add_argument("--viewers", type=int, default=100)
     lv.add_argument("--probes", type=int, default=100)
     lv.add_argument("--port", type=int, default=8124)
+    lv.add_argument("--one-server", action="store_true", help="post to the viewers' server too")
     args = ap.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     if args.what == "first-paint":

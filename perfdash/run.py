@@ -2,7 +2,7 @@
 
 Two web servers run the same application: one for browsers (`PORT`, 8000) and one that the
 collectors post to (`INGEST_PORT`, 8001). Parsing 10,000 points a second in the process that
-computes the live pages slowed every live update by ~10 ms (bench/dashboard.py); either
+computes the live pages slowed the average live update by 6-8 ms (bench/dashboard.py); either
 server accepts both kinds of request.
 
 Ctrl-C (or SIGTERM) stops every child and waits for it; if one child dies, the rest are
