@@ -126,11 +126,21 @@ def _sentence(target: CapacityTarget, s: dict) -> str:
         return f"{who} stays under {limit} through the next {s['horizon']}."
     if s["days"] <= 0:
         return f"{who} is at or over {limit} now."
-    latest = "beyond the horizon" if s["latest_days"] is None else f"{s['latest_days']:.1f}"
     return (
-        f"{who} reaches {limit} in {s['days']:.1f} days "
-        f"(80 % interval {s['earliest_days']:.1f} to {latest} days)."
+        f"{who} reaches {limit} in {_ahead(s['days'])} "
+        f"(80 % interval {_ahead(s['earliest_days'])} to {_ahead(s['latest_days'])})."
     )
+
+
+def _ahead(days: float | None) -> str:
+    """A time ahead as people say it: "now", "5 h", "4.2 days", "beyond the horizon"."""
+    if days is None:
+        return "beyond the horizon"
+    if days <= 0:
+        return "now"
+    if days < 1:
+        return "under an hour" if days * 24 < 1 else f"{days * 24:.0f} h"
+    return f"{days:.1f} days"
 
 
 def _recommend(target: CapacityTarget, nodes: int, current: int | None, horizon: str) -> str:

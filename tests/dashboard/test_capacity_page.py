@@ -96,3 +96,11 @@ async def test_a_refit_redraws_open_capacity_pages_and_new_points_do_not(fitted)
     assert message["data"]["view"] == {"page": "capacity", "growth": 10.0, "node": ""}
     assert target(message["data"], "node_agents")["subjects"][0]["subject"] == "node-1"
     await ws.disconnect()
+
+
+def test_times_to_limit_read_as_people_say_them():
+    from perfdash.dashboard.capacity_page import _ahead
+
+    # "in 0.0 days (80 % interval 0.0 to beyond the horizon days)" was how a near crossing read
+    spans = [_ahead(d) for d in (None, 0.0, 0.02, 0.25, 4.23)]
+    assert spans == ["beyond the horizon", "now", "under an hour", "6 h", "4.2 days"]
