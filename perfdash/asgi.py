@@ -27,4 +27,5 @@ application = ProtocolTypeRouter(
 # otherwise walked all of it every few seconds: 120-170 ms pauses of every socket and live update
 # (bench/README.md, freshness). The URLconf is imported first so its modules are frozen too.
 get_resolver().url_patterns  # noqa: B018
+gc.collect()  # garbage left from start-up would otherwise be frozen with the rest
 gc.freeze()

@@ -61,7 +61,8 @@ class Broadcast:
     def leave(self, socket: LiveConsumer) -> None:
         self.sockets.discard(socket)
         if not self.sockets:
-            self._all.pop(self.key, None)
+            if self._all.get(self.key) is self:  # not a newer broadcast of the same view
+                del self._all[self.key]
             if self.task:
                 self.task.cancel()
 
@@ -98,9 +99,8 @@ class Broadcast:
                 # read_at: everything committed before it is in this update.
                 message = {"type": "update", "read_at": read_at, "sent_at": time.time(), "data": data}
                 text = orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS).decode()
-                await asyncio.gather(
-                    *(s.send(text_data=text) for s in list(self.sockets)), return_exceptions=True
-                )
+                ready = [s for s in self.sockets if s.accepted]  # joined, not yet accepted: next time
+                await asyncio.gather(*(s.send(text_data=text) for s in ready), return_exceptions=True)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the database is away: the next change retries
@@ -116,7 +116,8 @@ class Announcements:
     _all: dict[asyncio.AbstractEventLoop, Announcements] = {}
 
     def __init__(self) -> None:
-        self.listening = asyncio.Event()
+        self.listening = asyncio.Event()  # set while the membership is known to be in place
+        self.stopped = False
         self.task = asyncio.create_task(self._run())
 
     @classmethod
@@ -130,17 +131,23 @@ class Announcements:
     def unsubscribe_if_unused(cls) -> None:
         loop = asyncio.get_running_loop()
         if not Broadcast.any_in(loop) and (listener := cls._all.pop(loop, None)):
+            listener.stopped = True  # in case the cancellation lands as a receive completes
             listener.task.cancel()
 
     async def _run(self) -> None:
         layer = get_channel_layer()
         channel = await layer.new_channel()  # a name only: no Redis round trip
+        failing = False
         try:
-            while True:
+            while not self.stopped:
                 try:
                     await self._listen(layer, channel)
+                    failing = False
                 except Exception as exc:  # Redis is away: pages miss updates until it is back
-                    log.warning("live announcements interrupted: %s", type(exc).__name__)
+                    self.listening.clear()
+                    if not failing:  # once per outage, not every second
+                        log.warning("live announcements interrupted: %s", type(exc).__name__)
+                    failing = True
                     await asyncio.sleep(1.0)
         finally:
             with contextlib.suppress(Exception):  # else the membership expires by itself
@@ -150,15 +157,22 @@ class Announcements:
         await layer.group_add(GROUP, channel)
         self.listening.set()
         rejoin_at = time.monotonic() + REJOIN_S
-        while (left := rejoin_at - time.monotonic()) > 0:
+        while not self.stopped and (left := rejoin_at - time.monotonic()) > 0:
             try:
-                message = await asyncio.wait_for(layer.receive(channel), left)
+                # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a
+                # cancellation that lands as the receive completes.
+                async with asyncio.timeout(left):
+                    message = await layer.receive(channel)
             except TimeoutError:
                 return
             Broadcast.announce(message["type"])
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
+    # No channel of its own per socket: the process's Announcements listens for all of them.
+    channel_layer_alias = "none"
+    accepted = False
+
     async def connect(self) -> None:
         if not self.scope["user"].is_authenticated:
             await self.close(code=4401)
@@ -170,16 +184,17 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         try:
             await Announcements.subscribe()
         except TimeoutError:  # the page shows "reconnecting" and tries again with backoff
-            await self.disconnect(1011)
-            await self.close(code=1011)
+            await self.close()
             return
         await self.accept()
+        self.accepted = True
         if self.view.page == "capacity":
             # A refit that landed between the page's first load and this connect would
             # otherwise go unseen until the next one, an hour later.
             self.broadcast.changed()
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "broadcast"):
-            self.broadcast.leave(self)
+        broadcast = self.__dict__.pop("broadcast", None)  # once, however often it is called
+        if broadcast:
+            broadcast.leave(self)
             Announcements.unsubscribe_if_unused()

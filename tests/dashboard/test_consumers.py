@@ -137,3 +137,21 @@ async def test_a_process_joins_the_announcements_once_for_all_its_sockets():
     while await group_members() != before and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert await group_members() == before
+
+
+async def test_a_socket_leaving_twice_does_not_take_a_newer_broadcast_with_it():
+    from perfdash.dashboard.consumers import Broadcast
+    from perfdash.dashboard.panels import View
+
+    class Socket:  # what a broadcast needs of a consumer
+        view = View(window="5m")
+
+    first, second = Socket(), Socket()
+    old = Broadcast.join(first)
+    old.leave(first)
+    new = Broadcast.join(second)  # the same view: a new broadcast
+    old.leave(first)  # a second disconnect of the first socket
+    loop = asyncio.get_running_loop()
+    assert Broadcast._all.get((loop, second.view.key())) is new and Broadcast.any_in(loop)
+    new.leave(second)
+    assert not Broadcast.any_in(loop)
