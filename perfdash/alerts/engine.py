@@ -127,8 +127,7 @@ def _stat(values: dict, statistic: str) -> float:
 def candidates(rule: AlertRule, seen: Observed, active: dict, now: datetime) -> list[str]:
     """Subjects whose state could change: breaching ones, pending ones, firing ones that may
     have recovered, are due a reminder or were never announced, and the fleet. A firing subject
-    still past its
-    recovery threshold is skipped without running the state machine."""
+    still past its recovery threshold is skipped without running the state machine."""
     compare = COMPARE[rule.comparison]
     enough = seen.counts >= rule.min_samples
     with np.errstate(invalid="ignore"):

@@ -71,7 +71,7 @@ def _subject(row: CapacityForecast, look: capacity.Outlook, now: float) -> dict:
         "subject": row.subject,
         "ok": row.ok,
         "reason": row.reason,
-        "horizon": _span(ahead),
+        "horizon": _ahead(ahead),
         "now": row.history["y"][-1] if row.history.get("y") else None,
         "limit": row.limit,
         "days": at,
@@ -133,14 +133,14 @@ def _sentence(target: CapacityTarget, s: dict) -> str:
 
 
 def _ahead(days: float | None) -> str:
-    """A time ahead as people say it: "now", "5 h", "4.2 days", "beyond the horizon"."""
+    """A time ahead as people say it: "now", "5 h", "4.2 days", "30 days", "beyond the horizon"."""
     if days is None:
         return "beyond the horizon"
     if days <= 0:
         return "now"
     if days < 1:
         return "under an hour" if days * 24 < 1 else f"{days * 24:.0f} h"
-    return f"{days:.1f} days"
+    return f"{f'{days:.1f}'.removesuffix('.0')} days"
 
 
 def _recommend(target: CapacityTarget, nodes: int, current: int | None, horizon: str) -> str:
@@ -153,7 +153,3 @@ def _recommend(target: CapacityTarget, nodes: int, current: int | None, horizon:
     if nodes < current:
         return f"{nodes} {noun} would do (now {current}) {keep}."
     return f"{nodes} {noun} (now {current}): enough {keep}."
-
-
-def _span(days: float) -> str:
-    return f"{days:.0f} days" if days >= 2 else f"{days * 24:.0f} hours"

@@ -123,10 +123,14 @@ def overview(view: View, start: Callable[..., Future] = _here) -> dict:
     headline = kpis(view, active)
     panels = [f.result() for f in pending]
     responses = panels[0]["stats"]["count"]  # agent_response_ms, the first of LATENCY
-    headline["error_ratio"] = headline.pop("errors") / responses if responses else None
+    errors = headline["errors_per_s"] * view.seconds
     data = {
         "view": asdict(view),
-        "kpis": {**headline, "responses": responses},
+        "kpis": {
+            **headline,
+            "error_ratio": errors / responses if responses else None,
+            "responses": responses,
+        },
         "alerts": alerts,
         "latency": panels,
         "memory": per_agent.result(),
@@ -143,15 +147,12 @@ def overview(view: View, start: Callable[..., Future] = _here) -> dict:
 
 
 def kpis(view: View, active: dict) -> dict:
-    """Headline numbers, and the errors counted in the window (the page divides them by the
-    responses its response-time panel counted)."""
+    """Headline numbers (the error ratio needs the response-time panel's count: see overview)."""
     scope = view.scope()
-    errors = query.stats("errors_total", view.seconds, scope)
     return {
         "active_agents": _active_agents(view, active),
         "points_per_s": query.total_rate(view.seconds, scope),
-        "errors_per_s": errors["sum"] / view.seconds,
-        "errors": errors["sum"],
+        "errors_per_s": query.stats("errors_total", view.seconds, scope)["sum"] / view.seconds,
     }
 
 

@@ -37,8 +37,8 @@ LEVELS = (0.80, 0.95)
 INTERVAL_WIDENING = 1.2
 # Seasonal models are candidates only where a cycle shows: a seasonal strength (the share of the
 # detrended variance the cycle explains) of at least this. Fitted to a series without one, they
-# chase noise in the backtest and are chosen by luck; the simulator's per-node series score
-# 0.03-0.06, the seasonal series of the benchmark 0.94-0.98.
+# chase noise in the backtest and are chosen by luck; in bench/forecast.py the series without a
+# cycle score 0.00-0.02, the seasonal ones 0.79-0.99.
 MIN_SEASONAL_STRENGTH = 0.3
 
 

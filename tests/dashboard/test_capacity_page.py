@@ -102,5 +102,5 @@ def test_times_to_limit_read_as_people_say_them():
     from perfdash.dashboard.capacity_page import _ahead
 
     # "in 0.0 days (80 % interval 0.0 to beyond the horizon days)" was how a near crossing read
-    spans = [_ahead(d) for d in (None, 0.0, 0.02, 0.25, 4.23)]
-    assert spans == ["beyond the horizon", "now", "under an hour", "6 h", "4.2 days"]
+    spans = [_ahead(d) for d in (None, 0.0, 0.02, 0.25, 4.23, 30.0)]
+    assert spans == ["beyond the horizon", "now", "under an hour", "6 h", "4.2 days", "30 days"]

@@ -46,6 +46,18 @@ def test_a_viewer_sees_every_page(viewer, fleet, path):
     assert b"vendor/plotly.min.js" in r.content or b"tools.js" in r.content
 
 
+def test_the_error_ratio_is_errors_per_response_in_the_window(viewer, fleet):
+    token = ApiToken.objects.get()
+    series = [("errors_total", "node-1", "agent-1", "{}")]
+    now = time.time()
+    IngestedBatch.store(
+        token.id, Batch("e", series, np.zeros(5, np.int32), np.full(5, now - 30), np.ones(5)), now=now
+    )
+    kpis = viewer.get("/data/overview?window=5m").json()["kpis"]
+    assert kpis["responses"] == 20 and kpis["error_ratio"] == pytest.approx(5 / 20)
+    assert kpis["errors_per_s"] == pytest.approx(5 / 300)
+
+
 def test_the_overview_data_has_every_panel(viewer, fleet):
     data = viewer.get("/data/overview?window=5m").json()
     assert data["kpis"]["active_agents"] == 2 and data["kpis"]["responses"] == 20
