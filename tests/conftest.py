@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection
 
 from perfdash.api.models import ApiToken
-from perfdash.metrics import partitions, store
+from perfdash.metrics import keys, partitions, store
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -30,6 +30,7 @@ BIG_TABLES = ["metrics_point", "metrics_rollup_delta", "metrics_rollup_minute", 
 def fresh_caches() -> None:
     # Ids and partitions made inside a rolled-back test transaction must not be remembered.
     store.forget()
+    keys.forget()
     partitions.forget()
 
 

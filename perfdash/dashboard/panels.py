@@ -180,9 +180,19 @@ def latency(view: View, metric: str, title: str) -> dict:
         "title": title,
         "target": settings.LATENCY_TARGETS.get(metric),
         "stats": data["stats"],
-        "histogram": data["histogram"],
+        "histogram": _rounded(data["histogram"]),
         "series": series,
     }
+
+
+def _rounded(histogram: dict) -> dict:
+    """Bucket edges to 4 significant digits: they only place bars on a log axis, and at full
+    precision they were two thirds of every live update's bytes."""
+    buckets = [
+        {**b, "lower": float(f"{b['lower']:.4g}"), "upper": float(f"{b['upper']:.4g}")}
+        for b in histogram["buckets"]
+    ]
+    return {**histogram, "buckets": buckets}
 
 
 def _series(metric: str, view: View, stats: list[str], scope: Scope | None = None) -> dict:

@@ -54,6 +54,8 @@ class RollupKey(models.Model):
     agent = models.CharField(max_length=128, blank=True)
     tag_key = models.CharField(max_length=128, blank=True)
     tag_value = models.CharField(max_length=128, blank=True)
+    # Numbered in commit order by the transaction that created it (keys.py, store._create).
+    version = models.BigIntegerField(default=0, db_index=True)
 
     class Meta:
         constraints = [

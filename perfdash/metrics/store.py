@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from perfdash.ingest.batch import Batch, SeriesKey
-from perfdash.metrics import copydata, partitions
+from perfdash.metrics import copydata, keys, partitions
 from perfdash.metrics.models import DIMENSION_TAGS
 from perfdash.metrics.rollup import group_label, group_values
 
@@ -46,8 +46,8 @@ def resolve(series: list[SeriesKey]) -> tuple[np.ndarray, np.ndarray]:
     entries = [_series_cache[s] for s in series]
     width = max(len(e[1]) for e in entries)
     level_keys = np.full((len(series), width), -1, np.int32)
-    for i, (_, keys) in enumerate(entries):
-        level_keys[i, : len(keys)] = keys
+    for i, (_, ids) in enumerate(entries):
+        level_keys[i, : len(ids)] = ids
     return np.array([e[0] for e in entries], np.int32), level_keys
 
 
@@ -59,6 +59,10 @@ def _create(missing: list[SeriesKey]) -> None:
     # Committed on its own (ids must outlive a rolled-back batch); ON CONFLICT makes it safe
     # for concurrent workers; the sorted order avoids deadlocks between them.
     with transaction.atomic(), connection.cursor() as cur:
+        # First: the counter's row lock makes concurrent creators wait for each other, so
+        # their keys' versions commit in order (what readers rely on: keys.py).
+        cur.execute(keys.NEXT_VERSION)
+        version = cur.fetchone()[0]
         cur.execute(
             "INSERT INTO metrics_series (metric, node, agent, tags_key, tags, first_seen) "
             "SELECT m, n, a, t, t::jsonb, now() FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
@@ -73,10 +77,10 @@ def _create(missing: list[SeriesKey]) -> None:
         )
         series_ids = {tuple(r[1:]): r[0] for r in cur.fetchall()}
         cur.execute(
-            "INSERT INTO metrics_rollupkey (metric, node, agent, tag_key, tag_value) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+            "INSERT INTO metrics_rollupkey (metric, node, agent, tag_key, tag_value, version) "
+            "SELECT *, %s FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
             "ON CONFLICT DO NOTHING",
-            kcols,
+            [version, *kcols],
         )
         cur.execute(
             "SELECT k.id, k.metric, k.node, k.agent, k.tag_key, k.tag_value FROM metrics_rollupkey k "

@@ -1,0 +1,77 @@
+"""The per-process rollup-key index sees every key committed before a read."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import psycopg
+import pytest
+from django.db import connection
+
+from perfdash.api.models import ApiToken
+from perfdash.ingest.batch import Batch
+from perfdash.ingest.models import IngestedBatch
+from perfdash.metrics import keys, query
+
+NOW = time.time()
+
+
+def store(token_id: int, batch_id: str, agents: list[str]) -> None:
+    series = [("agent_memory_bytes", "node-1", a, "{}") for a in agents]
+    idx = np.arange(len(agents), dtype=np.int32)
+    IngestedBatch.store(
+        token_id,
+        Batch(batch_id, series, idx, np.full(len(agents), NOW - 5), np.full(len(agents), 1e6)),
+        now=NOW,
+    )
+
+
+def agents() -> set[str]:
+    return set(query.breakdown("agent_memory_bytes", 300, "agent", now=NOW, percentiles=False))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_agent_shows_up_in_a_breakdown_read_after_it_is_stored():
+    token = ApiToken.issue("k", ["ingest"])[0]
+    store(token.id, "b1", ["agent-1"])
+    assert agents() == {"agent-1"}
+    store(token.id, "b2", ["agent-2"])  # a new key: the cached index must not hide it
+    assert agents() == {"agent-1", "agent-2"}
+
+
+def writer() -> psycopg.Connection:
+    s = connection.settings_dict
+    return psycopg.connect(dbname=s["NAME"], user=s["USER"], host=s["HOST"], port=s["PORT"])
+
+
+def add_key(conn: psycopg.Connection, agent: str) -> None:
+    """What store._create does: number the transaction's keys, then add them."""
+    version = conn.execute(keys.NEXT_VERSION).fetchone()[0]
+    conn.execute(
+        "INSERT INTO metrics_rollupkey (metric, node, agent, tag_key, tag_value, version) "
+        "VALUES (%s, '', %s, '', '', %s)",
+        ["custom_metric", agent, version],
+    )
+
+
+def names() -> set[str]:
+    return {name for _, name in keys.members("custom_metric", "agent", query.FLEET)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_key_creators_number_their_keys_in_commit_order():
+    with writer() as first, writer() as second:
+        add_key(first, "agent-1")
+        second.execute("SET lock_timeout = '100ms'")
+        # The second cannot take a number while the first has not committed: were it to,
+        # a reader could load its higher number first and then never look below it.
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            add_key(second, "agent-2")
+        second.rollback()
+        assert names() == set()
+        first.commit()
+        assert names() == {"agent-1"}
+        add_key(second, "agent-2")
+        second.commit()
+        assert names() == {"agent-1", "agent-2"}
