@@ -3,8 +3,9 @@
 Workers announce committed points to the "metrics" group, which each web process joins once
 (`Announcements`), not once per socket. Sockets of this process that show the same view share
 one broadcast: when something changed, it computes the page once, as late as it can (so the
-update holds everything committed until just before it goes out), encodes it once, and sends
-it to all of them together, never sooner than a second after its previous send.
+update holds everything committed until just before it goes out), encodes it once, and hands
+it to all of them together, never sooner than a second after its previous send; a socket still
+taking the previous update skips this one (a slow viewer holds up no one).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Broadcast:
         self.last_send = 0.0
         self.computes: deque[float] = deque([0.05], maxlen=COMPUTE_SAMPLES)  # recent compute times
         self.task: asyncio.Task | None = None
+        self.sends: set[asyncio.Task] = set()
 
     @classmethod
     def join(cls, socket: LiveConsumer) -> Broadcast:
@@ -84,6 +86,23 @@ class Broadcast:
         if self.task is None:
             self.task = asyncio.create_task(self._run())
 
+    def _send(self, socket: LiveConsumer, text: str) -> None:
+        """Hand the update to one socket without waiting for it. A socket still taking the
+        previous update (a viewer on a slow link: its sends wait for the network) skips this
+        one and gets the next, so it never holds up the others nor falls further behind; a
+        socket joined but not yet accepted gets the next one too."""
+        if not socket.accepted or socket.sending:
+            return
+        socket.sending = asyncio.create_task(socket.send(text_data=text))
+        self.sends.add(socket.sending)  # a task nothing refers to can be collected mid-send
+        socket.sending.add_done_callback(lambda task: self._sent(socket, task))
+
+    def _sent(self, socket: LiveConsumer, task: asyncio.Task) -> None:
+        self.sends.discard(task)
+        socket.sending = None
+        if not task.cancelled():
+            task.exception()  # a socket closing meanwhile: its disconnect cleans up
+
     async def _run(self) -> None:
         try:
             while self.dirty and self.sockets:
@@ -99,8 +118,8 @@ class Broadcast:
                 # read_at: everything committed before it is in this update.
                 message = {"type": "update", "read_at": read_at, "sent_at": time.time(), "data": data}
                 text = orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS).decode()
-                ready = [s for s in self.sockets if s.accepted]  # joined, not yet accepted: next time
-                await asyncio.gather(*(s.send(text_data=text) for s in ready), return_exceptions=True)
+                for socket in self.sockets:
+                    self._send(socket, text)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the database is away: the next change retries
@@ -133,6 +152,23 @@ class Announcements:
         if not Broadcast.any_in(loop) and (listener := cls._all.pop(loop, None)):
             listener.stopped = True  # in case the cancellation lands as a receive completes
             listener.task.cancel()
+
+    def _send(self, socket: LiveConsumer, text: str) -> None:
+        """Hand the update to one socket without waiting for it. A socket still taking the
+        previous update (a viewer on a slow link: its sends wait for the network) skips this
+        one and gets the next, so it never holds up the others nor falls further behind; a
+        socket joined but not yet accepted gets the next one too."""
+        if not socket.accepted or socket.sending:
+            return
+        socket.sending = asyncio.create_task(socket.send(text_data=text))
+        self.sends.add(socket.sending)  # a task nothing refers to can be collected mid-send
+        socket.sending.add_done_callback(lambda task: self._sent(socket, task))
+
+    def _sent(self, socket: LiveConsumer, task: asyncio.Task) -> None:
+        self.sends.discard(task)
+        socket.sending = None
+        if not task.cancelled():
+            task.exception()  # a socket closing meanwhile: its disconnect cleans up
 
     async def _run(self) -> None:
         layer = get_channel_layer()
@@ -172,6 +208,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     # No channel of its own per socket: the process's Announcements listens for all of them.
     channel_layer_alias = "none"
     accepted = False
+    sending: asyncio.Task | None = None  # the update being sent to it
 
     async def connect(self) -> None:
         if not self.scope["user"].is_authenticated:

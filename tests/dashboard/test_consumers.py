@@ -155,3 +155,36 @@ async def test_a_socket_leaving_twice_does_not_take_a_newer_broadcast_with_it():
     assert Broadcast._all.get((loop, second.view.key())) is new and Broadcast.any_in(loop)
     new.leave(second)
     assert not Broadcast.any_in(loop)
+
+
+async def test_a_viewer_that_does_not_read_holds_up_no_one():
+    from perfdash.dashboard.consumers import Broadcast
+    from perfdash.dashboard.panels import View
+
+    class Socket:
+        view, accepted, sending = View(window="5m"), True, None
+
+        def __init__(self, stuck: bool):
+            self.stuck, self.got = stuck, []
+
+        async def send(self, text_data: str) -> None:
+            self.got.append(text_data)
+            if self.stuck:  # its network buffer is full and never drains
+                await asyncio.Event().wait()
+
+    stuck, reading = Socket(stuck=True), Socket(stuck=False)
+    broadcast = Broadcast.join(stuck)
+    Broadcast.join(reading)
+    try:
+        for n in (1, 2, 3):
+            broadcast.changed()
+            deadline = time.monotonic() + 5
+            while len(reading.got) < n and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        assert len(reading.got) == 3  # one update a second, as if the other were not there
+        assert len(stuck.got) == 1  # still taking the first: it skipped the rest, queued nothing
+    finally:
+        if stuck.sending:
+            stuck.sending.cancel()
+        broadcast.leave(stuck)
+        broadcast.leave(reading)
