@@ -153,23 +153,6 @@ class Announcements:
             listener.stopped = True  # in case the cancellation lands as a receive completes
             listener.task.cancel()
 
-    def _send(self, socket: LiveConsumer, text: str) -> None:
-        """Hand the update to one socket without waiting for it. A socket still taking the
-        previous update (a viewer on a slow link: its sends wait for the network) skips this
-        one and gets the next, so it never holds up the others nor falls further behind; a
-        socket joined but not yet accepted gets the next one too."""
-        if not socket.accepted or socket.sending:
-            return
-        socket.sending = asyncio.create_task(socket.send(text_data=text))
-        self.sends.add(socket.sending)  # a task nothing refers to can be collected mid-send
-        socket.sending.add_done_callback(lambda task: self._sent(socket, task))
-
-    def _sent(self, socket: LiveConsumer, task: asyncio.Task) -> None:
-        self.sends.discard(task)
-        socket.sending = None
-        if not task.cancelled():
-            task.exception()  # a socket closing meanwhile: its disconnect cleans up
-
     async def _run(self) -> None:
         layer = get_channel_layer()
         channel = await layer.new_channel()  # a name only: no Redis round trip
