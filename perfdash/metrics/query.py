@@ -115,11 +115,11 @@ def _array(ids: list[int]) -> str:
     return "{" + ",".join(map(str, ids)) + "}"
 
 
-def read_rows(keys: list[int], start: int, end: int, h0: int, h1: int) -> Rows:
-    if not keys:
+def read_rows(ids: list[int], start: int, end: int, h0: int, h1: int) -> Rows:
+    if not ids:
         return Rows.of([])
     with binary_cursor() as cur:
-        cur.execute(_READ, {"keys": _array(keys), "start": start, "end": end, "h0": h0, "h1": h1})
+        cur.execute(_READ, {"keys": _array(ids), "start": start, "end": end, "h0": h0, "h1": h1})
         return Rows.of(cur.fetchall())
 
 
