@@ -218,7 +218,7 @@ def series_stats(
     now: float | None = None,
 ) -> dict[str, list[tuple[int, float | None]]]:
     """Several statistics per step from one read (e.g. p50, p95 and p99 for one chart)."""
-    return panel(metric, window_s, step_s, stats_wanted, scope, now=now)["series"]
+    return panel(metric, window_s, step_s, stats_wanted, scope, buckets=0, now=now)["series"]
 
 
 def panel(
@@ -231,7 +231,8 @@ def panel(
     now: float | None = None,
 ) -> dict:
     """Everything one chart panel needs from a single read of the rollups: the window's
-    statistics and histogram, and `stats_wanted` per step (the window is aligned to the step)."""
+    statistics and histogram (left empty with `buckets=0`), and `stats_wanted` per step (the
+    window is aligned to the step)."""
     _check(metric)
     for stat in stats_wanted:
         if stat not in STATS:
@@ -254,9 +255,10 @@ def panel(
     steps = (end - start) // step_s
     out = {stat: [0.0 if stat in ("count", "sum", "rate") else None] * steps for stat in stats_wanted}
     result = {"stats": dict(EMPTY), "histogram": {"count": 0, "buckets": []}}
-    if len(rows.key):
+    if len(rows.key) and buckets:
         whole = _summaries(rows, np.zeros(len(rows.key), np.int64))
         result = {"stats": _stat_values(whole, 0, end - start), "histogram": _histogram(whole, buckets)}
+    if len(rows.key):
         g = _summaries(rows, (rows.period - start) // step_s)
         for i, bucket in enumerate(g.label):
             if 0 <= bucket < steps:
