@@ -60,22 +60,11 @@ def spawn(cmd: list[str], log: str) -> subprocess.Popen:
 
 
 def spawn_web(port: int, workers: int = 1) -> subprocess.Popen:
-    return spawn(
-        [
-            str(BIN / "uvicorn"),
-            "perfdash.asgi:application",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--ws-per-message-deflate",
-            "false",
-        ],
-        f"/tmp/bench-web-{port}.log",
-    )
+    """A web server started as `make run` starts one (perfdash.run.web_server)."""
+    from perfdash.run import web_server
+
+    cmd = [*web_server(str(port)), "--workers", str(workers), "--log-level", "warning"]
+    return spawn(cmd, f"/tmp/bench-web-{port}.log")
 
 
 def spawn_worker(queues: str = "ingest", concurrency: int = 2, pool: str = "prefork") -> subprocess.Popen:

@@ -100,9 +100,11 @@ def live_setup() -> tuple[str, str]:
 async def live(args: argparse.Namespace, token: str, cookie: str) -> None:
     import httpx
 
+    from perfdash.run import WORKER_PROCESSES
+
     web = common.spawn_web(args.port)  # the viewers'
     ingest = common.spawn_web(args.port + 1)  # the collectors'
-    worker = common.spawn_worker("ingest", 3)  # as `make run` starts it
+    worker = common.spawn_worker("ingest", WORKER_PROCESSES)  # as `make run` starts it
     base = f"http://127.0.0.1:{args.port if args.one_server else args.port + 1}"
     headers = {
         "Authorization": f"Bearer {token}",

@@ -36,7 +36,14 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout_s: float = 30.0)
         time.sleep(0.2)
 
 
-def _web_server(port: str) -> list[str]:
+# Worker processes (WORKER_CONCURRENCY): three, not two, on two cores: a small batch waited
+# behind two big ones (live freshness, bench/README.md: 202 -> storing p95 15-51 ms with two,
+# 12 with three).
+WORKER_PROCESSES = 3
+
+
+def web_server(port: str) -> list[str]:
+    """The uvicorn command line of a web server (bench/ starts the same)."""
     return [
         str(BIN / "uvicorn"),
         "perfdash.asgi:application",
@@ -111,8 +118,8 @@ def main() -> int:
     subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True)
     subprocess.run([python, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, check=True)
     commands = {
-        "web": _web_server(port),
-        "ingest": _web_server(ingest_port),
+        "web": web_server(port),
+        "ingest": web_server(ingest_port),
         "worker": [
             str(BIN / "celery"),
             "-A",
@@ -121,9 +128,7 @@ def main() -> int:
             "-Q",
             "ingest,alerts,notify,forecast",
             "-c",
-            # Three, not two, on two cores: a small batch waited behind two big ones (live
-            # freshness, bench/README.md: 202 -> storing p95 15-51 ms with two, 12 with three).
-            env("WORKER_CONCURRENCY", default="3"),
+            env("WORKER_CONCURRENCY", default=str(WORKER_PROCESSES)),
             "-l",
             "warning",
         ],

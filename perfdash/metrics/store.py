@@ -56,11 +56,10 @@ def _create(missing: list[SeriesKey]) -> None:
     all_keys = sorted({k for ks in key_tuples.values() for k in ks})
     cols = [list(c) for c in zip(*missing, strict=True)]
     kcols = [list(c) for c in zip(*all_keys, strict=True)]
-    # Committed on its own (ids must outlive a rolled-back batch); ON CONFLICT makes it safe
-    # for concurrent workers; the sorted order avoids deadlocks between them.
+    # Committed on its own (ids must outlive a rolled-back batch). Concurrent workers take turns:
+    # the counter's row lock, taken first, makes them wait for each other (so their keys'
+    # versions commit in order, which readers rely on: keys.py; and no two ever deadlock).
     with transaction.atomic(), connection.cursor() as cur:
-        # First: the counter's row lock makes concurrent creators wait for each other, so
-        # their keys' versions commit in order (what readers rely on: keys.py).
         cur.execute(keys.NEXT_VERSION)
         version = cur.fetchone()[0]
         cur.execute(
