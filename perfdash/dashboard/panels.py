@@ -6,6 +6,7 @@ whenever new points have been committed (at most once per second per page).
 
 from __future__ import annotations
 
+import contextvars
 import math
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from django.db import close_old_connections
 
 from perfdash.alerts.models import AlertState
 from perfdash.dashboard import capacity_page
-from perfdash.metrics import query
+from perfdash.metrics import keys, query
 from perfdash.metrics.query import Scope
 
 PAGES = ("overview", "tools", "capacity")
@@ -83,11 +84,12 @@ def build(view: View, parallel: bool = False) -> dict:
     """The page's data. `parallel` (the live path) runs the overview's independent reads on
     reader threads with connections of their own: each committed-before-it-started, so only
     for callers outside a transaction."""
-    if view.page == "tools":
-        return tools(view)
     if view.page == "capacity":
         return capacity_page.build(view.growth, view.node)
-    return overview(view, _on_reader if parallel else _here)
+    with keys.pinned():  # one look for new rollup keys, not one per read
+        if view.page == "tools":
+            return tools(view)
+        return overview(view, _on_reader if parallel else _here)
 
 
 # About half of the live overview's compute is waiting for PostgreSQL, read by read; three
@@ -103,7 +105,7 @@ def _on_reader(fn: Callable, *args) -> Future:
         finally:
             close_old_connections()
 
-    return _READERS.submit(run)
+    return _READERS.submit(contextvars.copy_context().run, run)  # with the pinned keys
 
 
 def _here(fn: Callable, *args) -> Future:

@@ -5,12 +5,16 @@ agents' memory, the headline counts); through the ORM that cost ~1.5 ms of CPU e
 never deleted, only added, and each transaction that adds some numbers them with the next
 value of one counter row, which it locks first (store._create): such transactions commit in
 the order of their numbers, so a process that has every key up to number N only ever needs
-the keys numbered above N — one indexed query that finds none nearly every time.
+the keys numbered above N — one indexed query that finds none nearly every time. A page's
+dozen reads share one such query (`pinned`): under load each cost 1-2 ms (bench/README.md).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, NamedTuple
 
 from django.db import connection
@@ -72,9 +76,25 @@ class _Index:
 
 _index = _Index()
 _lock = threading.Lock()
+_pinned: ContextVar[_Index | None] = ContextVar("pinned_keys", default=None)
+
+
+@contextmanager
+def pinned() -> Iterator[None]:
+    """Within it, lookups in this context (and contexts copied from it) use the keys as they
+    were when it began: for reads that together make one page."""
+    token = _pinned.set(_refreshed())
+    try:
+        yield
+    finally:
+        _pinned.reset(token)
 
 
 def _current() -> _Index:
+    return _pinned.get() or _refreshed()
+
+
+def _refreshed() -> _Index:
     global _index
     seen = _index.version
     with connection.cursor() as cur:

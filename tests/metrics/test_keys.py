@@ -75,3 +75,16 @@ def test_key_creators_number_their_keys_in_commit_order():
         add_key(second, "agent-2")
         second.commit()
         assert names() == {"agent-1", "agent-2"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reads_within_pinned_share_one_look_for_new_keys(django_assert_num_queries):
+    token = ApiToken.issue("k", ["ingest"])[0]
+    store(token.id, "b1", ["agent-1"])
+    with keys.pinned():
+        store(token.id, "b2", ["agent-2"])
+        with django_assert_num_queries(0):  # the key lookups ask PostgreSQL nothing
+            for _ in range(3):
+                keys.members("agent_memory_bytes", "agent", query.FLEET)
+        assert agents() == {"agent-1"}  # as when it began
+    assert agents() == {"agent-1", "agent-2"}
