@@ -23,7 +23,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from perfdash.dashboard import panels
+from perfdash.dashboard import panels, peaks
+from perfdash.dashboard.peaks import AgentPeaks
 from perfdash.dashboard.publish import GROUP
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ COMPUTE_SAMPLES = 15
 # channels-redis drops a group member after a day (group_expiry): join again well before.
 REJOIN_S = 3600.0
 SUBSCRIBE_TIMEOUT_S = 5.0
+# How often the memory peaks are read from the store again: the longest a lost announcement shows.
+PEAKS_READ_S = 60.0
 
 
 class Broadcast:
@@ -111,7 +114,8 @@ class Broadcast:
                 await asyncio.sleep(max(0.0, start_at - time.monotonic()))
                 self.dirty = False
                 started, read_at = time.monotonic(), time.time()
-                data = await database_sync_to_async(panels.build)(self.view, parallel=True)
+                live = Announcements.peaks_of(asyncio.get_running_loop())
+                data = await database_sync_to_async(panels.build)(self.view, parallel=True, live=live)
                 self.computes.append(time.monotonic() - started)
                 await asyncio.sleep(max(0.0, self.last_send + MIN_INTERVAL_S - time.monotonic()))
                 self.last_send = time.monotonic()
@@ -130,14 +134,25 @@ class Broadcast:
 
 class Announcements:
     """This process's one member of the "metrics" group, while it has sockets open: each
-    committed batch is one channel-layer message per process instead of one per socket."""
+    committed batch is one channel-layer message per process instead of one per socket. It
+    keeps the agents' memory peaks the announcements carry (peaks.py)."""
 
     _all: dict[asyncio.AbstractEventLoop, Announcements] = {}
 
     def __init__(self) -> None:
         self.listening = asyncio.Event()  # set while the membership is known to be in place
+        self.joins = 0  # memberships made so far: a new one means announcements may have been missed
+        self.joined = asyncio.Event()
         self.stopped = False
+        self.peaks = AgentPeaks()
         self.task = asyncio.create_task(self._run())
+        self.keeping = asyncio.create_task(self._keep_peaks())
+
+    @classmethod
+    def peaks_of(cls, loop: asyncio.AbstractEventLoop) -> AgentPeaks | None:
+        """The memory peaks, if they hold every batch committed (else pages read the store)."""
+        listener = cls._all.get(loop)
+        return listener.peaks if listener and listener.peaks.complete else None
 
     @classmethod
     async def subscribe(cls) -> None:
@@ -152,6 +167,7 @@ class Announcements:
         if not Broadcast.any_in(loop) and (listener := cls._all.pop(loop, None)):
             listener.stopped = True  # in case the cancellation lands as a receive completes
             listener.task.cancel()
+            listener.keeping.cancel()
 
     async def _run(self) -> None:
         layer = get_channel_layer()
@@ -164,6 +180,7 @@ class Announcements:
                     failing = False
                 except Exception as exc:  # Redis is away: pages miss updates until it is back
                     self.listening.clear()
+                    self.peaks.complete = False  # until read again
                     if not failing:  # once per outage, not every second
                         log.warning("live announcements interrupted: %s", type(exc).__name__)
                     failing = True
@@ -174,6 +191,8 @@ class Announcements:
 
     async def _listen(self, layer, channel: str) -> None:
         await layer.group_add(GROUP, channel)
+        self.joins += 1
+        self.joined.set()
         self.listening.set()
         rejoin_at = time.monotonic() + REJOIN_S
         while not self.stopped and (left := rejoin_at - time.monotonic()) > 0:
@@ -184,7 +203,29 @@ class Announcements:
                     message = await layer.receive(channel)
             except TimeoutError:
                 return
+            self.peaks.add(message.get("memory", ()))
             Broadcast.announce(message["type"])
+
+    async def _keep_peaks(self) -> None:
+        """Reads every agent's memory peaks from the store once this process listens (again)
+        and every PEAKS_READ_S after: from then on they hold every committed batch."""
+        while not self.stopped:
+            await self.listening.wait()
+            joins = self.joins
+            self.joined.clear()
+            try:
+                read = await database_sync_to_async(peaks.read)()
+            except Exception as exc:  # the database is away: pages read the store meanwhile
+                log.info("live memory peaks not read: %s", type(exc).__name__)
+                await asyncio.sleep(1.0)
+                continue
+            if self.listening.is_set() and self.joins == joins:  # listening all through the read
+                self.peaks.drop_before(time.time() - peaks.KEEP_S)
+                self.peaks.add(read)
+                self.peaks.complete = True
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PEAKS_READ_S):
+                    await self.joined.wait()
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):

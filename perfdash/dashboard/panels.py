@@ -18,7 +18,8 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from perfdash.alerts.models import AlertState
-from perfdash.dashboard import capacity_page
+from perfdash.dashboard import capacity_page, peaks
+from perfdash.dashboard.peaks import AgentPeaks
 from perfdash.metrics import keys, query
 from perfdash.metrics.query import Scope
 
@@ -80,16 +81,17 @@ class View:
         return tuple(asdict(self).values())
 
 
-def build(view: View, parallel: bool = False) -> dict:
+def build(view: View, parallel: bool = False, live: AgentPeaks | None = None) -> dict:
     """The page's data. `parallel` (the live path) runs the overview's independent reads on
     reader threads with connections of their own: each committed-before-it-started, so only
-    for callers outside a transaction."""
+    for callers outside a transaction. `live`: memory per agent as this process keeps it
+    (peaks.py) instead of read from the store."""
     if view.page == "capacity":
         return capacity_page.build(view.growth, view.node)
     with keys.pinned():  # one look for new rollup keys, not one per read
         if view.page == "tools":
             return tools(view)
-        return overview(view, _on_reader if parallel else _here)
+        return overview(view, _on_reader if parallel else _here, live)
 
 
 # About half of the live overview's compute is waiting for PostgreSQL, read by read; three
@@ -114,10 +116,10 @@ def _here(fn: Callable, *args) -> Future:
     return done
 
 
-def overview(view: View, start: Callable[..., Future] = _here) -> dict:
-    # The longest read (a thousand agents' memory) first: on reader threads the page is ready
-    # when it is. This thread meanwhile reads the small things.
-    per_agent = start(memory, view)
+def overview(view: View, start: Callable[..., Future] = _here, live: AgentPeaks | None = None) -> dict:
+    # The longest read (a thousand agents' memory, unless kept live) first: on reader threads
+    # the page is ready when it is. This thread meanwhile reads the small things.
+    per_agent = start(memory, view, live)
     pending = [start(latency, view, *m) for m in LATENCY]
     # Newest active-agent count per node (the collectors report it every few seconds).
     active = query.breakdown("active_agents", 120, "node", percentiles=False)
@@ -203,12 +205,18 @@ def _series(metric: str, view: View, stats: list[str], scope: Scope | None = Non
     return {"t": [t for t, _ in first], **{s: [v for _, v in result[s]] for s in stats}}
 
 
-def memory(view: View) -> dict:
-    """Newest memory per agent: the top N as bars, the rest summed up as "others"."""
-    per_agent = query.breakdown("agent_memory_bytes", 300, "agent", Scope(node=view.node), percentiles=False)
+def memory(view: View, live: AgentPeaks | None = None) -> dict:
+    """Peak memory per agent over the last five minutes: the top N as bars, the rest summed up
+    as "others"."""
+    if live is not None:
+        per_agent = live.per_agent(view.node)
+    else:
+        scope = Scope(node=view.node)
+        rows = query.breakdown(peaks.METRIC, peaks.WINDOW_S, "agent", scope, percentiles=False)
+        per_agent = {agent: v["max"] for agent, v in rows.items()}
     if view.agent:
         per_agent = {a: v for a, v in per_agent.items() if a == view.agent}
-    ranked = sorted(((v["max"], a) for a, v in per_agent.items()), reverse=True)
+    ranked = sorted(((v, a) for a, v in per_agent.items()), reverse=True)
     mb = [value / 1e6 for value, _ in ranked]
     return {
         "top": [{"agent": a, "mb": v / 1e6} for v, a in ranked[:TOP_N]],

@@ -21,9 +21,10 @@ _loop_pid: int | None = None
 _lock = threading.Lock()
 
 
-def points_committed(points: int, metrics: list[str]) -> None:
-    """A compact delta: how many points and of which metrics."""
-    _send({"type": "metrics.changed", "points": points, "metrics": metrics})
+def points_committed(points: int, metrics: list[str], memory: list[tuple] = ()) -> None:
+    """A compact delta: how many points, of which metrics, and the peak memory of each agent
+    in it per minute (live pages keep memory per agent from these: peaks.py)."""
+    _send({"type": "metrics.changed", "points": points, "metrics": metrics, "memory": list(memory)})
 
 
 def alerts_changed(events: int) -> None:

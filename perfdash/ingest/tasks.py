@@ -6,7 +6,7 @@ import psycopg
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from perfdash.dashboard import publish
+from perfdash.dashboard import peaks, publish
 from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import FailedBatch, IngestedBatch
 from perfdash.metrics import partitions
@@ -44,4 +44,5 @@ def store_batch(message: dict) -> None:
         FailedBatch.objects.create(message=message, error=f"{type(exc).__name__}: {exc}")
         return
     if written:  # after the commit: live dashboards may now read these points
-        publish.points_committed(len(batch), sorted({s[0] for s in batch.series}))
+        metrics = sorted({s[0] for s in batch.series})
+        publish.points_committed(len(batch), metrics, batch.peaks(peaks.METRIC))

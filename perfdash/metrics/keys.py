@@ -158,6 +158,11 @@ def members(metric: str, by: str, scope: Scope) -> list[tuple[int, str]]:
     return [(k.id, k.tag_value) for k in index.groups.get((metric, by, level), []) if k.node == scope.node]
 
 
+def agents(metric: str, node: str = "") -> list[Key]:
+    """The untagged agent-level keys of a metric (on one node, if given)."""
+    return [k for k in _current().groups.get((metric, "", "agent"), []) if not node or k.node == node]
+
+
 def every_metric(scope: Scope) -> list[int]:
     """The untagged keys of every metric within the scope's node or agent (a count of all
     points)."""

@@ -80,6 +80,12 @@ def _bounds(window_s: int, now: float, step_s: int = 60) -> tuple[int, int, int,
     return start, end, h0, h1
 
 
+def window(window_s: int, now: float | None = None) -> tuple[int, int]:
+    """[start, end) of a window read at `now`, in whole minutes (the last one still running)."""
+    start, end, _, _ = _bounds(window_s, time.time() if now is None else now)
+    return start, end
+
+
 def _in_window(select: str) -> str:
     """`select` (with {t} and {p} for table alias and period column) over the three tables
     that together hold a window: whole hours, the minutes at its edges, unfolded deltas."""
@@ -106,6 +112,12 @@ _TOTALS = (
     "SELECT key_id, sum(n)::int8, sum(s)::float8, min(lo), max(hi) FROM ("
     + _in_window("{t}.key_id, {t}.count AS n, {t}.sum AS s, {t}.min AS lo, {t}.max AS hi")
     + ") w GROUP BY key_id"
+)
+
+_PEAKS = (
+    "SELECT key_id, period, max(hi) FROM ("
+    + _in_window("{t}.key_id, extract(epoch FROM {t}.{p})::int8 AS period, {t}.max AS hi")
+    + ") w GROUP BY key_id, period"
 )
 
 
@@ -336,6 +348,21 @@ def _totals(
         names[i]: {"count": c, "min": lo, "max": hi, "avg": total / c, "sum": total, "rate": c / elapsed}
         for i, c, lo, hi, total in zip(present.tolist(), *(col.tolist() for col in columns), strict=True)
     }
+
+
+def peaks(
+    metric: str, window_s: int, scope: Scope = FLEET, now: float | None = None
+) -> list[tuple[str, str, int, float]]:
+    """(node, agent, minute start, maximum) of every agent in the scope's node, minute by
+    minute (windows within the minute rollups' retention)."""
+    _check(metric)
+    start, end = window(window_s, now)
+    by_id = {k.id: k for k in keys.agents(metric, scope.node)}
+    if not by_id:
+        return []
+    with binary_cursor() as cur:
+        cur.execute(_PEAKS, {"keys": _array(sorted(by_id)), "start": start, "end": end, "h0": end, "h1": end})
+        return [(by_id[k].node, by_id[k].agent, minute, hi) for k, minute, hi in cur.fetchall()]
 
 
 def total_rate(window_s: int, scope: Scope = FLEET, now: float | None = None) -> float:

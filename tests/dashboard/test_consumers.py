@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import time
 
+import numpy as np
 import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
@@ -188,3 +189,90 @@ async def test_a_viewer_that_does_not_read_holds_up_no_one():
             stuck.sending.cancel()
         broadcast.leave(stuck)
         broadcast.leave(reading)
+
+
+async def listening_with_peaks():
+    """This process's announcements listener, once its memory peaks hold every commit."""
+    from perfdash.dashboard.consumers import Announcements
+
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + 5
+    while Announcements.peaks_of(loop) is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert Announcements.peaks_of(loop) is not None
+    return Announcements._all[loop]
+
+
+def top_agents(message: dict) -> dict[str, float]:
+    return {row["agent"]: row["mb"] for row in message["data"]["memory"]["top"]}
+
+
+async def test_live_memory_comes_from_the_announcements_not_a_read_per_update():
+    cookie = await asyncio.to_thread(session_cookie)
+    ws = communicator(cookie)
+    assert (await ws.connect())[0]
+    await listening_with_peaks()
+    minute = int(time.time() // 60) * 60
+    # A peak only an announcement carries (no such agent is stored): seen only if kept.
+    memory = [["node-9", "announced", minute, 4.2e8]]
+    await get_channel_layer().group_send(
+        GROUP, {"type": "metrics.changed", "points": 1, "metrics": ["agent_memory_bytes"], "memory": memory}
+    )
+    message = await ws.receive_json_from(timeout=5)
+    await ws.disconnect()
+    assert top_agents(message) == {"announced": 420.0}
+
+
+async def test_a_peak_never_announced_shows_once_the_store_is_read_again(monkeypatch):
+    from perfdash.api.models import ApiToken
+    from perfdash.dashboard import consumers
+    from perfdash.ingest.batch import Batch
+    from perfdash.ingest.models import IngestedBatch
+
+    monkeypatch.setattr(consumers, "PEAKS_READ_S", 0.3)
+    cookie = await asyncio.to_thread(session_cookie)
+    ws = communicator(cookie)
+    assert (await ws.connect())[0]
+    listener = await listening_with_peaks()
+
+    def store_quietly() -> None:  # committed, but its announcement is lost
+        token = ApiToken.issue("k", ["ingest"])[0]
+        series = [("agent_memory_bytes", "node-1", "quiet", "{}")]
+        batch = Batch("b", series, np.zeros(1, np.int32), np.array([time.time()]), np.array([7e8]))
+        IngestedBatch.store(token.id, batch)
+        connections.close_all()
+
+    await asyncio.to_thread(store_quietly)
+    deadline = time.monotonic() + 5
+    while "quiet" not in listener.peaks.per_agent() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert listener.peaks.per_agent() == {"quiet": 7e8}
+    await get_channel_layer().group_send(GROUP, {"type": "metrics.changed", "points": 1, "metrics": ["x"]})
+    message = await ws.receive_json_from(timeout=5)
+    await ws.disconnect()
+    assert top_agents(message) == {"quiet": 700.0}
+
+
+async def test_the_ingest_task_announces_each_agent_s_memory_peak():
+    from perfdash.api.models import ApiToken
+    from perfdash.ingest.batch import Batch
+    from perfdash.ingest.tasks import store_batch
+
+    cookie = await asyncio.to_thread(session_cookie)
+    ws = communicator(cookie)
+    assert (await ws.connect())[0]
+    listener = await listening_with_peaks()
+
+    def ingest() -> None:  # what the worker runs for a batch
+        token = ApiToken.issue("k", ["ingest"])[0]
+        series = [(metric, "node-1", "busy", "{}") for metric in ("agent_memory_bytes", "agent_response_ms")]
+        now = time.time()
+        batch = Batch("b", series, np.array([0, 0, 1], np.int32), np.full(3, now), np.array([3e8, 8e8, 1e9]))
+        store_batch(batch.to_message(token.id))
+        connections.close_all()
+
+    await asyncio.to_thread(ingest)
+    message = await ws.receive_json_from(timeout=5)
+    await ws.disconnect()
+    assert top_agents(message) == {"busy": 800.0}
+    assert listener.peaks.per_agent() == {"busy": 8e8}  # announced: no read since it was stored

@@ -1,0 +1,67 @@
+"""Memory per agent for the live pages, kept in each web process.
+
+The overview shows each agent's peak memory over the last five minutes; for a thousand agents
+reading that from the store was the longest part of every live update (~10 ms of SQL under
+load, bench/README.md). Instead, workers announce each committed batch's peaks per agent and
+minute (`Batch.peaks`), and each web process keeps them here, merged with a read of the store
+when it starts listening and every minute after, so a lost announcement heals within a minute.
+A peak is a maximum: a batch counted twice, once read and once announced, changes nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from perfdash.metrics import query
+from perfdash.metrics.query import Scope
+
+METRIC = "agent_memory_bytes"
+WINDOW_S = 300
+KEEP_S = 2 * WINDOW_S  # minutes older than this are dropped when the store is read again
+
+Peak = tuple[str, str, int, float]  # node, agent, minute start (Unix seconds), bytes
+
+
+def read(now: float | None = None) -> list[Peak]:
+    """Every agent's peaks per minute, from the store."""
+    return query.peaks(METRIC, KEEP_S, Scope(), now=now)
+
+
+class AgentPeaks:
+    """Per node and agent, the peak of each recent minute. Announcements arrive on the event
+    loop while live updates read on a worker thread: a lock keeps the two apart."""
+
+    def __init__(self) -> None:
+        self._minutes: dict[tuple[str, str], dict[int, float]] = {}
+        self._lock = threading.Lock()
+        self.complete = False  # holds every batch committed since this process started listening
+
+    def add(self, peaks: Iterable[Peak]) -> None:
+        with self._lock:
+            for node, agent, minute, value in peaks:
+                minutes = self._minutes.setdefault((node, agent), {})
+                if value > minutes.get(minute, float("-inf")):
+                    minutes[minute] = value
+
+    def drop_before(self, minute: int) -> None:
+        with self._lock:
+            for who, minutes in list(self._minutes.items()):
+                for m in [m for m in minutes if m < minute]:
+                    del minutes[m]
+                if not minutes:
+                    del self._minutes[who]
+
+    def per_agent(self, node: str = "", now: float | None = None) -> dict[str, float]:
+        """Each agent's peak over the window (on one node, if given), as the store's read of
+        the same window would give it."""
+        start, end = query.window(WINDOW_S, now)
+        out: dict[str, float] = {}
+        with self._lock:
+            for (n, agent), minutes in self._minutes.items():
+                if node and n != node:
+                    continue
+                values = [v for m, v in minutes.items() if start <= m < end]
+                if values and max(values) > out.get(agent, float("-inf")):
+                    out[agent] = max(values)
+        return out
