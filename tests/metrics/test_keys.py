@@ -88,3 +88,15 @@ def test_reads_within_pinned_share_one_look_for_new_keys(django_assert_num_queri
                 keys.members("agent_memory_bytes", "agent", query.FLEET)
         assert agents() == {"agent-1"}  # as when it began
     assert agents() == {"agent-1", "agent-2"}
+
+
+@pytest.mark.django_db
+def test_keys_from_before_the_counter_are_found():
+    with connection.cursor() as cur:  # as migration 0003 leaves a store: version 0, no counter row
+        cur.execute("DELETE FROM metrics_keyversion")
+        cur.execute(
+            "INSERT INTO metrics_rollupkey (metric, node, agent, tag_key, tag_value, version) "
+            "VALUES ('custom_metric', '', 'old-agent', '', '', 0)"
+        )
+    keys.forget()
+    assert names() == {"old-agent"}
