@@ -115,7 +115,7 @@ class Broadcast:
                 self.dirty = False
                 started, read_at = time.monotonic(), time.time()
                 live = Announcements.peaks_of(asyncio.get_running_loop())
-                data = await database_sync_to_async(panels.build)(self.view, parallel=True, live=live)
+                data = await database_sync_to_async(panels.build)(self.view, live)
                 self.computes.append(time.monotonic() - started)
                 await asyncio.sleep(max(0.0, self.last_send + MIN_INTERVAL_S - time.monotonic()))
                 self.last_send = time.monotonic()

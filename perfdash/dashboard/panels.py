@@ -6,16 +6,12 @@ whenever new points have been committed (at most once per second per page).
 
 from __future__ import annotations
 
-import contextvars
 import math
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from django.conf import settings
-from django.db import close_old_connections
 
 from perfdash.alerts.models import AlertState
 from perfdash.dashboard import capacity_page, peaks
@@ -81,63 +77,41 @@ class View:
         return tuple(asdict(self).values())
 
 
-def build(view: View, parallel: bool = False, live: AgentPeaks | None = None) -> dict:
-    """The page's data. `parallel` (the live path) runs the overview's independent reads on
-    reader threads with connections of their own: each committed-before-it-started, so only
-    for callers outside a transaction. `live`: memory per agent as this process keeps it
-    (peaks.py) instead of read from the store."""
+def build(view: View, live: AgentPeaks | None = None) -> dict:
+    """The page's data. `live`: memory per agent as this process keeps it (peaks.py) instead
+    of read from the store."""
     if view.page == "capacity":
         return capacity_page.build(view.growth, view.node)
     with keys.pinned():  # one look for new rollup keys, not one per read
         if view.page == "tools":
             return tools(view)
-        return overview(view, _on_reader if parallel else _here, live)
+        return overview(view, live)
 
 
-# About half of the live overview's compute is waiting for PostgreSQL, read by read; three
-# readers cut it from 25 to 19 ms at the median and from 51 to 35 ms at p90 (bench/README.md).
-_READERS = ThreadPoolExecutor(max_workers=3, thread_name_prefix="live-reads")
-
-
-def _on_reader(fn: Callable, *args) -> Future:
-    def run():
-        close_old_connections()  # like a request: an unusable or too old connection goes
-        try:
-            return fn(*args)
-        finally:
-            close_old_connections()
-
-    return _READERS.submit(contextvars.copy_context().run, run)  # with the pinned keys
-
-
-def _here(fn: Callable, *args) -> Future:
-    done: Future = Future()
-    done.set_result(fn(*args))
-    return done
-
-
-def overview(view: View, start: Callable[..., Future] = _here, live: AgentPeaks | None = None) -> dict:
-    # The longest read (a thousand agents' memory, unless kept live) first: on reader threads
-    # the page is ready when it is. This thread meanwhile reads the small things.
-    per_agent = start(memory, view, live)
-    pending = [start(latency, view, *m) for m in LATENCY]
+def overview(view: View, live: AgentPeaks | None = None) -> dict:
+    # The latency panels and the headline counts from one read of their keys over the window.
+    scope = view.scope()
+    shown = {metric: keys.ids(metric, view.scope(metric)) for metric, _ in LATENCY}
+    errors, every = keys.ids("errors_total", scope), keys.every_metric(scope)
+    wanted = sorted({*errors, *every, *(i for ids in shown.values() for i in ids)})
+    window = query.read_window(wanted, view.seconds, STEPS[view.window])
+    panels = [latency(window, shown[metric], metric, title) for metric, title in LATENCY]
     # Newest active-agent count per node (the collectors report it every few seconds).
     active = query.breakdown("active_agents", 120, "node", percentiles=False)
-    alerts = firing_alerts(view)
-    headline = kpis(view, active)
-    panels = [f.result() for f in pending]
     responses = panels[0]["stats"]["count"]  # agent_response_ms, the first of LATENCY
-    errors = headline["errors_per_s"] * view.seconds
+    error_count = window.sum(errors)
     data = {
         "view": asdict(view),
         "kpis": {
-            **headline,
-            "error_ratio": errors / responses if responses else None,
+            "active_agents": _active_agents(view, active),
+            "points_per_s": window.count(every) / window.elapsed,
+            "errors_per_s": error_count / window.elapsed,
+            "error_ratio": error_count / responses if responses else None,
             "responses": responses,
         },
-        "alerts": alerts,
+        "alerts": firing_alerts(view),
         "latency": panels,
-        "memory": per_agent.result(),
+        "memory": memory(view, live),
     }
     if not view.agent:
         data["nodes"] = nodes(view, active)
@@ -148,16 +122,6 @@ def overview(view: View, start: Callable[..., Future] = _here, live: AgentPeaks 
             "models": slowest(view, "llm_call_ms", "model"),
         }
     return data
-
-
-def kpis(view: View, active: dict) -> dict:
-    """Headline numbers (the error ratio needs the response-time panel's count: see overview)."""
-    scope = view.scope()
-    return {
-        "active_agents": _active_agents(view, active),
-        "points_per_s": query.total_rate(view.seconds, scope),
-        "errors_per_s": query.stats("errors_total", view.seconds, scope)["sum"] / view.seconds,
-    }
 
 
 def _active_agents(view: View, per_node: dict) -> int:
@@ -174,9 +138,9 @@ def nodes(view: View, active: dict) -> list[dict]:
     return [r for r in rows if not view.node or r["node"] == view.node]
 
 
-def latency(view: View, metric: str, title: str) -> dict:
+def latency(window: query.Window, ids: list[int], metric: str, title: str) -> dict:
     stats = ["p50", "p95", "p99"]
-    data = query.panel(metric, view.seconds, STEPS[view.window], stats, view.scope(metric), buckets=30)
+    data = window.panel(ids, stats, buckets=30)
     first = data["series"][stats[0]]
     series = {"t": [t for t, _ in first], **{s: [v for _, v in data["series"][s]] for s in stats}}
     return {

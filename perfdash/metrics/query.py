@@ -106,7 +106,6 @@ SELECT {select.format(t="d", p="minute")} FROM metrics_rollup_delta d
 
 
 _READ = _in_window(ROW_COLUMNS)
-_COUNT = f"SELECT coalesce(sum(n), 0) FROM ({_in_window('{t}.count AS n')}) w"
 # Per key, without the sketches: what a breakdown without percentiles needs, summed in PostgreSQL.
 _TOTALS = (
     "SELECT key_id, sum(n)::int8, sum(s)::float8, min(lo), max(hi) FROM ("
@@ -246,9 +245,69 @@ def panel(
     statistics and histogram (left empty with `buckets=0`), and `stats_wanted` per step (the
     window is aligned to the step)."""
     _check(metric)
+    _check_stats(stats_wanted)
+    ids = keys.ids(metric, scope)
+    return read_window(ids, window_s, step_s, now).panel(ids, stats_wanted, buckets)
+
+
+def _check_stats(stats_wanted: list[str]) -> None:
     for stat in stats_wanted:
         if stat not in STATS:
             raise QueryError("stat", f"stat must be one of {', '.join(STATS)}")
+
+
+@dataclass
+class Window:
+    """The rollup rows of several keys over one window, read together: a page's panels over
+    the same window share one read (one scan of the unfolded deltas instead of one each)."""
+
+    rows: Rows
+    start: int
+    end: int
+    step: int
+    now: float
+
+    def of(self, ids: list[int]) -> Rows:
+        return self.rows.where(np.isin(self.rows.key, ids))
+
+    def count(self, ids: list[int]) -> int:
+        return int(self.rows.count[np.isin(self.rows.key, ids)].sum())
+
+    def sum(self, ids: list[int]) -> float:
+        return float(self.rows.sum[np.isin(self.rows.key, ids)].sum())
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds of the window that have passed (it may end in the future)."""
+        return min(self.end, self.now) - self.start
+
+    def panel(self, ids: list[int], stats_wanted: list[str], buckets: int = 40) -> dict:
+        """The keys' statistics and histogram over the window (left empty with `buckets=0`),
+        and `stats_wanted` per step."""
+        _check_stats(stats_wanted)
+        rows, start, step = self.of(ids), self.start, self.step
+        steps = (self.end - start) // step
+        out = {stat: [0.0 if stat in ("count", "sum", "rate") else None] * steps for stat in stats_wanted}
+        result = {"stats": dict(EMPTY), "histogram": {"count": 0, "buckets": []}}
+        if len(rows.key) and buckets:
+            whole = _summaries(rows, np.zeros(len(rows.key), np.int64))
+            stats = _stat_values(whole, 0, self.end - start)
+            result = {"stats": stats, "histogram": _histogram(whole, buckets)}
+        if len(rows.key):
+            g = _summaries(rows, (rows.period - start) // step)
+            for i, bucket in enumerate(g.label):
+                if 0 <= bucket < steps:
+                    values = _stat_values(g, i, step)
+                    for stat in stats_wanted:
+                        out[stat][bucket] = values[stat]
+        result["series"] = {
+            stat: [(start + i * step, _clean(v)) for i, v in enumerate(vals)] for stat, vals in out.items()
+        }
+        return result
+
+
+def read_window(ids: list[int], window_s: int, step_s: int, now: float | None = None) -> Window:
+    """The rows of the keys `ids` over the window, aligned to `step_s`, in one read."""
     if step_s < 60 or step_s % 60:
         raise QueryError("step", "step must be a whole number of minutes")
     if window_s % step_s or window_s // step_s > MAX_SERIES_POINTS:
@@ -263,24 +322,7 @@ def panel(
                 f"{settings.MINUTE_ROLLUP_RETENTION_DAYS} days; use step=1h for this window",
             )
         h0 = h1 = end  # minute rows only
-    rows = read_rows(keys.ids(metric, scope), start, end, h0, h1)
-    steps = (end - start) // step_s
-    out = {stat: [0.0 if stat in ("count", "sum", "rate") else None] * steps for stat in stats_wanted}
-    result = {"stats": dict(EMPTY), "histogram": {"count": 0, "buckets": []}}
-    if len(rows.key) and buckets:
-        whole = _summaries(rows, np.zeros(len(rows.key), np.int64))
-        result = {"stats": _stat_values(whole, 0, end - start), "histogram": _histogram(whole, buckets)}
-    if len(rows.key):
-        g = _summaries(rows, (rows.period - start) // step_s)
-        for i, bucket in enumerate(g.label):
-            if 0 <= bucket < steps:
-                values = _stat_values(g, i, step_s)
-                for stat in stats_wanted:
-                    out[stat][bucket] = values[stat]
-    result["series"] = {
-        stat: [(start + i * step_s, _clean(v)) for i, v in enumerate(vals)] for stat, vals in out.items()
-    }
-    return result
+    return Window(read_rows(ids, start, end, h0, h1), start, end, step_s, now)
 
 
 def _clean(v: float | None) -> float | None:
@@ -363,15 +405,3 @@ def peaks(
     with binary_cursor() as cur:
         cur.execute(_PEAKS, {"keys": _array(sorted(by_id)), "start": start, "end": end, "h0": end, "h1": end})
         return [(by_id[k].node, by_id[k].agent, minute, hi) for k, minute, hi in cur.fetchall()]
-
-
-def total_rate(window_s: int, scope: Scope = FLEET, now: float | None = None) -> float:
-    """Points per second over all metrics in the scope (counts only: no sketch is read)."""
-    now = time.time() if now is None else now
-    start, end, h0, h1 = _bounds(window_s, now)
-    ids = keys.every_metric(scope)
-    if not ids:
-        return 0.0
-    with binary_cursor() as cur:
-        cur.execute(_COUNT, {"keys": _array(ids), "start": start, "end": end, "h0": h0, "h1": h1})
-        return float(cur.fetchone()[0]) / (min(end, now) - start)

@@ -8,7 +8,7 @@ import pytest
 from perfdash.api.models import ApiToken
 from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import IngestedBatch
-from perfdash.metrics import query
+from perfdash.metrics import keys, query
 from perfdash.metrics.query import QueryError, Scope
 
 NOW = time.time()
@@ -61,10 +61,12 @@ def test_breakdown_rejects_an_unknown_dimension(stored):
         query.breakdown("tool_execution_ms", 300, "colour", now=NOW)
 
 
-def test_total_rate_counts_every_metric_in_the_scope(stored):
+def test_one_window_read_counts_every_metric_in_the_scope(stored):
     elapsed = NOW - ((int(NOW) // 60 + 1) * 60 - 300)  # the window's last minute is still running
-    assert query.total_rate(300, now=NOW) == pytest.approx(60 / elapsed)
-    assert query.total_rate(300, Scope(node="node-2"), now=NOW) == pytest.approx(30 / elapsed)
+    for scope, points in [(query.FLEET, 60), (Scope(node="node-2"), 30)]:
+        ids = keys.every_metric(scope)
+        window = query.read_window(ids, 300, 60, now=NOW)
+        assert window.count(ids) == points and window.elapsed == pytest.approx(elapsed)
 
 
 @pytest.mark.parametrize("by", ["node", "agent", "tool"])
