@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from django.conf import settings
 
-from perfdash.alerts.models import AlertState
+from perfdash.alerts.models import AlertRule, AlertState
 from perfdash.dashboard import capacity_page, peaks
 from perfdash.dashboard.peaks import AgentPeaks
 from perfdash.metrics import keys, query
@@ -237,27 +237,32 @@ def tools(view: View) -> dict:
     return out
 
 
+# What the page shows of each firing alert, and where it comes from.
+_ALERT_COLUMNS = {
+    "rule": "rule__name",
+    "severity": "rule__severity",
+    "scope": "rule__scope",
+    "subject": "subject",
+    "value": "value",
+    "threshold": "rule__threshold",
+    "metric": "rule__metric",
+    "statistic": "rule__statistic",
+    "kind": "rule__kind",
+    "since": "since",
+}
+
+
 def firing_alerts(view: View) -> list[dict]:
     """Alerts firing now, worst first; on a node or agent page only that node's or agent's."""
-    states = AlertState.objects.filter(state=AlertState.State.FIRING, rule__enabled=True).select_related(
-        "rule"
-    )
+    states = AlertState.objects.filter(state=AlertState.State.FIRING, rule__enabled=True)
     if view.node or view.agent:
         states = states.filter(subject=view.agent or view.node)
-    rows = [
-        {
-            "rule": s.rule.name,
-            "severity": s.rule.severity,
-            "scope": s.rule.scope,
-            "subject": s.subject,
-            "value": s.value,
-            "threshold": s.rule.threshold,
-            "metric": s.rule.metric,
-            "statistic": s.rule.statistic,
-            # A forecast rule's value is the projected days until its target's limit.
-            "unit": "days" if s.rule.kind == s.rule.Kind.FORECAST else "",
-            "since": s.since.isoformat(),
-        }
-        for s in states.order_by("since")[:200]
-    ]
+    rows = []
+    # As plain values: a model instance per row was a third of a live update's compute.
+    for values in states.order_by("since").values_list(*_ALERT_COLUMNS.values())[:200]:
+        row = dict(zip(_ALERT_COLUMNS, values, strict=True))
+        # A forecast rule's value is the projected days until its target's limit.
+        row["unit"] = "days" if row.pop("kind") == AlertRule.Kind.FORECAST else ""
+        row["since"] = row["since"].isoformat()
+        rows.append(row)
     return sorted(rows, key=lambda r: r["severity"] != "critical")
