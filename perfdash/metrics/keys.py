@@ -4,9 +4,10 @@ The live dashboard looks keys up a dozen times a second (each latency panel, a t
 agents' memory, the headline counts); through the ORM that cost ~1.5 ms of CPU each. Keys are
 never deleted, only added, and each transaction that adds some numbers them with the next
 value of one counter row, which it locks first (store._create): such transactions commit in
-the order of their numbers, so a process that has every key up to number N only ever needs
-the keys numbered above N — one indexed query that finds none nearly every time. A page's
-dozen reads share one such query (`pinned`): under load each cost 1-2 ms (bench/README.md).
+the order of their numbers: once the counter reads N, every key numbered up to N is there to
+read. A process that has read them asks the counter, and only when it has moved on for the
+keys numbered above where it was (nearly never). A page's dozen reads share one look
+(`pinned`): under load each cost 1-2 ms (bench/README.md).
 """
 
 from __future__ import annotations
@@ -74,13 +75,12 @@ class _Index:
         return new
 
 
-# The counter first: while it is not past `seen` (nearly always) the key table is not looked at
-# (a one-time filter; the planner took a 1 ms scan of the table for the range on `version`).
-# Keys from before the counter have version 0 and no counter row.
+# Keys from before the counter have version 0 and no counter row. The counter also moves on
+# when a worker finds all its keys made meanwhile by another: numbers without keys.
+_COUNTER = "SELECT coalesce((SELECT version FROM metrics_keyversion WHERE id = 1), 0)"
 _NEWER = (
     "SELECT id, metric, node, agent, tag_key, tag_value, version FROM metrics_rollupkey "
-    "WHERE coalesce((SELECT version FROM metrics_keyversion WHERE id = 1), 0) > %(seen)s "
-    "AND version > %(seen)s"
+    "WHERE version > %s AND version <= %s"
 )
 _index = _Index()
 _lock = threading.Lock()
@@ -106,14 +106,16 @@ def _refreshed() -> _Index:
     global _index
     seen = _index.version
     with connection.cursor() as cur:
-        cur.execute(_NEWER, {"seen": seen})
+        cur.execute(_COUNTER)
+        counted = cur.fetchone()[0]
+        if counted <= seen:
+            return _index
+        cur.execute(_NEWER, [seen, counted])
         rows = cur.fetchall()
-    if rows:
-        with _lock:  # another thread may have added some of them meanwhile
-            index = _index
-            new = [r for r in rows if r[6] > index.version]
-            if new:
-                _index = index.extended(max(r[6] for r in new), [Key(*r[:6]) for r in new])
+    with _lock:  # another thread may have moved the index on meanwhile
+        index = _index
+        if counted > index.version:
+            _index = index.extended(counted, [Key(*r[:6]) for r in rows if r[6] > index.version])
     return _index
 
 

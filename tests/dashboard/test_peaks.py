@@ -55,9 +55,11 @@ def test_peaks_are_maxima_so_a_batch_seen_twice_changes_nothing():
     kept.add([("node-1", "a", minute, 5.0), ("node-1", "a", minute, 3.0)])
     assert kept.per_agent(now=NOW) == {"a": 8.0, "b": 1.0}
     assert kept.per_agent("node-2", now=NOW) == {"b": 1.0}
+    kept.add([("node-2", "b", minute, 2.0), ("node-2", "b", minute - peaks.WINDOW_S, 99.0)])
+    assert kept.per_agent(now=NOW) == {"a": 8.0, "b": 2.0}  # the second is before the window
     assert kept.per_agent(now=NOW + peaks.WINDOW_S) == {}  # out of the window
     kept.drop_before(minute)
-    assert kept.per_agent(now=NOW) == {"a": 5.0, "b": 1.0}
+    assert kept.per_agent(now=NOW) == {"a": 5.0, "b": 2.0}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -100,3 +100,18 @@ def test_keys_from_before_the_counter_are_found():
         )
     keys.forget()
     assert names() == {"old-agent"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_counter_moved_on_without_new_keys_is_looked_at_alone():
+    """A worker that finds its keys made meanwhile by another still takes a number: the index
+    must remember the counter, or every lookup from then on would search the key table."""
+    from django.test.utils import CaptureQueriesContext
+
+    names()
+    with writer() as conn:
+        conn.execute(keys.NEXT_VERSION)  # a number, and no key with it
+    names()  # catches up with the counter
+    with CaptureQueriesContext(connection) as queries:
+        assert names() == set()
+    assert [q["sql"] for q in queries] == [keys._COUNTER]
