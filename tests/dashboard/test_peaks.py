@@ -16,12 +16,12 @@ from perfdash.ingest.models import IngestedBatch
 NOW = time.time()
 
 
-def batch(batch_id: str, rows: list[tuple[str, str, float, float]]) -> Batch:
+def batch(batch_id: str, rows: list[tuple[str, str, float, float]], now: float) -> Batch:
     """rows: (node, agent, seconds ago, bytes) of agent_memory_bytes, plus one response time."""
     memory = sorted({("agent_memory_bytes", n, a, "{}") for n, a, _, _ in rows})
     series = [*memory, ("agent_response_ms", "node-1", "agent-1", "{}")]
     idx = [series.index(("agent_memory_bytes", n, a, "{}")) for n, a, _, _ in rows] + [len(series) - 1]
-    ts = [NOW - ago for _, _, ago, _ in rows] + [NOW]
+    ts = [now - ago for _, _, ago, _ in rows] + [now]
     value = [v for *_, v in rows] + [9e9]  # not memory: no peak
     return Batch(batch_id, series, np.array(idx, np.int32), np.array(ts), np.array(value))
 
@@ -65,6 +65,7 @@ def test_peaks_are_maxima_so_a_batch_seen_twice_changes_nothing():
 @pytest.mark.django_db(transaction=True)
 def test_kept_peaks_give_the_memory_panel_the_store_gives():
     token = ApiToken.issue("k", ["ingest"])[0]
+    now = time.time()  # the panel reads the window as of the clock
     b = batch(
         "b1",
         [
@@ -75,11 +76,12 @@ def test_kept_peaks_give_the_memory_panel_the_store_gives():
             ("node-2", "agent-3", 5, 2e8),
             ("node-2", "agent-1", 5, 6e8),  # the same agent on another node
         ],
+        now,
     )
-    IngestedBatch.store(token.id, b, now=NOW)
+    IngestedBatch.store(token.id, b, now=now)
     from_announcements, from_read = AgentPeaks(), AgentPeaks()
     from_announcements.add(b.peaks(peaks.METRIC))
-    from_read.add(peaks.read(now=NOW))
+    from_read.add(peaks.read(now=now))
     for view in (panels.View(window="5m"), panels.View(node="node-1"), panels.View(agent="agent-3")):
         stored = panels.memory(view)
         assert panels.memory(view, from_announcements) == stored
