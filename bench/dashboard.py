@@ -73,12 +73,17 @@ async def viewer(url: str, cookie: str, inbox: list, stop: asyncio.Event) -> Non
     async with websockets.connect(
         url, additional_headers={"Cookie": cookie, "Origin": "http://127.0.0.1"}, max_size=None
     ) as ws:
-        while not stop.is_set():
-            try:
-                raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
-            except TimeoutError:
-                continue
+        closing = asyncio.create_task(_close_on(stop, ws))
+        # Plain iteration: a wait_for per message made a task each for a hundred viewers in this
+        # one process ("sent -> the last viewer has it" mean 8 -> 7 ms).
+        async for raw in ws:
             inbox.append((time.time(), raw))  # parsed after the run: keep this loop light
+        await closing
+
+
+async def _close_on(stop: asyncio.Event, ws) -> None:
+    await stop.wait()
+    await ws.close()
 
 
 def live_setup() -> tuple[str, str]:
