@@ -19,9 +19,11 @@ from collections import deque
 from urllib.parse import parse_qs
 
 import orjson
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.db import connection
 
 from perfdash.dashboard import panels, peaks
 from perfdash.dashboard.peaks import AgentPeaks
@@ -115,7 +117,7 @@ class Broadcast:
                 self.dirty = False
                 started, read_at = time.monotonic(), time.time()
                 live = Announcements.peaks_of(asyncio.get_running_loop())
-                data = await database_sync_to_async(panels.build)(self.view, live)
+                data = await sync_to_async(_compute, thread_sensitive=True)(self.view, live)
                 self.computes.append(time.monotonic() - started)
                 await asyncio.sleep(max(0.0, self.last_send + MIN_INTERVAL_S - time.monotonic()))
                 self.last_send = time.monotonic()
@@ -130,6 +132,18 @@ class Broadcast:
             log.info("live push stopped: %s", type(exc).__name__)
         finally:
             self.task = None
+
+
+def _compute(view: panels.View, live: AgentPeaks | None) -> dict:
+    """The page's data, on the one thread that runs this process's database work. Not through
+    database_sync_to_async: that makes the next query first ask PostgreSQL whether the
+    connection still works, one more round trip in every update. A connection that fails is
+    dropped here instead, and the next update opens another."""
+    try:
+        return panels.build(view, live)
+    except Exception:
+        connection.close()
+        raise
 
 
 class Announcements:

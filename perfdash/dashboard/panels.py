@@ -89,30 +89,10 @@ def build(view: View, live: AgentPeaks | None = None) -> dict:
 
 
 def overview(view: View, live: AgentPeaks | None = None) -> dict:
-    # The latency panels and the headline counts from one read of their keys over the window.
-    scope = view.scope()
-    shown = {metric: keys.ids(metric, view.scope(metric)) for metric, _ in LATENCY}
-    errors, every = keys.ids("errors_total", scope), keys.every_metric(scope)
-    wanted = sorted({*errors, *every, *(i for ids in shown.values() for i in ids)})
-    window = query.read_window(wanted, view.seconds, STEPS[view.window])
-    panels = [latency(window, shown[metric], metric, title) for metric, title in LATENCY]
-    # Newest active-agent count per node (the collectors report it every few seconds).
-    active = query.breakdown("active_agents", 120, "node", percentiles=False)
-    responses = panels[0]["stats"]["count"]  # agent_response_ms, the first of LATENCY
-    error_count = window.sum(errors)
-    data = {
-        "view": asdict(view),
-        "kpis": {
-            "active_agents": _active_agents(view, active),
-            "points_per_s": window.count(every) / window.elapsed,
-            "errors_per_s": error_count / window.elapsed,
-            "error_ratio": error_count / responses if responses else None,
-            "responses": responses,
-        },
-        "alerts": firing_alerts(view),
-        "latency": panels,
-        "memory": memory(view, live),
-    }
+    # Slow-changing things first, and last the latency panels and headline counts (one read of
+    # their keys over the window) and memory: what changes every second is read nearest the send.
+    active = query.breakdown("active_agents", 120, "node", percentiles=False)  # newest per node
+    data = {"view": asdict(view), "alerts": firing_alerts(view)}
     if not view.agent:
         data["nodes"] = nodes(view, active)
     else:
@@ -121,6 +101,22 @@ def overview(view: View, live: AgentPeaks | None = None) -> dict:
             "tools": slowest(view, "tool_execution_ms", "tool"),
             "models": slowest(view, "llm_call_ms", "model"),
         }
+    scope = view.scope()
+    shown = {metric: keys.ids(metric, view.scope(metric)) for metric, _ in LATENCY}
+    errors, every = keys.ids("errors_total", scope), keys.every_metric(scope)
+    wanted = sorted({*errors, *every, *(i for ids in shown.values() for i in ids)})
+    window = query.read_window(wanted, view.seconds, STEPS[view.window])
+    data["latency"] = [latency(window, shown[metric], metric, title) for metric, title in LATENCY]
+    responses = data["latency"][0]["stats"]["count"]  # agent_response_ms, the first of LATENCY
+    error_count = window.sum(errors)
+    data["kpis"] = {
+        "active_agents": _active_agents(view, active),
+        "points_per_s": window.count(every) / window.elapsed,
+        "errors_per_s": error_count / window.elapsed,
+        "error_ratio": error_count / responses if responses else None,
+        "responses": responses,
+    }
+    data["memory"] = memory(view, live)
     return data
 
 
