@@ -137,13 +137,14 @@ class Broadcast:
 def _compute(view: panels.View, live: AgentPeaks | None) -> dict:
     """The page's data, on the one thread that runs this process's database work. Not through
     database_sync_to_async: that makes the next query first ask PostgreSQL whether the
-    connection still works, one more round trip in every update. A connection that fails is
-    dropped here instead, and the next update opens another."""
+    connection still works, one more round trip in every update. Instead a failure drops the
+    connection and tries once more on a new one (PostgreSQL restarted since the last update:
+    else that update, perhaps an hourly capacity one, would be lost)."""
     try:
         return panels.build(view, live)
     except Exception:
         connection.close()
-        raise
+        return panels.build(view, live)
 
 
 class Announcements:

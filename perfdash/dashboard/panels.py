@@ -89,8 +89,8 @@ def build(view: View, live: AgentPeaks | None = None) -> dict:
 
 
 def overview(view: View, live: AgentPeaks | None = None) -> dict:
-    # Slow-changing things first, and last the latency panels and headline counts (one read of
-    # their keys over the window) and memory: what changes every second is read nearest the send.
+    # Slow-changing things first, and last the latency panels and headline counts (two reads of
+    # the same window) and memory: what changes every second is read nearest the send.
     active = query.breakdown("active_agents", 120, "node", percentiles=False)  # newest per node
     data = {"view": asdict(view), "alerts": firing_alerts(view)}
     if not view.agent:
@@ -103,15 +103,17 @@ def overview(view: View, live: AgentPeaks | None = None) -> dict:
         }
     scope = view.scope()
     shown = {metric: keys.ids(metric, view.scope(metric)) for metric, _ in LATENCY}
-    errors, every = keys.ids("errors_total", scope), keys.every_metric(scope)
-    wanted = sorted({*errors, *every, *(i for ids in shown.values() for i in ids)})
-    window = query.read_window(wanted, view.seconds, STEPS[view.window])
+    window = query.read_window(
+        sorted({i for ids in shown.values() for i in ids}), view.seconds, STEPS[view.window]
+    )
     data["latency"] = [latency(window, shown[metric], metric, title) for metric, title in LATENCY]
     responses = data["latency"][0]["stats"]["count"]  # agent_response_ms, the first of LATENCY
-    error_count = window.sum(errors)
+    errors, every = keys.ids("errors_total", scope), keys.every_metric(scope)
+    totals = window.totals([*{*errors, *every}])
+    error_count = sum(totals.get(key, (0, 0.0))[1] for key in errors)
     data["kpis"] = {
         "active_agents": _active_agents(view, active),
-        "points_per_s": window.count(every) / window.elapsed,
+        "points_per_s": sum(totals.get(key, (0, 0.0))[0] for key in every) / window.elapsed,
         "errors_per_s": error_count / window.elapsed,
         "error_ratio": error_count / responses if responses else None,
         "responses": responses,

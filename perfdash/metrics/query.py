@@ -74,10 +74,13 @@ def _bounds(window_s: int, now: float, step_s: int = 60) -> tuple[int, int, int,
     start = end - window_s
     if start < now - settings.MINUTE_ROLLUP_RETENTION_DAYS * 86400 + 3600:
         start = start // 3600 * 3600
+    return start, end, *_hours(start, end)
+
+
+def _hours(start: int, end: int) -> tuple[int, int]:
+    """The whole hours [h0, h1) inside [start, end) (both `end` if there are none)."""
     h0, h1 = -(-start // 3600) * 3600, end // 3600 * 3600
-    if h0 >= h1:
-        h0 = h1 = end
-    return start, end, h0, h1
+    return (h0, h1) if h0 < h1 else (end, end)
 
 
 def window(window_s: int, now: float | None = None) -> tuple[int, int]:
@@ -259,7 +262,8 @@ def _check_stats(stats_wanted: list[str]) -> None:
 @dataclass
 class Window:
     """The rollup rows of several keys over one window, read together: a page's panels over
-    the same window share one read (one scan of the unfolded deltas instead of one each)."""
+    the same window share one read (one scan of the unfolded deltas instead of one each), and
+    its headline counts come from the same window (`totals`)."""
 
     rows: Rows
     start: int
@@ -270,11 +274,16 @@ class Window:
     def of(self, ids: list[int]) -> Rows:
         return self.rows.where(np.isin(self.rows.key, ids))
 
-    def count(self, ids: list[int]) -> int:
-        return int(self.rows.count[np.isin(self.rows.key, ids)].sum())
-
-    def sum(self, ids: list[int]) -> float:
-        return float(self.rows.sum[np.isin(self.rows.key, ids)].sum())
+    def totals(self, ids: list[int]) -> dict[int, tuple[int, float]]:
+        """(count, sum) per key over the same window for keys whose sketches are not needed:
+        added up in PostgreSQL, from hour rows where whole hours allow (another read)."""
+        if not ids:
+            return {}
+        h0, h1 = _hours(self.start, self.end)
+        params = {"keys": _array(sorted(ids)), "start": self.start, "end": self.end, "h0": h0, "h1": h1}
+        with binary_cursor() as cur:
+            cur.execute(_TOTALS, params)
+            return {key: (n, total) for key, n, total, _, _ in cur.fetchall()}
 
     @property
     def elapsed(self) -> float:

@@ -253,8 +253,9 @@ async def test_a_peak_never_announced_shows_once_the_store_is_read_again(monkeyp
     assert top_agents(message) == {"quiet": 700.0}
 
 
-async def test_the_ingest_task_announces_each_agent_s_memory_peak():
+async def test_the_ingest_task_announces_each_agent_s_memory_peak(monkeypatch):
     from perfdash.api.models import ApiToken
+    from perfdash.dashboard import peaks
     from perfdash.ingest.batch import Batch
     from perfdash.ingest.tasks import store_batch
 
@@ -271,8 +272,10 @@ async def test_the_ingest_task_announces_each_agent_s_memory_peak():
         store_batch(batch.to_message(token.id))
         connections.close_all()
 
+    reads = []
+    monkeypatch.setattr(peaks, "read", lambda: reads.append(1) or [])  # any re-read from here on
     await asyncio.to_thread(ingest)
     message = await ws.receive_json_from(timeout=5)
     await ws.disconnect()
     assert top_agents(message) == {"busy": 800.0}
-    assert listener.peaks.per_agent() == {"busy": 8e8}  # announced: no read since it was stored
+    assert listener.peaks.per_agent() == {"busy": 8e8} and reads == []  # so it was announced

@@ -58,6 +58,10 @@ def test_peaks_are_maxima_so_a_batch_seen_twice_changes_nothing():
     kept.add([("node-2", "b", minute, 2.0), ("node-2", "b", minute - peaks.WINDOW_S, 99.0)])
     assert kept.per_agent(now=NOW) == {"a": 8.0, "b": 2.0}  # the second is before the window
     assert kept.per_agent(now=NOW + peaks.WINDOW_S) == {}  # out of the window
+    first = int(NOW // 60) * 60 + 60 - peaks.WINDOW_S  # the window's first minute
+    edges = AgentPeaks()
+    edges.add([("node-1", "first", first, 1.0), ("node-1", "before", first - 60, 1.0)])
+    assert edges.per_agent(now=NOW) == {"first": 1.0}
     kept.drop_before(minute)
     assert kept.per_agent(now=NOW) == {"a": 5.0, "b": 2.0}
 
