@@ -48,6 +48,7 @@ def first_paint(repeat: int) -> None:
     client.force_login(user)
     pages = [
         ("overview, 1h", "/data/overview?window=1h"),
+        ("overview, 24h", "/data/overview?window=24h"),
         ("overview, 7d", "/data/overview?window=7d"),
         ("node, 7d", "/data/overview?window=7d&node=node-3"),
         ("agent, 7d", "/data/overview?window=7d&agent=agent-417"),
