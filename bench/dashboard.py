@@ -134,8 +134,8 @@ async def live(args: argparse.Namespace, token: str, cookie: str) -> None:
         answered: list[tuple[float, float]] = []  # (wall time of the 202, probe value)
         # The fleet in a process of its own, as it is in production: from a thread of this one it
         # held the GIL while viewers' updates arrived, and their arrival times with it.
-        pushing = multiprocessing.get_context("spawn").Event()
         spawn = multiprocessing.get_context("spawn")
+        pushing = spawn.Event()
         pusher = spawn.Process(target=push_fleet, args=(base, headers, pushing))
         pusher.start()
         compactor = asyncio.create_task(compact_like_beat(stop))

@@ -19,11 +19,12 @@ from collections import deque
 from urllib.parse import parse_qs
 
 import orjson
+import psycopg
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from perfdash.dashboard import panels, peaks
 from perfdash.dashboard.peaks import AgentPeaks
@@ -56,7 +57,6 @@ class Broadcast:
         self.last_send = 0.0
         self.computes: deque[float] = deque([0.05], maxlen=COMPUTE_SAMPLES)  # recent compute times
         self.task: asyncio.Task | None = None
-        self.sends: set[asyncio.Task] = set()
 
     @classmethod
     def join(cls, socket: LiveConsumer) -> Broadcast:
@@ -98,12 +98,12 @@ class Broadcast:
         socket joined but not yet accepted gets the next one too."""
         if not socket.accepted or socket.sending:
             return
+        # The socket holds its send task: asyncio alone would only hold it weakly.
         socket.sending = asyncio.create_task(socket.send(text_data=text))
-        self.sends.add(socket.sending)  # a task nothing refers to can be collected mid-send
         socket.sending.add_done_callback(lambda task: self._sent(socket, task))
 
-    def _sent(self, socket: LiveConsumer, task: asyncio.Task) -> None:
-        self.sends.discard(task)
+    @staticmethod
+    def _sent(socket: LiveConsumer, task: asyncio.Task) -> None:
         socket.sending = None
         if not task.cancelled():
             task.exception()  # a socket closing meanwhile: its disconnect cleans up
@@ -142,7 +142,7 @@ def _compute(view: panels.View, live: AgentPeaks | None) -> dict:
     else that update, perhaps an hourly capacity one, would be lost)."""
     try:
         return panels.build(view, live)
-    except Exception:
+    except (DatabaseError, psycopg.Error):  # psycopg's own: the binary cursors are not Django's
         connection.close()
         return panels.build(view, live)
 

@@ -139,15 +139,13 @@ def nodes(view: View, active: dict) -> list[dict]:
 def latency(window: query.Window, ids: list[int], metric: str, title: str) -> dict:
     stats = ["p50", "p95", "p99"]
     data = window.panel(ids, stats, buckets=30)
-    first = data["series"][stats[0]]
-    series = {"t": [t for t, _ in first], **{s: [v for _, v in data["series"][s]] for s in stats}}
     return {
         "metric": metric,
         "title": title,
         "target": settings.LATENCY_TARGETS.get(metric),
         "stats": data["stats"],
         "histogram": _rounded(data["histogram"]),
-        "series": series,
+        "series": _columns(data["series"], stats),
     }
 
 
@@ -161,10 +159,14 @@ def _rounded(histogram: dict) -> dict:
     return {**histogram, "buckets": buckets}
 
 
-def _series(metric: str, view: View, stats: list[str], scope: Scope | None = None) -> dict:
-    result = query.series_stats(metric, view.seconds, STEPS[view.window], stats, scope or view.scope(metric))
-    first = result[stats[0]]
-    return {"t": [t for t, _ in first], **{s: [v for _, v in result[s]] for s in stats}}
+def _series(metric: str, view: View, stats: list[str]) -> dict:
+    result = query.series_stats(metric, view.seconds, STEPS[view.window], stats, view.scope(metric))
+    return _columns(result, stats)
+
+
+def _columns(series: dict[str, list[tuple[int, float | None]]], stats: list[str]) -> dict:
+    """{"t": [...], stat: [...]} from (time, value) pairs per stat: what the charts take."""
+    return {"t": [t for t, _ in series[stats[0]]], **{s: [v for _, v in series[s]] for s in stats}}
 
 
 def memory(view: View, live: AgentPeaks | None = None) -> dict:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import Iterable
 
 from channels.layers import get_channel_layer
 
@@ -21,7 +22,7 @@ _loop_pid: int | None = None
 _lock = threading.Lock()
 
 
-def points_committed(points: int, metrics: list[str], memory: list[tuple] = ()) -> None:
+def points_committed(points: int, metrics: list[str], memory: Iterable[tuple] = ()) -> None:
     """A compact delta: how many points, of which metrics, and the peak memory of each agent
     in it per minute (live pages keep memory per agent from these: peaks.py)."""
     _send({"type": "metrics.changed", "points": points, "metrics": metrics, "memory": list(memory)})

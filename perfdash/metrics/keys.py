@@ -147,16 +147,12 @@ def _ids(index: _Index, metric: str, node: str, agent: str, tag: tuple[str, str]
 def members(metric: str, by: str, scope: Scope) -> list[tuple[int, str]]:
     """(key id, name) of a breakdown's keys: per node or per agent within the scope's tag
     (and node), or per value of the dimension tag `by` within the scope's node or agent."""
+    if by == "agent":
+        return [(k.id, k.agent) for k in agents(metric, scope)]
     index = _current()
     tag = (scope.tag_key, scope.tag_value)
     if by == "node":
         return [(k.id, k.node) for k in index.groups.get((metric, scope.tag_key, "node"), []) if k[4:] == tag]
-    if by == "agent":
-        return [
-            (k.id, k.agent)
-            for k in index.groups.get((metric, scope.tag_key, "agent"), [])
-            if k[4:] == tag and (not scope.node or k.node == scope.node)
-        ]
     if scope.agent:
         keys = [k for k in index.of_agent.get((metric, scope.agent), []) if k.tag_key == by]
         return [(k.id, k.tag_value) for k in keys if not scope.node or k.node == scope.node]
@@ -164,9 +160,14 @@ def members(metric: str, by: str, scope: Scope) -> list[tuple[int, str]]:
     return [(k.id, k.tag_value) for k in index.groups.get((metric, by, level), []) if k.node == scope.node]
 
 
-def agents(metric: str, node: str = "") -> list[Key]:
-    """The untagged agent-level keys of a metric (on one node, if given)."""
-    return [k for k in _current().groups.get((metric, "", "agent"), []) if not node or k.node == node]
+def agents(metric: str, scope: Scope) -> list[Key]:
+    """The agent-level keys of a metric within the scope's tag and node."""
+    tag = (scope.tag_key, scope.tag_value)
+    return [
+        k
+        for k in _current().groups.get((metric, scope.tag_key, "agent"), [])
+        if k[4:] == tag and (not scope.node or k.node == scope.node)
+    ]
 
 
 def every_metric(scope: Scope) -> list[int]:
