@@ -264,9 +264,9 @@ def load_history() -> float:
     from django.db import connection
 
     from perfdash.api.models import ApiToken
-    from perfdash.ingest.batch import Batch
     from perfdash.ingest.models import IngestedBatch
     from perfdash.metrics import compact
+    from perfdash.metrics.batch import Batch
 
     common.reset_store()
     with connection.cursor() as cur:

@@ -22,7 +22,7 @@ from perfdash.alerts.decide import COMPARE, Current, Observation, Spec, decide
 from perfdash.alerts.models import AlertEvent, AlertRule, AlertState, Silence
 from perfdash.forecasting.models import CapacityForecast
 from perfdash.metrics import query
-from perfdash.metrics.query import Scope, UnknownMetric
+from perfdash.metrics.scope import Scope, UnknownMetric
 
 
 def spec_of(rule: AlertRule) -> Spec:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from perfdash.alerts import delivery, engine
-from perfdash.dashboard import publish
+from perfdash.live import publish
 
 
 @shared_task(name="alerts.evaluate", queue="alerts", ignore_result=True)

@@ -28,7 +28,7 @@ from django.db import DatabaseError, connection
 
 from perfdash.dashboard import panels, peaks
 from perfdash.dashboard.peaks import AgentPeaks
-from perfdash.dashboard.publish import GROUP
+from perfdash.live.publish import GROUP
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL_S = 1.0

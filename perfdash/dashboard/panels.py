@@ -17,7 +17,7 @@ from perfdash.alerts.models import AlertRule, AlertState
 from perfdash.dashboard import capacity_page, peaks
 from perfdash.dashboard.peaks import AgentPeaks
 from perfdash.metrics import keys, query
-from perfdash.metrics.query import Scope
+from perfdash.metrics.scope import Scope
 
 PAGES = ("overview", "tools", "capacity")
 WINDOWS = {"5m": 300, "1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}

@@ -3,7 +3,7 @@
 The overview shows each agent's peak memory over the last five minutes; for a thousand agents
 reading that from the store was the longest part of every live update (~10 ms of SQL under
 load, bench/README.md). Instead, workers announce each committed batch's peaks per agent and
-minute (`Batch.peaks`), and each web process keeps them here, merged with a read of the store
+minute (`perfdash.live.peaks`), and each web process keeps them here, merged with a read of the store
 when it starts listening and every minute after, so a lost announcement heals within a minute.
 A peak is a maximum: a batch counted twice, once read and once announced, changes nothing.
 """
@@ -13,14 +13,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
+from perfdash.live.peaks import METRIC, Peak
 from perfdash.metrics import query
-from perfdash.metrics.query import Scope
+from perfdash.metrics.scope import Scope
 
-METRIC = "agent_memory_bytes"
 WINDOW_S = 300
 KEEP_S = 2 * WINDOW_S  # minutes older than this are dropped when the store is read again
-
-Peak = tuple[str, str, int, float]  # node, agent, minute start (Unix seconds), bytes
 
 
 def read(now: float | None = None) -> list[Peak]:

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_POST
 from perfdash.dashboard import panels
 from perfdash.forecasting.models import CapacityForecast
 from perfdash.forecasting.tasks import refit as refit_task
-from perfdash.metrics.query import QueryError
+from perfdash.metrics.scope import QueryError
 
 
 def _page(request, template: str, **fixed: str):

@@ -14,7 +14,7 @@ import numpy as np
 from django.db import connection
 
 from perfdash.metrics import query
-from perfdash.metrics.query import UnknownMetric
+from perfdash.metrics.scope import UnknownMetric
 
 DAY_S = 86_400
 HOURLY_AFTER_S = 2 * DAY_S

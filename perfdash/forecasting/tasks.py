@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from perfdash.dashboard import publish
 from perfdash.forecasting import capacity
+from perfdash.live import publish
 
 
 @shared_task(name="forecast.refit", queue="forecast", ignore_result=True)

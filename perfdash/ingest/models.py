@@ -4,8 +4,8 @@ import time
 
 from django.db import connection, models, transaction
 
-from perfdash.ingest.batch import Batch
 from perfdash.metrics import store
+from perfdash.metrics.batch import Batch
 
 
 class IngestedBatch(models.Model):

@@ -6,10 +6,10 @@ import psycopg
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from perfdash.dashboard import peaks, publish
-from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import FailedBatch, IngestedBatch
+from perfdash.live import peaks, publish
 from perfdash.metrics import partitions
+from perfdash.metrics.batch import Batch
 
 log = logging.getLogger(__name__)
 # The database is away (restart, failover, dropped connection). COPY raises psycopg's own
@@ -45,4 +45,4 @@ def store_batch(message: dict) -> None:
         return
     if written:  # after the commit: live dashboards may now read these points
         metrics = sorted({s[0] for s in batch.series})
-        publish.points_committed(len(batch), metrics, batch.peaks(peaks.METRIC))
+        publish.points_committed(len(batch), metrics, peaks.of_batch(batch))

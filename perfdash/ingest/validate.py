@@ -20,7 +20,7 @@ import msgspec
 import numpy as np
 import orjson
 
-from perfdash.ingest.batch import Batch, SeriesKey
+from perfdash.metrics.batch import Batch, SeriesKey
 
 METRIC_OR_TAG_KEY = re.compile(r"[a-zA-Z_][a-zA-Z0-9_.]*\Z")
 # Node, agent and tag values are free text (escaped wherever shown) but not control chars.

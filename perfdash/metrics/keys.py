@@ -16,12 +16,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from django.db import connection
 
-if TYPE_CHECKING:
-    from perfdash.metrics.query import Scope
+from perfdash.metrics.scope import Scope
 
 # The counter lives in a table of its own, outside the ORM, so that emptying the key table
 # (tests flush the database under long-running servers) never takes the count backwards.

@@ -19,6 +19,7 @@ from perfdash.lib.pg import binary_cursor
 from perfdash.metrics import keys
 from perfdash.metrics.models import DIMENSION_TAGS, WELL_KNOWN_METRICS
 from perfdash.metrics.rollup import ROW_COLUMNS, Groups, Rows, combine
+from perfdash.metrics.scope import FLEET, QueryError, Scope, UnknownMetric
 from perfdash.metrics.sketch import key_values, quantiles
 
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
@@ -26,36 +27,6 @@ STATS = ("count", "min", "max", "avg", "sum", "rate", *PERCENTILES)
 MAX_SERIES_POINTS = 1500
 
 
-class QueryError(ValueError):
-    """A parameter that cannot be answered; `param` names it."""
-
-    def __init__(self, param: str, message: str):
-        super().__init__(message)
-        self.param = param
-
-
-class UnknownMetric(LookupError):
-    pass
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which part of the fleet: everything (the default), a node, an agent, and optionally
-    one dimension tag (tool, model, provider or op)."""
-
-    node: str = ""
-    agent: str = ""
-    tag_key: str = ""
-    tag_value: str = ""
-
-    def __post_init__(self) -> None:
-        if self.tag_key and self.tag_key not in DIMENSION_TAGS:
-            raise QueryError(
-                f"tag.{self.tag_key}", f"only these tags can filter: {', '.join(DIMENSION_TAGS)}"
-            )
-
-
-FLEET = Scope()
 
 
 def known_metric(metric: str) -> bool:

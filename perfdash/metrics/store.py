@@ -13,8 +13,8 @@ import orjson
 from django.conf import settings
 from django.db import connection, transaction
 
-from perfdash.ingest.batch import Batch, SeriesKey
 from perfdash.metrics import copydata, keys, partitions
+from perfdash.metrics.batch import Batch, SeriesKey
 from perfdash.metrics.models import DIMENSION_TAGS
 from perfdash.metrics.rollup import group_label, group_values
 

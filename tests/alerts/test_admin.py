@@ -11,8 +11,8 @@ import pytest
 
 from perfdash.alerts.models import AlertEvent, AlertRule, NotificationChannel
 from perfdash.api.models import ApiToken
-from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import IngestedBatch
+from perfdash.metrics.batch import Batch
 
 SECRET = "/services/T1/B2/very-secret-token"
 

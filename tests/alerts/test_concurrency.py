@@ -12,8 +12,8 @@ from django.db import connection
 from perfdash.alerts import delivery, engine
 from perfdash.alerts.models import AlertRule, Delivery, NotificationChannel
 from perfdash.api.models import ApiToken
-from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import IngestedBatch
+from perfdash.metrics.batch import Batch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,8 +14,8 @@ from perfdash.alerts import engine
 from perfdash.alerts.models import AlertRule, Delivery, NotificationChannel
 from perfdash.alerts.tasks import deliver
 from perfdash.api.models import ApiToken
-from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import IngestedBatch
+from perfdash.metrics.batch import Batch
 from tests.conftest import start_worker, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -14,8 +14,8 @@ from django.db import connection
 from perfdash.alerts import engine
 from perfdash.alerts.models import AlertEvent, AlertRule, AlertState, Silence
 from perfdash.api.models import ApiToken
-from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import IngestedBatch
+from perfdash.metrics.batch import Batch
 
 NOW = time.time() // 60 * 60 + 30  # mid-minute: windows line up with what the test stored
 

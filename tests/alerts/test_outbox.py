@@ -12,8 +12,8 @@ import pytest
 from perfdash.alerts import delivery, engine
 from perfdash.alerts.models import AlertEvent, AlertRule, Delivery, NotificationChannel, Silence
 from perfdash.api.models import ApiToken
-from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import IngestedBatch
+from perfdash.metrics.batch import Batch
 
 NOW = time.time() // 60 * 60 + 30
 

@@ -9,8 +9,8 @@ import pytest
 from channels.layers import get_channel_layer
 
 from perfdash.api.models import ApiToken
-from perfdash.dashboard.publish import GROUP, forecasts_changed
 from perfdash.forecasting import capacity
+from perfdash.live.publish import GROUP, forecasts_changed
 from tests.dashboard.test_consumers import communicator, session_cookie
 from tests.forecasting.conftest import NOW, Fleet
 

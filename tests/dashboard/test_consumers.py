@@ -15,7 +15,7 @@ from django.db import connections
 from django.test import Client
 
 from perfdash.asgi import application
-from perfdash.dashboard.publish import GROUP, points_committed
+from perfdash.live.publish import GROUP, points_committed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
@@ -88,7 +88,7 @@ async def test_the_worker_side_announcement_reaches_the_socket():
 
 
 async def test_an_alert_transition_refreshes_the_page():
-    from perfdash.dashboard.publish import alerts_changed
+    from perfdash.live.publish import alerts_changed
 
     cookie = await asyncio.to_thread(session_cookie)
     ws = communicator(cookie)
@@ -226,8 +226,8 @@ async def test_live_memory_comes_from_the_announcements_not_a_read_per_update():
 async def test_a_peak_never_announced_shows_once_the_store_is_read_again(monkeypatch):
     from perfdash.api.models import ApiToken
     from perfdash.dashboard import consumers
-    from perfdash.ingest.batch import Batch
     from perfdash.ingest.models import IngestedBatch
+    from perfdash.metrics.batch import Batch
 
     monkeypatch.setattr(consumers, "PEAKS_READ_S", 0.3)
     cookie = await asyncio.to_thread(session_cookie)
@@ -256,8 +256,8 @@ async def test_a_peak_never_announced_shows_once_the_store_is_read_again(monkeyp
 async def test_the_ingest_task_announces_each_agent_s_memory_peak(monkeypatch):
     from perfdash.api.models import ApiToken
     from perfdash.dashboard import peaks
-    from perfdash.ingest.batch import Batch
     from perfdash.ingest.tasks import store_batch
+    from perfdash.metrics.batch import Batch
 
     cookie = await asyncio.to_thread(session_cookie)
     ws = communicator(cookie)

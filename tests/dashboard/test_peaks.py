@@ -10,8 +10,9 @@ import pytest
 from perfdash.api.models import ApiToken
 from perfdash.dashboard import panels, peaks
 from perfdash.dashboard.peaks import AgentPeaks
-from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import IngestedBatch
+from perfdash.live import peaks as live_peaks
+from perfdash.metrics.batch import Batch
 
 NOW = time.time()
 
@@ -40,12 +41,12 @@ def test_a_batch_s_peaks_are_each_agent_s_maximum_per_minute():
         np.array([minute + 1, minute + 2, minute + 59, minute - 1, minute + 5, minute + 3]),
         np.array([5.0, 9.0, 7.0, 4.0, 3.0, 1e9]),
     )
-    assert sorted(b.peaks("agent_memory_bytes")) == [
+    assert sorted(live_peaks.of_batch(b)) == [
         ("node-1", "a", minute, 9.0),
         ("node-2", "b", minute - 60, 4.0),
         ("node-2", "b", minute, 3.0),
     ]
-    assert b.peaks("tokens_total") == []
+    assert live_peaks.of_batch(b, "tokens_total") == []
 
 
 def test_peaks_are_maxima_so_a_batch_seen_twice_changes_nothing():
@@ -84,7 +85,7 @@ def test_kept_peaks_give_the_memory_panel_the_store_gives():
     )
     IngestedBatch.store(token.id, b, now=now)
     from_announcements, from_read = AgentPeaks(), AgentPeaks()
-    from_announcements.add(b.peaks(peaks.METRIC))
+    from_announcements.add(live_peaks.of_batch(b))
     from_read.add(peaks.read(now=now))
     for view in (panels.View(window="5m"), panels.View(node="node-1"), panels.View(agent="agent-3")):
         stored = panels.memory(view)

@@ -9,8 +9,8 @@ import pytest
 from django.contrib.auth.models import User
 
 from perfdash.api.models import ApiToken
-from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import IngestedBatch
+from perfdash.metrics.batch import Batch
 
 SCRIPT = '<script>alert("x")</script>'
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from perfdash.api.models import ApiToken
-from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import IngestedBatch
 from perfdash.metrics import compact
+from perfdash.metrics.batch import Batch
 
 HOUR = 3600
 NOW = (time.time() // HOUR) * HOUR + 1800  # half past an hour: the running hour is left out

@@ -9,9 +9,9 @@ from django.core.management import call_command
 from django.db import connection
 
 from perfdash.api.models import ApiToken
-from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import FailedBatch, IngestedBatch
 from perfdash.ingest.tasks import store_batch
+from perfdash.metrics.batch import Batch
 
 
 def message(token_id: int, batch_id: str = "kept") -> dict:

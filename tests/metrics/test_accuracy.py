@@ -9,10 +9,10 @@ import pytest
 from django.db import connection
 
 from perfdash.api.models import ApiToken
-from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import IngestedBatch
 from perfdash.metrics import compact, query
-from perfdash.metrics.query import Scope
+from perfdash.metrics.batch import Batch
+from perfdash.metrics.scope import Scope
 
 NOW = time.time()
 

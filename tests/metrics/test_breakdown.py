@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from perfdash.api.models import ApiToken
-from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import IngestedBatch
 from perfdash.metrics import keys, query
-from perfdash.metrics.query import QueryError, Scope
+from perfdash.metrics.batch import Batch
+from perfdash.metrics.scope import QueryError, Scope
 
 NOW = time.time()
 

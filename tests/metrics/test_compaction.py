@@ -10,9 +10,9 @@ import pytest
 from django.db import connection
 
 from perfdash.api.models import ApiToken
-from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import IngestedBatch
 from perfdash.metrics import compact, query
+from perfdash.metrics.batch import Batch
 from perfdash.metrics.tasks import compact_rollups
 from tests.conftest import wait_until
 

@@ -10,9 +10,9 @@ import pytest
 from django.db import connection
 
 from perfdash.api.models import ApiToken
-from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import IngestedBatch
 from perfdash.metrics import partitions
+from perfdash.metrics.batch import Batch
 from perfdash.metrics.tasks import enforce_retention
 
 SERIES = [("agent_response_ms", "node-1", "agent-1", "{}")]

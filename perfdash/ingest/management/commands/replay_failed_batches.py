@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from perfdash.ingest.batch import Batch
 from perfdash.ingest.models import FailedBatch, IngestedBatch
+from perfdash.metrics.batch import Batch
 
 
 class Command(BaseCommand):

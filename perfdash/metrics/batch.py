@@ -38,26 +38,6 @@ class Batch:
             "value": _pack(self.value.astype("<f8")),
         }
 
-    def peaks(self, metric: str) -> list[tuple[str, str, int, float]]:
-        """(node, agent, minute start in Unix seconds, maximum) of one metric's points: what
-        the agent-level rollups of this batch add to each minute's maximum."""
-        wanted = np.array([s[0] == metric for s in self.series])[self.series_idx]
-        if not wanted.any():
-            return []
-        node_agent = sorted({s[1:3] for s in self.series if s[0] == metric})
-        slot = {na: i for i, na in enumerate(node_agent)}
-        of_series = np.array([slot.get(s[1:3], -1) for s in self.series])
-        who, minute = of_series[self.series_idx[wanted]], (self.ts[wanted] // 60).astype(np.int64)
-        value = self.value[wanted]
-        order = np.lexsort((value, minute, who))  # each (who, minute) group ends on its maximum
-        last = np.ones(len(order), bool)
-        last[:-1] = (np.diff(who[order]) != 0) | (np.diff(minute[order]) != 0)
-        top = order[last]
-        return [
-            (*node_agent[w], m * 60, v)
-            for w, m, v in zip(who[top].tolist(), minute[top].tolist(), value[top].tolist(), strict=True)
-        ]
-
     @classmethod
     def from_message(cls, msg: dict) -> Batch:
         return cls(
