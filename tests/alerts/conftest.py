@@ -53,7 +53,8 @@ class Receiver:
 
     status: int = 200
     answer: bytes = b"ok"
-    trickle: bool = False  # send the answer's body a byte at a time, slowly
+    trickle: bool = False  # send the first 20 bytes of the answer's body a byte at a time, slowly
+    dribbled: int = 0  # bytes of a trickled answer written so far
     requests: list[dict] = field(default_factory=list)
 
 
@@ -66,15 +67,16 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(receiver.answer)))
         self.end_headers()
         if receiver.trickle:
-            self.dribble(receiver.answer)
+            self.dribble(receiver)
         else:
             self.wfile.write(receiver.answer)
 
-    def dribble(self, answer: bytes) -> None:
+    def dribble(self, receiver: Receiver) -> None:
         try:
-            for byte in answer[:20]:
+            for byte in receiver.answer[:20]:
                 self.wfile.write(bytes([byte]))
                 self.wfile.flush()
+                receiver.dribbled += 1
                 time.sleep(0.2)
         except OSError:
             pass  # the client gave up, as it should
