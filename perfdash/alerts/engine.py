@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from perfdash.alerts.decide import COMPARE, Current, Observation, Spec, decide
 from perfdash.alerts.models import AlertEvent, AlertRule, AlertState, Silence
 from perfdash.forecasting.models import CapacityForecast
+from perfdash.lib.durations import DAY_S
 from perfdash.metrics import query
 from perfdash.metrics.scope import Scope, UnknownMetric
 
@@ -104,7 +105,7 @@ def _projected(rule: AlertRule, now: float) -> Observed:
 def _days(ok: bool, at: datetime | None, now: float) -> float:
     if not ok:
         return np.nan
-    return np.inf if at is None else (at.timestamp() - now) / 86400
+    return np.inf if at is None else (at.timestamp() - now) / DAY_S
 
 
 def _read(rule: AlertRule, by: str, now: float, percentiles: bool) -> dict[str, dict]:

@@ -3,7 +3,9 @@ from __future__ import annotations
 import re
 
 _DURATION = re.compile(r"(\d+)([smhd])\Z")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+HOUR_S = 3600
+DAY_S = 24 * HOUR_S
+_UNIT = {"s": 1, "m": 60, "h": HOUR_S, "d": DAY_S}
 
 
 def parse_duration(text: str) -> int:

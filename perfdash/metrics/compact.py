@@ -17,6 +17,7 @@ import numpy as np
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
+from perfdash.lib.durations import DAY_S
 from perfdash.lib.pg import binary_cursor
 from perfdash.metrics import copydata, partitions
 from perfdash.metrics.rollup import ROW_COLUMNS, Rows, group_label
@@ -75,21 +76,21 @@ def _ensure_partitions() -> None:
         "metrics_rollup_hour": settings.ROLLUP_RETENTION_DAYS,
     }
     for table, days in floors.items():
-        first = max(float(lo), time.time() - days * 86400)
+        first = max(float(lo), time.time() - days * DAY_S)
         if first <= float(hi):
             partitions.ensure(
                 table,
                 [
-                    datetime.fromtimestamp(d * 86400, UTC).date()
-                    for d in range(int(first // 86400), int(float(hi) // 86400) + 1)
+                    datetime.fromtimestamp(d * DAY_S, UTC).date()
+                    for d in range(int(first // DAY_S), int(float(hi) // DAY_S) + 1)
                 ],
             )
 
 
 def _fold(chunk: int) -> int:
     now = time.time()
-    minute_floor = now - settings.MINUTE_ROLLUP_RETENTION_DAYS * 86400
-    hour_floor = now - settings.ROLLUP_RETENTION_DAYS * 86400
+    minute_floor = now - settings.MINUTE_ROLLUP_RETENTION_DAYS * DAY_S
+    hour_floor = now - settings.ROLLUP_RETENTION_DAYS * DAY_S
     with transaction.atomic():
         cur = binary_cursor()
         cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [_LOCK_ID])
@@ -113,7 +114,7 @@ def _merge_into(cur, table: str, column: str, period_seconds: int, delta: Rows) 
     if not len(delta.key):
         return
     periods = delta.period // period_seconds * period_seconds
-    days = {datetime.fromtimestamp(int(d) * 86400, UTC).date() for d in np.unique(periods // 86400)}
+    days = {datetime.fromtimestamp(int(d) * DAY_S, UTC).date() for d in np.unique(periods // DAY_S)}
     partitions.ensure(table, days)
     targets = np.unique(group_label(delta.key, periods))
     cur.execute(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 
+from perfdash.lib.durations import DAY_S
 from perfdash.lib.pg import binary_cursor
 from perfdash.metrics import keys
 from perfdash.metrics.models import DIMENSION_TAGS, WELL_KNOWN_METRICS
@@ -25,8 +26,6 @@ from perfdash.metrics.sketch import key_values, quantiles
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 STATS = ("count", "min", "max", "avg", "sum", "rate", *PERCENTILES)
 MAX_SERIES_POINTS = 1500
-
-
 
 
 def known_metric(metric: str) -> bool:
@@ -43,7 +42,7 @@ def _bounds(window_s: int, now: float, step_s: int = 60) -> tuple[int, int, int,
     Windows older than the minute-rollup retention start on an hour."""
     end = (int(now) // step_s + 1) * step_s
     start = end - window_s
-    if start < now - settings.MINUTE_ROLLUP_RETENTION_DAYS * 86400 + 3600:
+    if start < now - settings.MINUTE_ROLLUP_RETENTION_DAYS * DAY_S + 3600:
         start = start // 3600 * 3600
     return start, end, *_hours(start, end)
 
@@ -292,7 +291,7 @@ def read_window(ids: list[int], window_s: int, step_s: int, now: float | None = 
     now = time.time() if now is None else now
     start, end, h0, h1 = _bounds(window_s, now, step_s)
     if step_s % 3600:
-        if start < now - settings.MINUTE_ROLLUP_RETENTION_DAYS * 86400:
+        if start < now - settings.MINUTE_ROLLUP_RETENTION_DAYS * DAY_S:
             raise QueryError(
                 "step",
                 "steps under 1h are kept for "

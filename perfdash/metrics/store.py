@@ -13,6 +13,7 @@ import orjson
 from django.conf import settings
 from django.db import connection, transaction
 
+from perfdash.lib.durations import DAY_S
 from perfdash.metrics import copydata, keys, partitions
 from perfdash.metrics.batch import Batch, SeriesKey
 from perfdash.metrics.models import DIMENSION_TAGS
@@ -98,14 +99,14 @@ def forget() -> None:
 
 
 def _days(unix_seconds: np.ndarray) -> list[date]:
-    days = np.unique((unix_seconds // 86400).astype(np.int64))
-    return [datetime.fromtimestamp(int(d) * 86400, UTC).date() for d in days]
+    days = np.unique((unix_seconds // DAY_S).astype(np.int64))
+    return [datetime.fromtimestamp(int(d) * DAY_S, UTC).date() for d in days]
 
 
 def prepare(batch: Batch, now: float) -> tuple[np.ndarray, np.ndarray]:
     """Everything a write needs that must happen outside its transaction."""
     series_ids, level_keys = resolve(batch.series)
-    fresh = batch.ts >= now - settings.RAW_RETENTION_DAYS * 86400
+    fresh = batch.ts >= now - settings.RAW_RETENTION_DAYS * DAY_S
     partitions.ensure("metrics_point", _days(batch.ts[fresh]))
     return series_ids, level_keys
 
@@ -115,7 +116,7 @@ def copy_data(
 ) -> tuple[bytes | None, bytes]:
     """Binary COPY streams of a batch: its raw points (None if all are older than the raw
     retention) and one rollup delta per (rollup key, minute) it touches."""
-    fresh = batch.ts >= now - settings.RAW_RETENTION_DAYS * 86400
+    fresh = batch.ts >= now - settings.RAW_RETENTION_DAYS * DAY_S
     raw = None
     if fresh.any():
         raw = copydata.raw_points(batch.ts[fresh], series_ids[batch.series_idx[fresh]], batch.value[fresh])
