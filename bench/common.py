@@ -14,7 +14,6 @@ import numpy as np
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/perfdash_bench")
 # The query benchmark keeps its large data set in a database of its own between runs.
 QUERY_BENCH_DB = os.environ.get(
@@ -68,25 +67,10 @@ def spawn_web(port: int, workers: int = 1) -> subprocess.Popen:
 
 
 def spawn_worker(queues: str = "ingest", concurrency: int = 2, pool: str = "prefork") -> subprocess.Popen:
-    return spawn(
-        [
-            str(BIN / "celery"),
-            "-A",
-            "perfdash",
-            "worker",
-            "-Q",
-            queues,
-            "-c",
-            str(concurrency),
-            "-P",
-            pool,
-            "-l",
-            "warning",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        f"/tmp/bench-worker-{queues}.log",
-    )
+    """A Celery worker started as `make run` starts one (perfdash.run.worker_command)."""
+    from perfdash.run import worker_command
+
+    return spawn(worker_command(queues, concurrency, pool=pool), f"/tmp/bench-worker-{queues}.log")
 
 
 def stop(*procs: subprocess.Popen) -> None:

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,9 +19,9 @@ from django.db import connection
 
 from perfdash.api.models import ApiToken
 from perfdash.metrics import keys, partitions, store
+from perfdash.run import web_server, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 BIG_TABLES = ["metrics_point", "metrics_rollup_delta", "metrics_rollup_minute", "metrics_rollup_hour"]
 
 
@@ -96,19 +95,7 @@ class Proc:
 
 def start_server(tmp: Path, port: int | None = None, **env: str) -> tuple[Proc, str]:
     port = port or free_port()
-    proc = Proc(
-        [
-            str(BIN / "uvicorn"),
-            "perfdash.asgi:application",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--ws-per-message-deflate",
-            "false",
-        ],
-        server_env(**env),
-        tmp / f"uvicorn-{port}.log",
-    )
+    proc = Proc(web_server(str(port)), server_env(**env), tmp / f"uvicorn-{port}.log")
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -125,24 +112,7 @@ def start_server(tmp: Path, port: int | None = None, **env: str) -> tuple[Proc, 
 
 def start_worker(tmp: Path, name: str, queues: str = "ingest", **env: str) -> Proc:
     proc = Proc(
-        [
-            str(BIN / "celery"),
-            "-A",
-            "perfdash",
-            "worker",
-            "-Q",
-            queues,
-            "-c",
-            "1",
-            "-n",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "info",
-        ],
-        server_env(**env),
-        tmp / f"worker-{name}.log",
+        worker_command(queues, 1, name=name, loglevel="info"), server_env(**env), tmp / f"worker-{name}.log"
     )
     wait_until(lambda: "ready." in proc.output() or proc.popen.poll() is not None, 30, "the worker")
     assert proc.popen.poll() is None, proc.output()
