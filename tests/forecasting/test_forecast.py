@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from perfdash.forecasting.forecast import (
+    MIN_SEASONAL_STRENGTH,
     Forecast,
     _seasonal_regression,
     forecast,
@@ -104,6 +105,27 @@ def test_a_series_without_a_cycle_gets_trend_models_only() -> None:
     assert_sane(fc, 7 * 24)
     assert not any(word in fc.model for word in ("winters", "seasonal")), fc.model
     assert any(note.startswith("no daily or weekly cycle") for note in fc.notes), fc.notes
+
+
+def test_a_daily_swing_that_grows_with_a_compounding_level_gets_seasonal_models() -> None:
+    hour = np.arange(29 * 24)
+    level = 100 * np.exp(0.10 * hour / 24)  # +10 %/day
+    swing = 1 + 0.3 * np.sin(2 * np.pi * hour / 24)  # +-30 % of the level
+    values = level * swing * np.exp(np.random.default_rng(8).normal(0, 0.25, len(hour)))
+    history = values[: 28 * 24]
+    # One average cycle explains little of a swing that keeps multiplying: only on the log
+    # scale is it a fixed cycle.
+    assert seasonal_strength(history, 24) < MIN_SEASONAL_STRENGTH <= seasonal_strength(np.log(history), 24)
+
+    fc = forecast(hourly(28), history, horizon_s=DAY)
+
+    assert_sane(fc, 24)
+    assert not any(note.startswith("no daily or weekly cycle") for note in fc.notes), fc.notes
+    assert any(m.endswith(("holt_winters_daily", "seasonal_regression")) for m in fc.model.split(" + ")), (
+        fc.model
+    )
+    # The forecast follows the next day's swing, not just the trend through it.
+    assert np.corrcoef(fc.mean, (level * swing)[28 * 24 :])[0, 1] > 0.9
 
 
 def test_a_weekend_bump_is_forecast_by_the_weekly_model_given_three_weeks() -> None:
