@@ -142,8 +142,8 @@
     status.textContent = response.ok ? "refitting… the charts redraw when it is done" : `refit failed: ${response.status}`;
   });
 
-  PD.load("capacity").then(render).then(() => PD.live("capacity", (data) => {
+  PD.start("capacity", render, (data) => {
     document.getElementById("refit-status").textContent = "";
     render(data);
-  }));
+  });
 })();

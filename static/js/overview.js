@@ -136,5 +136,5 @@
     document.body.dataset.rendered = String(Date.now());
   }
 
-  PD.load("overview").then(render).then(() => PD.live("overview", render));
+  PD.start("overview", render);
 })();

@@ -1,5 +1,6 @@
-// Shared by every dashboard page: first paint over HTTP, live updates over a websocket that
-// reconnects with backoff, and the chart helpers (titles, units, axes and legends on all).
+// Shared by every dashboard page: first paint over HTTP (retried with backoff, the failure shown
+// on the page), live updates over a websocket that reconnects with backoff, and the chart
+// helpers (titles, units, axes and legends on all).
 "use strict";
 
 const PD = (() => {
@@ -12,27 +13,97 @@ const PD = (() => {
     return p;
   }
 
+  const status = document.getElementById("live-status");
+  const showStatus = (state, text) => { status.dataset.state = state; status.textContent = text; };
+  const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+  // A failed data request; `retry` when asking again may succeed (the server or the network).
+  class LoadError extends Error {
+    constructor(message, retry) { super(message); this.retry = retry; }
+  }
+
+  async function serverSays(response) {
+    try {
+      const body = await response.json();
+      return body.error ? ` (${body.error})` : "";
+    } catch {
+      return "";  // not JSON: the status says it
+    }
+  }
+
+  async function fetchData(path) {
+    let response;
+    try {
+      response = await fetch(`${path}?${params()}`, { credentials: "same-origin" });
+    } catch (err) {
+      throw new LoadError(`network error (${err.message})`, true);
+    }
+    if (!response.ok) {
+      const answer = `HTTP ${response.status} ${response.statusText}`.trim();
+      // Other 4xx answers come back the same however often the same request is sent.
+      const retry = response.status >= 500 || response.status === 408 || response.status === 429;
+      throw new LoadError(`${answer}${await serverSays(response)}`, retry);
+    }
+    try {
+      return await response.json();
+    } catch {
+      throw new LoadError("the answer is not JSON", true);
+    }
+  }
+
+  function banner() {
+    const el = document.createElement("div");
+    el.id = "load-error";
+    el.className = "load-error";
+    el.setAttribute("role", "alert");
+    page.prepend(el);
+    return el;
+  }
+
+  // The page's data, however many tries it takes: the failure and the countdown to the next
+  // try stay on the page, waits double from 1 s up to 30 s. Null when asking again cannot help.
   async function load(name) {
-    const response = await fetch(`/data/${name}?${params()}`, { credentials: "same-origin" });
-    if (!response.ok) throw new Error(`data request failed: ${response.status}`);
-    return response.json();
+    const path = `/data/${name}`;
+    let el = null;
+    for (let wait = 1; ; wait = Math.min(wait * 2, 30)) {
+      try {
+        const data = await fetchData(path);
+        if (el) {
+          el.remove();
+          showStatus("connecting", "connecting…");
+        }
+        return data;
+      } catch (err) {
+        if (!(err instanceof LoadError)) throw err;
+        showStatus("error", "no data");
+        el = el || banner();
+        const say = (next) => { el.textContent = `Could not load the ${name} data (GET ${path}): ${err.message}. ${next}`; };
+        if (!err.retry) {
+          say("Check the filters, then reload the page.");
+          return null;
+        }
+        for (let left = wait; left > 0; left -= 1) {
+          say(`Retrying in ${left} s…`);
+          await sleep(1000);
+        }
+        say("Retrying now…");
+      }
+    }
   }
 
   function live(name, onData) {
-    const status = document.getElementById("live-status");
     let delay = 1000;
-    const show = (state, text) => { status.dataset.state = state; status.textContent = text; };
     function open() {
       const scheme = window.location.protocol === "https:" ? "wss" : "ws";
       const socket = new WebSocket(`${scheme}://${window.location.host}/ws/live/?${params({ page: name })}`);
-      socket.onopen = () => { delay = 1000; show("live", "live"); };
+      socket.onopen = () => { delay = 1000; showStatus("live", "live"); };
       socket.onmessage = (event) => {
         const message = JSON.parse(event.data);
         if (message.type !== "update") return;
         onData(message.data);
       };
       socket.onclose = () => {
-        show("reconnecting", `reconnecting in ${Math.round(delay / 1000)} s…`);
+        showStatus("reconnecting", `reconnecting in ${Math.round(delay / 1000)} s…`);
         setTimeout(open, delay);
         delay = Math.min(delay * 2, 30000);
       };
@@ -100,6 +171,14 @@ const PD = (() => {
     }
   }
 
+  // First paint, then live updates: the socket opens only once the page has its data.
+  async function start(name, render, onUpdate = render) {
+    const data = await load(name);
+    if (data === null) return;
+    render(data);
+    live(name, onUpdate);
+  }
+
   function link(href, text) {
     const a = document.createElement("a");
     a.href = href;
@@ -107,5 +186,5 @@ const PD = (() => {
     return a;
   }
 
-  return { load, live, esc, ms, fmt, dates, layout, draw, hline, cells, link };
+  return { start, esc, ms, fmt, dates, layout, draw, hline, cells, link };
 })();

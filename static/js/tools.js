@@ -37,5 +37,5 @@
     document.body.dataset.rendered = String(Date.now());
   }
 
-  PD.load("tools").then(render).then(() => PD.live("tools", render));
+  PD.start("tools", render);
 })();

@@ -1,10 +1,11 @@
 """In Debian's Chromium, driven by Playwright: log in, see the charts, watch new points arrive
-without a reload, and see an agent name with a script in it shown as text. Screenshots of
-each page land in test-artifacts/."""
+without a reload, see an agent name with a script in it shown as text, and see a failed first
+load said and retried. Screenshots of each page land in test-artifacts/."""
 
 from __future__ import annotations
 
 import gzip
+import re
 import time
 from pathlib import Path
 
@@ -142,8 +143,10 @@ def test_the_capacity_page_fits_on_first_visit_and_draws_its_charts(live_server_
             log_in(page, "planner")
             # No forecasts yet: the visit queues a refit, and the page redraws when it lands.
             # Five targets: two charts each for the per-node ones, one for each of the others.
+            # A function, not an expression: a Content-Security-Policy without 'unsafe-eval'
+            # refuses expressions.
             page.wait_for_function(
-                "document.querySelectorAll('.js-plotly-plot').length === 7", timeout=60_000
+                "() => document.querySelectorAll('.js-plotly-plot').length === 7", timeout=60_000
             )
             assert page.locator("#fitted").inner_text().startswith("fitted")
             outlook = page.locator("#target-node_agents .outlook").inner_text()
@@ -161,3 +164,50 @@ def test_the_capacity_page_fits_on_first_visit_and_draws_its_charts(live_server_
     finally:
         worker.kill()
     assert errors == []
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by .ci/run")
+def test_a_failed_first_load_is_shown_and_retried_and_the_socket_waits_for_the_data(live_server_url):
+    User.objects.create_user("viewer", password="viewer-password")
+    ARTIFACTS.mkdir(exist_ok=True)
+    answer = {"next": "500"}  # what the page's next data request gets
+    seen: list[str] = []  # data requests and the socket, in the order they happened
+
+    def data(route) -> None:
+        seen.append(f"data {answer['next']}")
+        if answer["next"] == "500":
+            route.fulfill(status=500, content_type="text/plain", body="database is away")
+        elif answer["next"] == "abort":
+            route.abort("connectionrefused")
+        else:
+            route.continue_()
+
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser, page = open_page(pw, errors)
+        page.route(re.compile(r"/data/overview\?"), data)
+        page.on("websocket", lambda socket: seen.append("socket"))
+        page.goto(f"{live_server_url}/login/?next=/")
+        log_in(page, "viewer")
+
+        banner = page.locator("#load-error")
+        banner.filter(has_text="Retrying in").wait_for(timeout=15_000)
+        assert "Could not load the overview data (GET /data/overview): HTTP 500" in banner.inner_text()
+        assert banner.is_visible()
+        assert page.locator("#live-status").get_attribute("data-state") == "error"
+        page.screenshot(path=str(ARTIFACTS / "load-error.png"))
+
+        answer["next"] = "abort"
+        banner.filter(has_text="network error").wait_for(timeout=15_000)
+        assert "Retrying in" in banner.inner_text()
+
+        answer["next"] = "ok"
+        page.wait_for_selector("body[data-rendered]", timeout=60_000)
+        page.wait_for_selector("#live-status[data-state=live]")
+        assert banner.count() == 0
+        assert page.locator(".js-plotly-plot").count() >= 3
+        browser.close()
+    assert errors == []
+    first_ok = seen.index("data ok")
+    assert {"data 500", "data abort"} <= set(seen[:first_ok]) and "socket" not in seen[:first_ok]
+    assert seen[first_ok + 1 :] == ["socket"]
