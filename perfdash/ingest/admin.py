@@ -1,22 +1,56 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from perfdash.ingest.models import FailedBatch, IngestedBatch
+from perfdash.metrics.batch import Batch
 
 
-@admin.register(IngestedBatch)
-class IngestedBatchAdmin(admin.ModelAdmin):
-    list_display = ["batch_id", "token", "points", "stored_at"]
-    list_filter = ["token"]
-    search_fields = ["batch_id"]
-    date_hierarchy = "stored_at"
+class StoredData(admin.ModelAdmin):
+    """What the pipeline stored: shown, never typed in or edited by hand."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
 
+@admin.register(IngestedBatch)
+class IngestedBatchAdmin(StoredData):
+    list_display = ["batch_id", "token", "points", "stored_at"]
+    list_filter = ["token"]
+    search_fields = ["batch_id"]
+    date_hierarchy = "stored_at"
+
+    # The row is what makes a redelivered batch a no-op: without it, its points would be
+    # stored twice.
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(FailedBatch)
-class FailedBatchAdmin(admin.ModelAdmin):
+class FailedBatchAdmin(StoredData):
     list_display = ["__str__", "error", "failed_at"]
-    readonly_fields = ["message", "error", "failed_at"]
+    actions = ["replay"]
+
+    # A replayed batch leaves this list, as a deleted one does.
+    @admin.action(
+        description="Replay the selected batches (each is stored at most once)", permissions=["delete"]
+    )
+    def replay(self, request, queryset) -> None:
+        stored = duplicates = failing = 0
+        for failed_batch in queryset.order_by("id"):
+            message = failed_batch.message
+            try:
+                written = IngestedBatch.store(message["token_id"], Batch.from_message(message))
+            except Exception as exc:  # kept for the next attempt, with what went wrong
+                failing += 1
+                self.message_user(
+                    request, f"Batch {message.get('batch_id')}: {type(exc).__name__}: {exc}", messages.ERROR
+                )
+                continue
+            stored += written
+            duplicates += not written
+            failed_batch.delete()
+        self.message_user(request, f"Stored {stored}, already stored {duplicates}, still failing {failing}.")
