@@ -9,6 +9,7 @@ from django.urls import path
 
 from perfdash.alerts import delivery, engine
 from perfdash.alerts.models import AlertEvent, AlertRule, Delivery, NotificationChannel, Silence
+from perfdash.lib import units
 
 
 class ChannelForm(forms.ModelForm):
@@ -63,8 +64,60 @@ class NotificationChannelAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{channel.name}: test notification sent.")
 
 
+def threshold_kind(kind: str, metric: str, statistic: str) -> units.Kind:
+    """What a rule's thresholds measure: days for a forecast rule, else the statistic's unit."""
+    if kind == AlertRule.Kind.FORECAST:
+        return units.DAYS
+    return units.of_metric(metric, statistic)
+
+
+def shown(rule: AlertRule, value: float | None) -> str | None:
+    if value is None:
+        return None  # the admin shows its "empty" mark; a form, an empty field
+    return units.display(value, threshold_kind(rule.kind, rule.metric, rule.statistic))
+
+
+QUANTITY_HELP = (
+    "With or without a unit: 2 s or 250 ms for a _ms metric, 100 MB for a _bytes one, 5/s for a "
+    "rate; a bare number is in ms for _ms metrics, in bytes for _bytes ones. Forecast rules: days."
+)
+
+
+class RuleForm(forms.ModelForm):
+    """Thresholds typed and shown in the metric's units ("100 MB", "2 s"), stored in its base
+    unit (ms, bytes), as the engine compares them with the stored values."""
+
+    QUANTITIES = ("threshold", "recovery_threshold")
+
+    threshold = forms.CharField(help_text=QUANTITY_HELP)
+    recovery_threshold = forms.CharField(
+        required=False,
+        help_text=f"{AlertRule._meta.get_field('recovery_threshold').help_text} Units as the threshold's.",
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            for name in self.QUANTITIES:
+                self.initial[name] = shown(self.instance, getattr(self.instance, name))
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        kind = threshold_kind(*(cleaned.get(name, "") for name in ("kind", "metric", "statistic")))
+        for name in self.QUANTITIES:
+            text = cleaned.get(name)
+            if text is None:  # the field's own error is reported already
+                continue
+            try:
+                cleaned[name] = units.parse(text, kind) if text else None
+            except ValueError as exc:
+                self.add_error(name, str(exc))
+        return cleaned
+
+
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
+    form = RuleForm
     list_display = [
         "name",
         "kind",
@@ -72,7 +125,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
         "statistic",
         "scope",
         "comparison",
-        "threshold",
+        "threshold_shown",
         "severity",
         "enabled",
     ]
@@ -80,6 +133,10 @@ class AlertRuleAdmin(admin.ModelAdmin):
     search_fields = ["name", "metric"]
     filter_horizontal = ["channels"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    @admin.display(description="threshold", ordering="threshold")
+    def threshold_shown(self, rule: AlertRule) -> str | None:
+        return shown(rule, rule.threshold)
 
     def get_urls(self):
         preview = path(
@@ -151,10 +208,28 @@ class ReadOnly(admin.ModelAdmin):
 
 @admin.register(AlertEvent)
 class AlertEventAdmin(ReadOnly):
-    list_display = ["at", "rule", "subject", "from_state", "to_state", "value", "threshold", "silenced"]
+    list_display = [
+        "at",
+        "rule",
+        "subject",
+        "from_state",
+        "to_state",
+        "value_shown",
+        "threshold_shown",
+        "silenced",
+    ]
     list_filter = ["to_state", "silenced", "rule"]
+    list_select_related = ["rule"]
     search_fields = ["subject", "rule__name"]
     date_hierarchy = "at"
+
+    @admin.display(description="value", ordering="value")
+    def value_shown(self, event: AlertEvent) -> str | None:
+        return shown(event.rule, event.value)
+
+    @admin.display(description="threshold", ordering="threshold")
+    def threshold_shown(self, event: AlertEvent) -> str | None:
+        return shown(event.rule, event.threshold)
 
 
 @admin.register(Delivery)

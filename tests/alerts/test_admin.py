@@ -1,5 +1,5 @@
-"""The alert admin: a rule previewed on real data before it is saved, a test notification,
-and channel secrets kept out of sight."""
+"""The alert admin: a rule previewed on real data before it is saved, thresholds typed and shown
+in the metric's units, a test notification, and channel secrets kept out of sight."""
 
 from __future__ import annotations
 
@@ -150,3 +150,97 @@ def test_capacity_targets_are_all_listed_and_can_be_edited_but_not_added_or_dele
     target.refresh_from_db()
     assert (target.limit, target.headroom, target.horizon_days) == (800, 0.3, 14)
     assert target.limit_for("node-1", nodes=3) == 800 and target.limit_for("", nodes=3) == 2400
+
+
+@pytest.mark.parametrize(
+    ("metric", "statistic", "typed", "stored"),
+    [
+        ("agent_memory_bytes", "max", "100 MB", 100_000_000.0),
+        ("agent_memory_bytes", "max", "100MB", 100_000_000.0),
+        ("agent_memory_bytes", "max", "512 MiB", 512 * 2**20),
+        ("agent_response_ms", "p95", "2 s", 2000.0),
+        ("agent_response_ms", "p95", "2000", 2000.0),
+        ("agent_response_ms", "p95", "2000 ms", 2000.0),
+        ("agent_response_ms", "count", "20", 20.0),
+        ("errors_total", "rate", "5/s", 5.0),
+    ],
+)
+def test_staff_type_a_threshold_with_its_unit_and_it_is_stored_in_the_base_unit(
+    admin_client, metric, statistic, typed, stored
+):
+    data = form_data(name="Typed", metric=metric, statistic=statistic, threshold=typed)
+    r = admin_client.post("/admin/alerts/alertrule/add/", data)
+
+    assert r.status_code == 302, r.context["adminform"].form.errors if r.context else r
+    assert AlertRule.objects.get(name="Typed").threshold == stored
+
+
+def test_the_recovery_threshold_takes_units_too(admin_client):
+    data = form_data(
+        name="Memory",
+        metric="agent_memory_bytes",
+        statistic="max",
+        threshold="100 MB",
+        recovery_threshold="90 MB",
+    )
+    assert admin_client.post("/admin/alerts/alertrule/add/", data).status_code == 302
+    rule = AlertRule.objects.get(name="Memory")
+    assert (rule.threshold, rule.recovery_threshold) == (100_000_000.0, 90_000_000.0)
+
+
+@pytest.mark.parametrize(
+    ("metric", "statistic", "typed", "says"),
+    [
+        ("agent_memory_bytes", "max", "2 s", "Give a size in bytes"),
+        ("agent_response_ms", "p95", "100 MB", "Give a duration"),
+        ("agent_response_ms", "count", "2 s", "Give a plain number"),
+        ("agent_response_ms", "p95", "fast", "is not a number"),
+    ],
+)
+def test_a_threshold_in_a_unit_the_metric_is_not_measured_in_is_refused_on_its_field(
+    admin_client, metric, statistic, typed, says
+):
+    data = form_data(name="Wrong unit", metric=metric, statistic=statistic, threshold=typed)
+    r = admin_client.post("/admin/alerts/alertrule/add/", data)
+
+    assert r.status_code == 200
+    errors = r.context["adminform"].form.errors
+    assert says in " ".join(errors["threshold"]) and "metric" not in errors
+    assert not AlertRule.objects.filter(name="Wrong unit").exists()
+
+
+def test_the_rule_list_and_form_show_thresholds_with_units(admin_client):
+    from perfdash.forecasting.models import CapacityTarget
+
+    def rule(name: str, **fields) -> AlertRule:
+        return AlertRule.objects.create(name=name, **{"metric": "agent_response_ms", **fields})
+
+    memory = rule(
+        "Memory", metric="agent_memory_bytes", statistic="max", threshold=1e8, recovery_threshold=9e7
+    )
+    rule("Slow", threshold=2000.0)
+    rule("Sluggish", threshold=250.0)
+    rule("Erratic", metric="errors_total", statistic="rate", threshold=5.0)
+    rule("Full", kind="forecast", capacity_target=CapacityTarget.all_kinds()[0], threshold=7.0)
+
+    page = admin_client.get("/admin/alerts/alertrule/").content.decode()
+    for shown in ["100 MB", "2 s", "250 ms", "5/s", "7 d"]:
+        assert f'<td class="field-threshold_shown">{shown}</td>' in page
+    form = admin_client.get(f"/admin/alerts/alertrule/{memory.pk}/change/").content.decode()
+    assert 'name="threshold" value="100 MB"' in form
+    assert 'name="recovery_threshold" value="90 MB"' in form
+    AlertEvent.objects.create(
+        rule=memory, from_state="pending", to_state="firing", value=1.2e8, threshold=1e8
+    )
+    events = admin_client.get("/admin/alerts/alertevent/").content.decode()
+    assert '<td class="field-value_shown">120 MB</td>' in events
+    assert '<td class="field-threshold_shown">100 MB</td>' in events
+
+
+def test_a_rule_saved_unchanged_keeps_its_thresholds(admin_client):
+    rule = AlertRule.objects.create(name="Slow", metric="agent_response_ms", threshold=1234.5)
+    form = admin_client.get(f"/admin/alerts/alertrule/{rule.pk}/change/").context["adminform"].form
+    data = form_data(name="Slow", threshold=form.initial["threshold"])
+    assert admin_client.post(f"/admin/alerts/alertrule/{rule.pk}/change/", data).status_code == 302
+    rule.refresh_from_db()
+    assert (form.initial["threshold"], rule.threshold) == ("1.2345 s", 1234.5)
