@@ -71,8 +71,9 @@ def first_paint(repeat: int) -> None:
 async def viewer(url: str, cookie: str, inbox: list, stop: asyncio.Event) -> None:
     import websockets
 
+    origin = "http" + url.removeprefix("ws").split("/ws/")[0]  # the page's own origin, as a browser sends
     async with websockets.connect(
-        url, additional_headers={"Cookie": cookie, "Origin": "http://127.0.0.1"}, max_size=None
+        url, additional_headers={"Cookie": cookie, "Origin": origin}, max_size=None
     ) as ws:
         closing = asyncio.create_task(_close_on(stop, ws))
         # Plain iteration: a wait_for per message made a task each for a hundred viewers in this

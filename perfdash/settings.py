@@ -6,9 +6,11 @@ environment or a `.env` file next to manage.py.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -23,6 +25,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "perfdash.dashboard.admin_site.PerfdashAdminConfig",
+    "axes",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -46,6 +49,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last: it answers for the login view once an address has failed too often.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "perfdash.urls"
@@ -75,6 +81,8 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_perfdash")}
 
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# perfdash's own keys (rate counters, throttles) start with this.
+REDIS_KEY_PREFIX = env("REDIS_KEY_PREFIX", default="perfdash:")
 
 CHANNEL_LAYERS = {
     "default": {
@@ -152,9 +160,61 @@ SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
 ALERTS_ALLOW_PRIVATE_URLS = env.bool("ALERTS_ALLOW_PRIVATE_URLS", default=False)
 ALERTS_HTTP_TIMEOUT_S = env.float("ALERTS_HTTP_TIMEOUT_S", default=5.0)
 
+# --- Web security --------------------------------------------------------------------------
+# Behind HTTPS (SITE_URL https://…) cookies are secure, HSTS is on and plain HTTP is
+# redirected; each is also settable on its own. The API paths are not redirected: collectors
+# inside the network may post to INGEST_PORT over plain HTTP, and a redirected POST fails.
+HTTPS = SITE_URL.startswith("https://")
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=HTTPS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=HTTPS)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^api/", r"^v1/"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 86400 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# The header a TLS-terminating proxy sets; empty to trust none (a server reached directly).
+_PROXY_SSL_HEADER = env("SECURE_PROXY_SSL_HEADER", default="X-Forwarded-Proto" if HTTPS else "")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_"), "https") if _PROXY_SSL_HEADER else None
+)
+# Preloading is a commitment for the whole domain that only its owner can make: not asking
+# for it is a choice, not an oversight.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+
+# Scripts only from our own static files (the pages have no inline scripts). Plotly sets
+# inline styles on the elements it draws, and draws its icons as data: images.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    # Counts failed logins and refuses an address after too many (django-axes).
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Passwords in URL settings (REDIS_URL, DATABASE_URL, EMAIL_URL…) are masked on error pages.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "perfdash.lib.secrets.MaskingReporterFilter"
 
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"

@@ -19,3 +19,4 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0  # no connection outlives a test (async
 DATABASES["default"]["TEST"] = {"NAME": f"test_perfdash_{SESSION.split('-')[0]}"}
 CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": f"t{SESSION}:"}
 CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"t{SESSION}:asgi"
+REDIS_KEY_PREFIX = f"t{SESSION}:perfdash:"

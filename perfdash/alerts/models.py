@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from perfdash.lib.secrets import origin_only
 from perfdash.metrics.models import DIMENSION_TAGS
 from perfdash.metrics.query import STATS
 
@@ -58,10 +59,8 @@ class NotificationChannel(models.Model):
 
     @property
     def masked_url(self) -> str:
-        if not self.url:
-            return ""
-        head = self.url.split("//", 1)[-1].split("/", 1)[0]
-        return f"{self.url.split('//', 1)[0]}//{head}/…"
+        # The path of a Slack or webhook URL is its secret, as are a password and a query.
+        return origin_only(self.url) if self.url else ""
 
     def disable(self, reason: str) -> None:
         NotificationChannel.objects.filter(pk=self.pk).update(enabled=False, disabled_reason=reason[:1000])

@@ -213,27 +213,34 @@ def email_message(notification: Notification, recipients: list[str]) -> EmailMul
 
 
 def slack_message(notification: Notification) -> dict:
-    """A Block Kit message (https://api.slack.com/block-kit), with a plain-text fallback."""
+    """A Block Kit message (https://api.slack.com/block-kit), with a plain-text fallback.
+
+    Everything that carries a name (rule, agents, nodes, tags) goes as plain text: Slack's
+    mrkdwn has no escape for `*`, `_`, `~` or backticks, and an agent may be called anything,
+    `<!channel>` included. Only the links, which perfdash builds, are mrkdwn.
+    """
     n = notification
     rows, more = n.rows(SLACK_OFFENDERS)
-    lines = [f"• {_mrkdwn(subject)}: *{value}*" for subject, value in rows]
+    lines = [f"• {subject}: {value}" for subject, value in rows]
     if more:
-        lines.append(f"_and {more} more_")
+        lines.append(f"and {more} more")
     links = [f"<{_mrkdwn(n.dashboard_url)}|Open in perfdash>"]
     if n.runbook_url:
         links.append(f"<{_mrkdwn(n.runbook_url)}|Runbook>")
     blocks: list[dict] = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"{n.state_label} · {n.severity}"}},
-        {
-            "type": "section",
-            "text": {"type": "mrkdwn", "text": f"*{_mrkdwn(n.rule_name)}*\n{_mrkdwn(n.summary)}"},
-        },
+        {"type": "header", "text": _plain(f"{n.state_label} · {n.severity}")},
+        {"type": "section", "text": _plain(f"{n.rule_name}\n{n.summary}")},
     ]
     if lines:  # Slack rejects a section with empty text
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
+        blocks.append({"type": "section", "text": _plain("\n".join(lines))})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(links)}]})
     fallback = f"{n.state_label} {n.severity}: {n.rule_name}: {n.summary}"
-    return {"text": _mrkdwn(fallback), "blocks": blocks}
+    # The fallback (notifications, old clients) is not formatted either.
+    return {"text": _mrkdwn(fallback), "mrkdwn": False, "blocks": blocks}
+
+
+def _plain(text: str) -> dict:
+    return {"type": "plain_text", "text": text, "emoji": False}
 
 
 def webhook_payload(notification: Notification, sent_at: int) -> dict:

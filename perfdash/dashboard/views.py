@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
@@ -9,6 +8,8 @@ from django.views.decorators.http import require_GET, require_POST
 from perfdash.dashboard import panels
 from perfdash.forecasting.models import CapacityForecast
 from perfdash.forecasting.tasks import refit as refit_task
+from perfdash.lib.redis import client as redis_client
+from perfdash.lib.redis import key as redis_key
 from perfdash.metrics.scope import QueryError
 
 
@@ -48,10 +49,13 @@ def refit(request):
     return JsonResponse({"queued": _queue_refit()}, status=202)
 
 
+REFIT_EVERY_S = 30
+
+
 def _queue_refit() -> bool:
-    # At most one queued refit per half minute from this process: a refit takes seconds,
-    # and a second one would only wait for the first one's lock.
-    if not cache.add("forecast-refit-queued", True, timeout=30):
+    # At most one queued refit per half minute from all web processes (the mark is in Redis):
+    # a refit takes seconds, and a second one would only wait for the first one's lock.
+    if not redis_client().set(redis_key("forecast-refit-queued"), 1, nx=True, ex=REFIT_EVERY_S):
         return False
     refit_task.delay()
     return True

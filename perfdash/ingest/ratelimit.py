@@ -6,16 +6,16 @@ import time
 
 from django.conf import settings
 
-from perfdash.lib.redis import client
+from perfdash.lib.redis import client, key
 
 
 def allow(token_id: int, points: int) -> bool:
     limit = settings.INGEST_RATE_LIMIT
     if not limit:
         return True
-    key = f"perfdash:rate:{token_id}:{int(time.time())}"
+    name = key("rate", token_id, int(time.time()))
     pipe = client().pipeline()
-    pipe.incrby(key, points)
-    pipe.expire(key, 2)
+    pipe.incrby(name, points)
+    pipe.expire(name, 2)
     used, _ = pipe.execute()
     return used <= limit

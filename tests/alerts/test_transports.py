@@ -242,24 +242,40 @@ def test_slack_gets_a_block_kit_message(receiver: tuple[Receiver, str]) -> None:
     summary = "p95 of agent_response_ms is 2.01 s (threshold &gt; 2 s)"  # Slack wants &, <, > escaped
     assert message["text"] == f"FIRING critical: Response time p95: {summary}"
     header, rule, offenders, links = message["blocks"]
-    assert header == {"type": "header", "text": {"type": "plain_text", "text": "FIRING · critical"}}
+    assert header == {
+        "type": "header",
+        "text": {"type": "plain_text", "text": "FIRING · critical", "emoji": False},
+    }
+    assert message["mrkdwn"] is False
     assert rule["type"] == "section"
-    assert rule["text"]["text"] == f"*Response time p95*\n{summary}"
+    assert rule["text"] == {
+        "type": "plain_text",
+        "text": "Response time p95\np95 of agent_response_ms is 2.01 s (threshold > 2 s)",
+        "emoji": False,
+    }
     lines = offenders["text"]["text"].split("\n")
-    assert lines[0] == "• agent-13: *2.01 s*"
+    assert lines[0] == "• agent-13: 2.01 s"
     assert len(lines) == 11
-    assert lines[-1] == "_and 3 more_"
+    assert lines[-1] == "and 3 more"
     assert links["type"] == "context"
     assert links["elements"][0]["text"] == f"<{DASHBOARD}|Open in perfdash> · <{RUNBOOK}|Runbook>"
 
 
-def test_slack_escapes_names(receiver: tuple[Receiver, str]) -> None:
-    server, base = receiver
-    send(slack_channel(base), make_notification(rule_name="p95 <& friends>"))
+HOSTILE = "*bold* _it_ ~gone~ `code` <!channel> @here <https://evil.example|login> https://evil.example"
 
-    blocks = json.loads(server.requests[0]["body"])["blocks"]
-    assert blocks[1]["text"]["text"].startswith("*p95 &lt;&amp; friends&gt;*")
-    assert "• agent-&lt;3&gt;: *3.9 s*" in blocks[2]["text"]["text"]
+
+def test_slack_shows_names_as_plain_text(receiver: tuple[Receiver, str]) -> None:
+    server, base = receiver
+    send(slack_channel(base), make_notification(rule_name=HOSTILE, offenders=[Offender(HOSTILE, 3900.0)]))
+
+    message = json.loads(server.requests[0]["body"])
+    assert message["mrkdwn"] is False
+    assert "<!channel>" not in message["text"] and "&lt;!channel&gt;" in message["text"]
+    texts = [b["text"] for b in message["blocks"] if "text" in b]
+    texts += [e for b in message["blocks"] for e in b.get("elements", [])]
+    named = [t for t in texts if HOSTILE in t["text"]]
+    assert len(named) == 2 and all(t["type"] == "plain_text" for t in named)
+    assert all(HOSTILE not in t["text"] for t in texts if t["type"] == "mrkdwn")
 
 
 @pytest.mark.parametrize(

@@ -4,13 +4,17 @@ and live redraws when a refit stores new forecasts."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import pytest
 from channels.layers import get_channel_layer
 
 from perfdash.api.models import ApiToken
 from perfdash.forecasting import capacity
+from perfdash.lib.redis import client, key
 from perfdash.live.publish import GROUP, forecasts_changed
+from tests.conftest import server_env
 from tests.dashboard.test_consumers import communicator, session_cookie
 from tests.forecasting.conftest import NOW, Fleet
 
@@ -72,13 +76,29 @@ def test_a_node_can_be_chosen_and_names_stay_text(viewer, fitted):
 
 
 def test_refit_on_demand_is_queued_at_most_once_per_half_minute(viewer, fitted, redis_queue):
-    from django.core.cache import cache
-
-    cache.delete("forecast-refit-queued")
+    client().delete(key("forecast-refit-queued"))
     first, second = viewer.post("/capacity/refit"), viewer.post("/capacity/refit")
     assert first.status_code == 202 and first.json() == {"queued": True}
     assert second.json() == {"queued": False}
     assert viewer.get("/capacity/refit").status_code == 405
+
+
+REFIT_FROM_ANOTHER_PROCESS = (
+    "import django; django.setup(); from perfdash.dashboard import views; print(views._queue_refit())"
+)
+
+
+def test_a_refit_queued_by_another_web_process_holds_this_one_back(viewer, fitted, redis_queue):
+    client().delete(key("forecast-refit-queued"))
+    other = subprocess.run(
+        [sys.executable, "-c", REFIT_FROM_ANOTHER_PROCESS],
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert other.stdout.strip().endswith("True"), other.stderr
+    assert viewer.post("/capacity/refit").json() == {"queued": False}
 
 
 async def test_a_refit_redraws_open_capacity_pages_and_new_points_do_not(fitted):

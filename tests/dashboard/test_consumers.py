@@ -283,3 +283,28 @@ async def test_the_ingest_task_announces_each_agent_s_memory_peak(monkeypatch):
     await ws.disconnect()
     assert top_agents(message) == {"busy": 800.0}
     assert listener.peaks.per_agent() == {"busy": 8e8} and reads == []  # so it was announced
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [b"http://localhost:9999", b"https://127.0.0.1", b"ftp://127.0.0.1", b"http://127.0.0.1", b"null"],
+)
+async def test_a_socket_from_another_port_or_scheme_of_an_allowed_host_is_refused(origin):
+    cookie = await asyncio.to_thread(session_cookie)
+    ws = communicator(cookie, origin=(b"origin", origin))
+    ws.scope["headers"].append((b"host", b"127.0.0.1:8000"))
+    connected, _ = await ws.connect()
+    assert not connected
+
+
+@pytest.mark.parametrize(
+    ("host", "origin"),
+    [(b"127.0.0.1:8000", b"http://127.0.0.1:8000"), (b"localhost:8123", b"http://localhost:8123")],
+)
+async def test_a_socket_from_the_page_s_own_origin_is_accepted(host, origin):
+    cookie = await asyncio.to_thread(session_cookie)
+    ws = communicator(cookie, origin=(b"origin", origin))
+    ws.scope["headers"].append((b"host", host))
+    connected, _ = await ws.connect()
+    assert connected
+    await ws.disconnect()
