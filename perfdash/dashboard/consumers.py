@@ -29,6 +29,7 @@ from django.db import DatabaseError, connection
 from perfdash.dashboard import panels, peaks
 from perfdash.dashboard.peaks import AgentPeaks
 from perfdash.live.publish import GROUP
+from perfdash.metrics.scope import QueryError
 
 log = logging.getLogger(__name__)
 MIN_INTERVAL_S = 1.0
@@ -255,7 +256,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         params = {k: v[0] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         page = params.get("page", "overview")
-        self.view = panels.View.from_params(params, page=page if page in panels.PAGES else "overview")
+        try:
+            self.view = panels.View.from_params(params, page=page if page in panels.PAGES else "overview")
+        except QueryError:
+            await self.close(code=4400)
+            return
         self.broadcast = Broadcast.join(self)  # before subscribing: a leaving socket must see it
         try:
             await Announcements.subscribe()
@@ -268,6 +273,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             # A refit that landed between the page's first load and this connect would
             # otherwise go unseen until the next one, an hour later.
             self.broadcast.changed()
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        # Pages never send anything: whatever arrives (a stray or malformed frame) is dropped
+        # with one line, not parsed into a traceback.
+        size = len(text_data or bytes_data or "")
+        log.info("live socket: ignored a %d-byte message from the client", size)
 
     async def disconnect(self, code: int) -> None:
         broadcast = self.__dict__.pop("broadcast", None)  # once, however often it is called

@@ -17,7 +17,7 @@ from perfdash.alerts.models import AlertRule, AlertState
 from perfdash.dashboard import capacity_page, peaks
 from perfdash.dashboard.peaks import AgentPeaks
 from perfdash.metrics import keys, query
-from perfdash.metrics.scope import Scope
+from perfdash.metrics.scope import Scope, check_text
 
 PAGES = ("overview", "tools", "capacity")
 WINDOWS = {"5m": 300, "1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
@@ -51,6 +51,8 @@ class View:
             k: (params.get(k) or "").strip()[:128] for k in ("window", "node", "agent", "tool", "model")
         }
         values["window"] = values["window"] if values["window"] in WINDOWS else "1h"
+        for name in ("node", "agent", "tool", "model"):
+            check_text(name, fixed.get(name, values[name]))
         try:
             growth = float(params.get("growth") or 0) / 100
         except ValueError:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import JsonResponse
+from django.http import HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -14,7 +14,10 @@ from perfdash.metrics.scope import QueryError
 
 
 def _page(request, template: str, **fixed: str):
-    view = panels.View.from_params(request.GET, **fixed)
+    try:
+        view = panels.View.from_params(request.GET, **fixed)
+    except QueryError as exc:
+        return HttpResponseBadRequest(f"Bad filter: {exc}", content_type="text/plain")
     context = {"view": view, "windows": list(panels.WINDOWS), "growth_percent": f"{view.growth * 100:g}"}
     return render(request, template, context)
 
@@ -67,8 +70,8 @@ def data(request, page: str):
     """The data a page draws on first paint (the live socket sends the same shape)."""
     if page not in panels.PAGES:
         return JsonResponse({"error": f"unknown page {page!r}"}, status=404)
-    view = panels.View.from_params(request.GET, page=page)
     try:
+        view = panels.View.from_params(request.GET, page=page)
         return JsonResponse(panels.build(view))
     except QueryError as exc:
         return JsonResponse({"error": str(exc), "param": exc.param}, status=400)

@@ -20,7 +20,7 @@ from perfdash.lib.pg import binary_cursor
 from perfdash.metrics import keys
 from perfdash.metrics.models import DIMENSION_TAGS, WELL_KNOWN_METRICS
 from perfdash.metrics.rollup import ROW_COLUMNS, Groups, Rows, combine
-from perfdash.metrics.scope import FLEET, QueryError, Scope, UnknownMetric
+from perfdash.metrics.scope import FLEET, QueryError, Scope, UnknownMetric, check_text
 from perfdash.metrics.sketch import key_values, quantiles
 
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
@@ -33,6 +33,7 @@ def known_metric(metric: str) -> bool:
 
 
 def _check(metric: str) -> None:
+    check_text("metric", metric)
     if not known_metric(metric):
         raise UnknownMetric(metric)
 

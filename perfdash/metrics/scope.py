@@ -6,6 +6,7 @@ each other.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from perfdash.metrics.models import DIMENSION_TAGS
@@ -23,6 +24,16 @@ class UnknownMetric(LookupError):
     pass
 
 
+# No stored name holds a control character (ingest refuses them), and PostgreSQL refuses a
+# NUL in any text parameter: such a filter can only be a mistake, answered as one.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_text(param: str, value: str) -> None:
+    if _CONTROL.search(value):
+        raise QueryError(param, f"{param} must not contain control characters")
+
+
 @dataclass(frozen=True)
 class Scope:
     """Which part of the fleet: everything (the default), a node, an agent, and optionally
@@ -38,6 +49,9 @@ class Scope:
             raise QueryError(
                 f"tag.{self.tag_key}", f"only these tags can filter: {', '.join(DIMENSION_TAGS)}"
             )
+        check_text("node", self.node)
+        check_text("agent", self.agent)
+        check_text(f"tag.{self.tag_key}", self.tag_value)
 
 
 FLEET = Scope()

@@ -308,3 +308,25 @@ async def test_a_socket_from_the_page_s_own_origin_is_accepted(host, origin):
     connected, _ = await ws.connect()
     assert connected
     await ws.disconnect()
+
+
+async def test_a_malformed_frame_is_dropped_with_one_line_and_the_socket_stays(caplog):
+    cookie = await asyncio.to_thread(session_cookie)
+    ws = communicator(cookie)
+    assert (await ws.connect())[0]
+    with caplog.at_level("INFO"):
+        await ws.send_to(text_data="{not json")
+        await ws.send_to(bytes_data=b"\xff\x00")
+        assert await ws.receive_nothing(timeout=0.3)
+    assert [r for r in caplog.records if r.exc_info] == []
+    assert sum("ignored" in r.getMessage() for r in caplog.records) == 2
+    await get_channel_layer().group_send(GROUP, {"type": "metrics.changed", "points": 1, "metrics": ["x"]})
+    assert (await ws.receive_json_from(timeout=10))["type"] == "update"  # still served
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize("query", ["agent=a%00b", "node=%00", "tool=x%01"])
+async def test_a_filter_with_control_characters_closes_the_socket_as_a_bad_request(query):
+    cookie = await asyncio.to_thread(session_cookie)
+    connected, code = await communicator(cookie, path=f"/ws/live/?page=overview&{query}").connect()
+    assert not connected and code == 4400

@@ -16,7 +16,9 @@ PAGES = ["/", "/nodes/node-1/", "/agents/agent-1/", "/tools/", "/capacity/", "/l
 @pytest.mark.parametrize("path", PAGES)
 def test_pages_allow_scripts_from_this_site_only(viewer, path):
     response = viewer.get(path)
-    policy = dict(d.strip().split(" ", 1) for d in response["Content-Security-Policy"].split(";") if d.strip())
+    policy = dict(
+        d.strip().split(" ", 1) for d in response["Content-Security-Policy"].split(";") if d.strip()
+    )
     assert policy["script-src"] == "'self'"
     assert policy["frame-ancestors"] == "'none'" and policy["object-src"] == "'none'"
     inline = re.findall(rb"<script(?![^>]*\bsrc=)[^>]*>", response.content)
@@ -39,7 +41,10 @@ def test_a_right_password_before_the_limit_logs_in(client, db, settings):
     User.objects.create_user("admin", password="a-long-enough-passphrase")
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         client.post("/login/", {"username": "admin", "password": "guess"})
-    assert client.post("/login/", {"username": "admin", "password": "a-long-enough-passphrase"}).status_code == 302
+    assert (
+        client.post("/login/", {"username": "admin", "password": "a-long-enough-passphrase"}).status_code
+        == 302
+    )
 
 
 @pytest.mark.parametrize("password", ["short", "password123", "12345678901234", "admin-admin"])

@@ -156,3 +156,15 @@ def test_the_live_path_with_kept_memory_peaks_gets_the_stored_overview(fleet):
     stored, kept = panels.build(view), panels.build(view, live)
     assert kept["memory"] == stored["memory"] and kept["memory"]["top"][0]["mb"] == 150
     assert kept["latency"] == stored["latency"] and kept["kpis"] == pytest.approx(stored["kpis"], rel=1e-3)
+
+
+@pytest.mark.parametrize("query", ["agent=a%00b", "node=%00", "tool=%1b", "model=x%7f"])
+def test_a_filter_with_control_characters_is_a_bad_request_not_a_server_error(viewer, query):
+    data = viewer.get(f"/data/overview?{query}")
+    assert data.status_code == 400 and data.json()["param"] == query.split("=")[0]
+    assert viewer.get(f"/?{query}").status_code == 400
+    assert viewer.get(f"/tools/?{query}").status_code == 400
+
+
+def test_a_node_path_with_a_nul_is_a_bad_request(viewer):
+    assert viewer.get("/nodes/a%00b/").status_code == 400

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from perfdash.alerts.models import NotificationChannel
-from perfdash.lib.secrets import MASK, MaskingReporterFilter, mask_url, origin_only
+from perfdash.lib.secrets import MASK, MaskingReporterFilter, mask_url
 
 SLACK = "https://user:S3cretPass@hooks.slack.com/services/T1/B2/very-secret?token=abc123"
 
