@@ -35,6 +35,8 @@ BEAT_SCHEDULE = {
     # Makes tomorrow's partitions and drops expired ones; hourly is plenty for daily
     # partitions and keeps disk use within an hour of the retention settings.
     "enforce-retention": {"task": "metrics.enforce_retention", "schedule": timedelta(hours=1)},
+    # Forgets batch ids past the idempotency window; hourly keeps the table within an hour of it.
+    "forget-ingested-batches": {"task": "ingest.forget_batches", "schedule": timedelta(hours=1)},
     # Capacity forecasts are fitted on hourly steps: a new hour of history is the first thing
     # that can change them. The page also refits on demand.
     "refit-forecasts": {"task": "forecast.refit", "schedule": timedelta(seconds=FORECAST_REFIT_EVERY_S)},

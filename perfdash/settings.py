@@ -127,6 +127,9 @@ INGEST_MAX_FUTURE_SECONDS = env.int("INGEST_MAX_FUTURE_SECONDS", default=600)
 # Points per second per token; 0 disables the limit.
 INGEST_RATE_LIMIT = env.int("INGEST_RATE_LIMIT", default=0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
+# How long a batch id is remembered: a batch re-sent within this many days stores nothing
+# again. It must outlast a collector's retries and spool (the SDK's spool holds days at most).
+INGEST_IDEMPOTENCY_DAYS = env.int("INGEST_IDEMPOTENCY_DAYS", default=7)
 
 # --- Retention (days) -----------------------------------------------------------------------
 RAW_RETENTION_DAYS = env.int("RAW_RETENTION_DAYS", default=7)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from celery import shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from perfdash.ingest.models import FailedBatch, IngestedBatch
@@ -46,3 +48,10 @@ def store_batch(message: dict) -> None:
     if written:  # after the commit: live dashboards may now read these points
         metrics = sorted({s[0] for s in batch.series})
         publish.points_committed(len(batch), metrics, peaks.of_batch(batch))
+
+
+@shared_task(name="ingest.forget_batches", queue="ingest", ignore_result=True)
+def forget_batches() -> int:
+    """Batch records older than the idempotency window: nothing re-sends them any more."""
+    cutoff = datetime.now(UTC) - timedelta(days=settings.INGEST_IDEMPOTENCY_DAYS)
+    return IngestedBatch.forget_before(cutoff)
