@@ -65,6 +65,8 @@ def fit(target: CapacityTarget, now: float) -> list[CapacityForecast]:
     for subject, (t, y) in series.items():
         horizon = horizon_for(target, t, past.step_s)
         fc = forecast(t, y, horizon, past.step_s)
+        if past.left_out:
+            fc.notes.append(f"left out the newest {past.left_out} steps of history: still arriving")
         if fc.ok and horizon < target.horizon_days * DAY_S:
             fc.notes.append(
                 f"horizon limited to twice the history ({horizon / 3600:.0f} h) until there is more"

@@ -32,8 +32,10 @@ class Fleet:
     def hourly(
         self, metric: str, node: str, agent: str, hours: int, value: Callable[[np.ndarray], np.ndarray]
     ):
-        """One point in each of the last `hours` whole hours; `value` gets hours ago, oldest first."""
-        ago = np.arange(hours, 0, -1)
+        """One point in each of the last `hours` whole hours, and one in the hour still running
+        (a live fleet's newest whole hour is complete: newer data has arrived); `value` gets
+        hours ago, oldest first."""
+        ago = np.arange(hours, -1, -1)
         return self.add(metric, node, agent, NOW - 1800 - ago * HOUR + 600, value(ago))
 
     def store(self) -> None:

@@ -41,7 +41,7 @@ def test_memory_per_node_sums_the_mean_of_each_agent(fleet):
 
 
 def test_fleet_points_per_second_counts_every_metric(fleet):
-    ts = NOW - 1800 - HOUR * np.arange(60, 0, -1) + 60
+    ts = NOW - 1800 - HOUR * np.arange(60, -1, -1) + 60  # and one in the running hour
     fleet.add("tool_execution_ms", "node-1", "a1", np.repeat(ts, 36), 5.0)
     fleet.add("llm_call_ms", "node-2", "a2", np.repeat(ts, 72), 5.0)
     fleet.store()
@@ -52,8 +52,8 @@ def test_fleet_points_per_second_counts_every_metric(fleet):
 
 
 def test_less_than_two_days_of_history_is_read_in_ten_minute_steps(fleet):
-    ts = NOW - 1800 - 600 * np.arange(30, 0, -1) + 10
-    fleet.add("active_agents", "node-1", "collector", ts, np.arange(30.0))
+    ts = NOW - 600 * np.arange(30, -1, -1) + 10  # the last in the running step
+    fleet.add("active_agents", "node-1", "collector", ts, np.arange(31.0))
     fleet.store()
 
     past = history.read("node_agents", days=28, now=NOW)
@@ -65,8 +65,8 @@ def test_less_than_two_days_of_history_is_read_in_ten_minute_steps(fleet):
 def test_response_p95_comes_with_agents_per_node(fleet):
     for node in ("node-1", "node-2"):
         fleet.hourly("active_agents", node, "collector", 72, lambda ago: 100 + ago)
-    ts = NOW - 1800 - HOUR * np.arange(72, 0, -1) + 60
-    fleet.add("agent_response_ms", "node-1", "a1", np.repeat(ts, 100), np.tile(np.arange(1.0, 101.0), 72))
+    ts = NOW - 1800 - HOUR * np.arange(72, -1, -1) + 60
+    fleet.add("agent_response_ms", "node-1", "a1", np.repeat(ts, 100), np.tile(np.arange(1.0, 101.0), 73))
     fleet.store()
 
     past = history.read("response_p95", days=28, now=NOW)
