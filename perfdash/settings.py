@@ -50,6 +50,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Near the view: it answers the view's database errors (503 while the database is away).
+    "perfdash.lib.unavailable.DatabaseUnavailableMiddleware",
     # Last: it answers for the login view once an address has failed too often.
     "axes.middleware.AxesMiddleware",
 ]

@@ -8,3 +8,5 @@ urlpatterns = [
     path("api/v1/", include("perfdash.api.urls")),
     path("", include("perfdash.dashboard.urls")),
 ]
+
+handler500 = "perfdash.lib.unavailable.server_error"
