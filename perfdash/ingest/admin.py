@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from collections import Counter
+
 from django.contrib import admin, messages
 
 from perfdash.ingest.models import FailedBatch, IngestedBatch
-from perfdash.metrics.batch import Batch
 
 
 class StoredData(admin.ModelAdmin):
@@ -39,18 +40,17 @@ class FailedBatchAdmin(StoredData):
         description="Replay the selected batches (each is stored at most once)", permissions=["delete"]
     )
     def replay(self, request, queryset) -> None:
-        stored = duplicates = failing = 0
+        tally: Counter[str] = Counter()
         for failed_batch in queryset.order_by("id"):
-            message = failed_batch.message
-            try:
-                written = IngestedBatch.store(message["token_id"], Batch.from_message(message))
-            except Exception as exc:  # kept for the next attempt, with what went wrong
-                failing += 1
+            outcome = failed_batch.replay()
+            if outcome.startswith(FailedBatch.FAILED):
                 self.message_user(
-                    request, f"Batch {message.get('batch_id')}: {type(exc).__name__}: {exc}", messages.ERROR
+                    request, f"Batch {failed_batch.batch_id}: {failed_batch.error}", messages.ERROR
                 )
-                continue
-            stored += written
-            duplicates += not written
-            failed_batch.delete()
-        self.message_user(request, f"Stored {stored}, already stored {duplicates}, still failing {failing}.")
+                outcome = FailedBatch.FAILED
+            tally[outcome] += 1
+        self.message_user(
+            request,
+            f"Stored {tally[FailedBatch.STORED]}, already stored {tally[FailedBatch.ALREADY_STORED]}, "
+            f"still failing {tally[FailedBatch.FAILED]}.",
+        )

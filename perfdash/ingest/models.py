@@ -66,8 +66,12 @@ class IngestedBatch(models.Model):
 
 class FailedBatch(models.Model):
     """A batch the worker could not store for a reason other than the database being away
-    (that is retried forever). Kept whole so nothing acknowledged is lost; replay with
-    `manage.py replay_failed_batches` once the cause is fixed."""
+    (that is retried forever). Kept whole so nothing acknowledged is lost; replayed from the
+    admin or with `manage.py replay_failed_batches` once the cause is fixed."""
+
+    STORED = "stored"
+    ALREADY_STORED = "already stored"
+    FAILED = "failed: "  # then the error
 
     message = models.JSONField()
     error = models.TextField()
@@ -77,4 +81,26 @@ class FailedBatch(models.Model):
         verbose_name_plural = "failed batches"
 
     def __str__(self) -> str:
-        return f"{self.message.get('batch_id')} failed at {self.failed_at:%Y-%m-%d %H:%M:%S}"
+        return f"{self.batch_id} failed at {self.failed_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def batch_id(self) -> str | None:
+        return self.message.get("batch_id")
+
+    def replay(self) -> str:
+        """Store the batch, at most once, and forget this row; if it fails again, keep the row
+        with the new error. Returns STORED, ALREADY_STORED or FAILED followed by the error.
+
+        The store commits on its own, not in a transaction with the delete: it resolves series
+        ids and partitions before its transaction, and caches them, so a rollback around it
+        would leave ids cached that no longer exist. Its (token, batch id) row makes this safe:
+        a replay cut off before the delete finds the batch already stored next time."""
+        try:
+            written = IngestedBatch.store(self.message["token_id"], Batch.from_message(self.message))
+        except Exception as exc:  # whatever it is, the row keeps the batch for the next attempt
+            self.error = f"{type(exc).__name__}: {exc}"
+            # An update, not save(): a row a concurrent replay has deleted stays deleted.
+            FailedBatch.objects.filter(pk=self.pk).update(error=self.error)
+            return f"{self.FAILED}{self.error}"
+        FailedBatch.objects.filter(pk=self.pk).delete()
+        return self.STORED if written else self.ALREADY_STORED
