@@ -34,10 +34,11 @@ import numpy as np
 sys.path.insert(0, str(common.ROOT))
 
 from collectors import simulate as sim
-from perfdash.forecasting.forecast import DAY_S, forecast
+from perfdash.forecasting.forecast import forecast
+from perfdash.lib.durations import DAY_S
 
 HOUR = 3600
-DAY = 86_400
+
 FORECAST_BENCH_DB = os.environ.get(
     "FORECAST_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/perfdash_bench_forecast"
 )
@@ -89,8 +90,8 @@ def simulator_series(days: int = 40) -> list[Series]:
     points = np.zeros(hours)
     resp_hour, resp_value = [], []
     for day in range(days):
-        t0 = start + day * DAY
-        for g in fleet.groups(t0, t0 + DAY, SIM_STEP, sample):
+        t0 = start + day * DAY_S
+        for g in fleet.groups(t0, t0 + DAY_S, SIM_STEP, sample):
             hour = ((g.ts - start) // HOUR).astype(int)
             if g.metric == "active_agents":
                 node0 = g.node == 0
@@ -126,10 +127,10 @@ def synthetic_series(days: int = 40, seed: int = 7) -> Series:
     """Hourly: a trend of +1.5 %/day of its start, a daily cycle peaking at 15:00, weekends at
     65 % of weekday traffic, and AR(1) noise (phi 0.5, sd 40: 4 % of the starting level)."""
     rng = np.random.default_rng(seed)
-    t = END - days * DAY + HOUR * np.arange(days * 24)
-    base = 1000 * (1 + 0.015 * (t - t[0]) / DAY)
-    hour_of_day = (t % DAY) / HOUR
-    weekday = ((t // DAY).astype(int) + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
+    t = END - days * DAY_S + HOUR * np.arange(days * 24)
+    base = 1000 * (1 + 0.015 * (t - t[0]) / DAY_S)
+    hour_of_day = (t % DAY_S) / HOUR
+    weekday = ((t // DAY_S).astype(int) + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
     daily = 1 + 0.4 * np.cos(2 * np.pi * (hour_of_day - 15) / 24)
     weekly = np.where(weekday >= 5, 0.65, 1.0)
     noise = np.zeros(len(t))
@@ -145,9 +146,9 @@ def compounding_series(days: int = 40, seed: int = 11) -> Series:
     On the raw scale one average cycle explains little of a swing whose size keeps multiplying;
     on the log scale it is a fixed cycle."""
     rng = np.random.default_rng(seed)
-    t = END - days * DAY + HOUR * np.arange(days * 24)
-    level = 100 * np.exp(0.10 * (t - t[0]) / DAY)
-    hour_of_day = (t % DAY) / HOUR
+    t = END - days * DAY_S + HOUR * np.arange(days * 24)
+    level = 100 * np.exp(0.10 * (t - t[0]) / DAY_S)
+    hour_of_day = (t % DAY_S) / HOUR
     daily = 1 + 0.3 * np.cos(2 * np.pi * (hour_of_day - 15) / 24)
     noise = np.exp(rng.normal(0, 0.25, len(t)))
     return Series("synthetic: compounding x daily swing", level * daily * noise, HOUR, 24, 168)
@@ -295,8 +296,8 @@ def load_history() -> float:
     token = ApiToken.issue("bench-forecast", ["ingest"])[0].id
     started, stored = time.perf_counter(), 0
     for day in range(SPEED_DAYS):
-        t0 = end - (SPEED_DAYS - day) * DAY
-        for g in fleet.groups(t0, t0 + DAY, HOUR, sample):
+        t0 = end - (SPEED_DAYS - day) * DAY_S
+        for g in fleet.groups(t0, t0 + DAY_S, HOUR, sample):
             if g.metric not in SPEED_METRICS:
                 continue
             codes, idx = np.unique(g.node.astype(np.int64) * (agents + 1) + g.agent, return_inverse=True)
@@ -340,7 +341,7 @@ def reads_and_fits(targets, now: float) -> tuple[dict[str, float], int]:
         if t.kind == t.Kind.RESPONSE_P95:
             todo.append(past.load[""])
         for ts, ys in todo:
-            wall, cpu, _ = timed(forecast, ts, ys, t.horizon_days * DAY, past.step_s)
+            wall, cpu, _ = timed(forecast, ts, ys, t.horizon_days * DAY_S, past.step_s)
             out["fit"] += wall
             out["fit_cpu"] += cpu
             count += 1
@@ -369,8 +370,8 @@ def speed(reload: bool, runs: int) -> bool:
     # (the targets' default horizon), median of 5.
     fixed = synthetic_series(days=SPEED_DAYS)
     fixed_t = END + HOUR * np.arange(len(fixed.y))
-    forecast(fixed_t, fixed.y, 30 * DAY)  # warm-up: imports, first-call costs
-    one = statistics.median(timed(forecast, fixed_t, fixed.y, 30 * DAY)[0] for _ in range(5))
+    forecast(fixed_t, fixed.y, 30 * DAY_S)  # warm-up: imports, first-call costs
+    one = statistics.median(timed(forecast, fixed_t, fixed.y, 30 * DAY_S)[0] for _ in range(5))
 
     print(
         f"\n{'run':<5}{'refit s':>9}{'CPU s':>7}{'forecasts':>10}   {'reads s':>8}{'fits s':>8}{'CPU s':>7}"

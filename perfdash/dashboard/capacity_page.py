@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 
 from perfdash.forecasting import capacity
-from perfdash.forecasting.forecast import DAY_S
 from perfdash.forecasting.models import CapacityForecast, CapacityTarget
+from perfdash.lib.durations import DAY_S
 
 
 def build(growth: float, node: str = "", now: float | None = None) -> dict:

@@ -15,7 +15,8 @@ import pandas as pd
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
-DAY_S = 86_400.0
+from perfdash.lib.durations import DAY_S
+
 WEEK_S = 7 * DAY_S
 MAX_HORIZON_S = 30 * DAY_S
 MIN_POINTS = 6

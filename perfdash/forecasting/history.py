@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.db import connection
 
-from perfdash.lib.durations import HOUR_S
+from perfdash.lib.durations import DAY_S, HOUR_S
 from perfdash.metrics import query
 from perfdash.metrics.scope import UnknownMetric
 
-DAY_S = 86_400
 HOURLY_AFTER_S = 2 * DAY_S
 FINE_STEP_S = 600
 _TABLES = {3600: ("metrics_rollup_hour", "hour"), FINE_STEP_S: ("metrics_rollup_minute", "minute")}
@@ -44,7 +43,7 @@ class History:
 def read(kind: str, days: int, now: float) -> History:
     step = choose_step(now)
     end = int(now) // step * step  # the step still running is left out: it would look like a dip
-    span = days * DAY_S if step == 3600 else min(days * DAY_S, HOURLY_AFTER_S)
+    span = days * DAY_S if step == HOUR_S else min(days * DAY_S, HOURLY_AFTER_S)
     start = max(end - span, end - query.MAX_SERIES_POINTS * step)
     agents = _run(_NODE_MAX, "active_agents", step, start, end)
     agents_in = _arrived("active_agents", "node", step, start, end)
