@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.http import HttpResponseNotAllowed
 from django.template.response import TemplateResponse
@@ -77,6 +78,12 @@ def shown(rule: AlertRule, value: float | None) -> str | None:
     return units.display(value, threshold_kind(rule.kind, rule.metric, rule.statistic))
 
 
+def measured(rule: AlertRule, value: float | None) -> str | None:
+    """A measured value to 4 significant digits, in the rule's units: display() shows a float
+    exactly, as a typed threshold must read back as itself, and a percentile has 17 digits."""
+    return shown(rule, None if value is None else float(f"{value:.4g}"))
+
+
 QUANTITY_HELP = (
     "With or without a unit: 2 s or 250 ms for a _ms metric, 100 MB for a _bytes one, 5/s for a "
     "rate; a bare number is in ms for _ms metrics, in bytes for _bytes ones. Forecast rules: days."
@@ -146,19 +153,26 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
     def preview_view(self, request):
         """The change form's values, previewed on the last 24 h of data without saving."""
+        # The preview is the rule form run on the fleet's data: no more open than that form.
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         form = self.get_form(request)(request.POST)
         context = {**self.admin_site.each_context(request), "title": "Rule preview", "errors": None}
         if not form.is_valid():
-            context.update(rule=form.instance, errors=form.errors)
+            rule = form.instance
+            context["errors"] = form.errors
         else:
             rule = form.save(commit=False)
             changes = engine.preview(rule)
             notifying = {"firing", "repeat", *(["resolved"] if rule.send_resolved else [])}
             context.update(
-                rule=rule, changes=changes, notifications=sum(c.event in notifying for c in changes)
+                changes=changes,
+                rows=[(c, measured(rule, c.value)) for c in changes],
+                notifications=sum(c.event in notifying for c in changes),
             )
+        context.update(rule=rule, threshold=shown(rule, rule.threshold), recovery=shown(rule, rule.recovery))
         return TemplateResponse(request, "admin/alerts/alertrule/preview.html", context)
 
     fieldsets = [
@@ -225,7 +239,7 @@ class AlertEventAdmin(ReadOnly):
 
     @admin.display(description="value", ordering="value")
     def value_shown(self, event: AlertEvent) -> str | None:
-        return shown(event.rule, event.value)
+        return measured(event.rule, event.value)
 
     @admin.display(description="threshold", ordering="threshold")
     def threshold_shown(self, event: AlertEvent) -> str | None:

@@ -4,10 +4,12 @@ in the metric's units, a test notification, and channel secrets kept out of sigh
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import numpy as np
 import pytest
+from django.contrib.auth.models import Permission
 
 from perfdash.alerts.models import AlertEvent, AlertRule, NotificationChannel
 from perfdash.api.models import ApiToken
@@ -244,3 +246,34 @@ def test_a_rule_saved_unchanged_keeps_its_thresholds(admin_client):
     assert admin_client.post(f"/admin/alerts/alertrule/{rule.pk}/change/", data).status_code == 302
     rule.refresh_from_db()
     assert (form.initial["threshold"], rule.threshold) == ("1.2345 s", 1234.5)
+
+
+def test_a_preview_shows_the_thresholds_in_the_metrics_units(admin_client):
+    data = form_data(
+        metric="agent_memory_bytes", statistic="max", threshold="100 MB", recovery_threshold="90 MB"
+    )
+    page = admin_client.post("/admin/alerts/alertrule/preview/", data).content.decode()
+    assert "100 MB, recovering past 90 MB," in page and "100000000" not in page
+
+
+def test_a_preview_shows_the_values_in_the_metrics_units_and_recovers_past_the_threshold_by_default(
+    admin_client,
+):
+    slow_then_fast()
+    page = admin_client.post("/admin/alerts/alertrule/preview/", form_data(threshold="2 s")).content.decode()
+    assert "2 s, recovering past 2 s," in page
+    firing, resolved = re.findall(r"<td>(firing|resolved)</td><td>([^<]*)</td>", page)
+    assert firing == ("firing", "3 s")
+    number, unit = resolved[1].split(" ")  # a percentile: 4 significant digits, not 17
+    assert unit in {"ms", "s"} and len(number.replace(".", "")) <= 4
+
+
+def test_only_staff_who_may_add_or_change_rules_may_preview_one(client, django_user_model):
+    staff = django_user_model.objects.create_user("staff", password="x" * 12, is_staff=True)
+    client.force_login(staff)
+    assert client.post("/admin/alerts/alertrule/preview/", form_data()).status_code == 403
+    staff.user_permissions.add(Permission.objects.get(codename="view_alertrule"))
+    assert client.post("/admin/alerts/alertrule/preview/", form_data()).status_code == 403
+
+    staff.user_permissions.add(Permission.objects.get(codename="change_alertrule"))
+    assert client.post("/admin/alerts/alertrule/preview/", form_data()).status_code == 200
