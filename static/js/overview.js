@@ -109,9 +109,26 @@
     }
   }
 
+  // Decimal units, as the admin shows thresholds (perfdash/lib/units.py): 100 MB = 1e8 bytes.
+  function bytes(v) {
+    const units = ["B", "kB", "MB", "GB", "TB"];
+    let n = v;
+    let i = 0;
+    for (; Math.abs(n) >= 1000 && i < units.length - 1; i += 1) n /= 1000;
+    return `${Number(n.toFixed(1))} ${units[i]}`;
+  }
+
+  // In the units the admin shows the rule in (perfdash/lib/units.py, of_metric): a count or a
+  // rate of points is a number whatever the metric measures.
   function value(r, v) {
+    if (v === null || v === undefined) return "–";
     if (r.unit === "days") return `${PD.fmt(v, 1)} days`;
-    return r.metric.endsWith("_ms") ? PD.ms(v) : PD.fmt(v, 1);
+    if (r.statistic === "count") return PD.fmt(v, 0);
+    if (r.statistic === "rate") return `${PD.fmt(v, 2)}/s`;
+    if (r.metric.endsWith("_ms")) return PD.ms(v);
+    if (r.metric.endsWith("_seconds")) return PD.ms(v * 1000);
+    if (r.metric.endsWith("_bytes")) return bytes(v);
+    return PD.fmt(v, 1);
   }
 
   function alerts(rows) {

@@ -1,6 +1,7 @@
 """In Debian's Chromium, driven by Playwright: log in, see the charts, watch new points arrive
-without a reload, see an agent name with a script in it shown as text, and see a failed first
-load said and retried. Screenshots of each page land in test-artifacts/."""
+without a reload, see an agent name with a script in it shown as text, see a failed first
+load said and retried, and see firing alerts in their rules' units. Screenshots of each page
+land in test-artifacts/."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from playwright.sync_api import sync_playwright
 
+from perfdash.alerts.models import AlertRule, AlertState
 from perfdash.api.models import ApiToken
 from tests.conftest import ROOT, wait_until
 
@@ -211,3 +213,33 @@ def test_a_failed_first_load_is_shown_and_retried_and_the_socket_waits_for_the_d
     first_ok = seen.index("data ok")
     assert {"data 500", "data abort"} <= set(seen[:first_ok]) and "socket" not in seen[:first_ok]
     assert seen[first_ok + 1 :] == ["socket"]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by .ci/run")
+def test_firing_alerts_show_their_value_and_threshold_in_the_units_of_the_rule(live_server_url):
+    User.objects.create_user("viewer", password="viewer-password")
+
+    def firing(name: str, metric: str, statistic: str, threshold: float, value: float) -> None:
+        rule = AlertRule.objects.create(name=name, metric=metric, statistic=statistic, threshold=threshold)
+        AlertState.objects.create(rule=rule, state=AlertState.State.FIRING, value=value)
+
+    firing("Memory", "agent_memory_bytes", "max", 1e8, 1.2e8)
+    firing("Slow", "agent_response_ms", "p95", 2000.0, 3500.0)
+    firing("Busy", "agent_response_ms", "count", 500.0, 640.0)  # points, not milliseconds
+
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser, page = open_page(pw, errors)
+        page.goto(f"{live_server_url}/login/?next=/")
+        log_in(page, "viewer")
+        page.wait_for_selector("#alerts[data-firing='3']")
+        rows = page.locator("#alerts tbody tr")
+        # rule, where, value, threshold
+        shown = [rows.nth(i).locator("td").all_inner_texts()[1:5] for i in range(rows.count())]
+        browser.close()
+    assert errors == []
+    assert shown == [
+        ["Memory", "fleet", "120 MB", "100 MB"],
+        ["Slow", "fleet", "3.50 s", "2.00 s"],
+        ["Busy", "fleet", "640", "500"],
+    ]
