@@ -27,6 +27,17 @@ import time
 from pathlib import Path
 
 from collectors.memory import rss_bytes
+from collectors.protocol import (
+    AGENT_MEMORY_BYTES,
+    AGENT_RESPONSE_MS,
+    CACHE_HITS_TOTAL,
+    CACHE_MISSES_TOTAL,
+    ERRORS_TOTAL,
+    LLM_CALL_MS,
+    MEMORY_OP_MS,
+    TOKENS_TOTAL,
+    TOOL_EXECUTION_MS,
+)
 from collectors.spool import Spool
 from collectors.transport import Backoff, Outcome, Point, Transport, encode
 
@@ -125,38 +136,38 @@ class Client:
 
     def response(self, **tags: str) -> Timed:
         """Times an agent's answer to one request: `agent_response_ms`."""
-        return Timed(self, "agent_response_ms", tags or None)
+        return Timed(self, AGENT_RESPONSE_MS, tags or None)
 
     def tool(self, tool: str, **tags: str) -> Timed:
-        return Timed(self, "tool_execution_ms", {"tool": tool, **tags})
+        return Timed(self, TOOL_EXECUTION_MS, {"tool": tool, **tags})
 
     def llm(self, provider: str, model: str, **tags: str) -> Timed:
-        return Timed(self, "llm_call_ms", {"provider": provider, "model": model, **tags})
+        return Timed(self, LLM_CALL_MS, {"provider": provider, "model": model, **tags})
 
     def memory_op(self, op: str, **tags: str) -> Timed:
-        return Timed(self, "memory_op_ms", {"op": op, **tags})
+        return Timed(self, MEMORY_OP_MS, {"op": op, **tags})
 
     def count(self, metric: str, n: float = 1, **tags: str) -> None:
         self.record(metric, n, tags or None)
 
     def error(self, kind: str = "error", **tags: str) -> None:
-        self.record("errors_total", 1, {"error": kind, **tags})
+        self.record(ERRORS_TOTAL, 1, {"error": kind, **tags})
 
     def tokens(self, n: int, provider: str, model: str) -> None:
-        self.record("tokens_total", n, {"provider": provider, "model": model})
+        self.record(TOKENS_TOTAL, n, {"provider": provider, "model": model})
 
     def cache_hit(self, **tags: str) -> None:
-        self.record("cache_hits_total", 1, tags or None)
+        self.record(CACHE_HITS_TOTAL, 1, tags or None)
 
     def cache_miss(self, **tags: str) -> None:
-        self.record("cache_misses_total", 1, tags or None)
+        self.record(CACHE_MISSES_TOTAL, 1, tags or None)
 
     def sample_memory(self, every: float = 10.0) -> None:
         """Report this process's resident memory as `agent_memory_bytes` every `every` s."""
 
         def run() -> None:
             while not self._stop.is_set():
-                self.record("agent_memory_bytes", rss_bytes())
+                self.record(AGENT_MEMORY_BYTES, rss_bytes())
                 self._stop.wait(every)
 
         thread = threading.Thread(target=run, name="perfdash-memory", daemon=True)

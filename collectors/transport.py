@@ -10,6 +10,8 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from collectors.protocol import INGEST_PATH, Point
+
 try:  # orjson is ~5x faster; the SDK works without it
     import orjson
 
@@ -19,10 +21,6 @@ except ImportError:  # pragma: no cover - exercised where orjson is absent
 
     def _dumps(obj) -> bytes:
         return json.dumps(obj, separators=(",", ":")).encode()
-
-
-# (ts, metric, value, tags or None, node, agent)
-Point = tuple[float, str, float, "dict[str, str] | None", str, str]
 
 
 def encode(points: list[Point], batch_id: str | None = None) -> tuple[str, bytes]:
@@ -54,7 +52,7 @@ class Transport:
             raise ValueError(f"url must be http(s)://host[:port], not {url!r}")
         self._https = parts.scheme == "https"
         self._host, self._port = parts.hostname, parts.port
-        self.path = parts.path.rstrip("/") + "/api/v1/ingest"
+        self.path = parts.path.rstrip("/") + INGEST_PATH
         self._headers = {
             "Authorization": f"Bearer {token}",
             "Content-Type": "application/json",

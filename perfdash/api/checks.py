@@ -1,9 +1,11 @@
-"""Refuse to serve the world with development settings."""
+"""Refuse to serve the world with development settings, or to accept names the store cannot hold."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
+
+from perfdash.metrics.models import RollupKey, Series
 
 DEV_SECRET = "dev-only-insecure-secret-key-change-me"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "testserver"}
@@ -54,3 +56,31 @@ def production_settings(app_configs=None, **kwargs) -> list:
             )
         )
     return problems
+
+
+# The columns a metric, node, agent, tag key or tag value is stored in.
+NAME_COLUMNS = (
+    (Series, ("metric", "node", "agent")),
+    (RollupKey, ("metric", "node", "agent", "tag_key", "tag_value")),
+)
+
+
+@register("ingest")
+def name_limit_fits_the_columns(app_configs=None, **kwargs) -> list:
+    widths = {
+        f"{model.__name__}.{name}": model._meta.get_field(name).max_length
+        for model, names in NAME_COLUMNS
+        for name in names
+    }
+    narrowest = min(widths, key=widths.__getitem__)
+    limit, width = settings.INGEST_MAX_NAME_LENGTH, widths[narrowest]
+    if limit <= width:
+        return []
+    return [
+        Error(
+            f"INGEST_MAX_NAME_LENGTH is {limit}, longer than {narrowest} holds ({width} characters).",
+            hint=f"Set INGEST_MAX_NAME_LENGTH to at most {width}: a longer name would pass validation, "
+            "then fail to store, and its whole batch with it.",
+            id="perfdash.E002",
+        )
+    ]

@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from perfdash.api.decorators import error, token_required
 from perfdash.ingest import ratelimit
 from perfdash.ingest.tasks import store_batch
-from perfdash.ingest.validate import BadBatch, Limits, decode_body, parse_batch
+from perfdash.ingest.validate import Limits, ProtocolError, decode_body, parse_batch
 from perfdash.lib.durations import parse_duration
 from perfdash.metrics import query
 
@@ -62,7 +62,7 @@ def ingest(request):
             body, request.META.get("CONTENT_TYPE", ""), request.headers.get("Content-Encoding", ""), limits
         )
         batch = parse_batch(raw, limits, time.time())
-    except BadBatch as exc:
+    except ProtocolError as exc:
         return JsonResponse(exc.as_json(), status=exc.status)
     try:
         if not ratelimit.allow(request.token.id, len(batch)):

@@ -9,21 +9,11 @@ from __future__ import annotations
 
 from django.db import models
 
+# Defined by the ingest protocol, which the collectors share; the query module reads it here.
+from collectors.protocol import WELL_KNOWN_METRICS as WELL_KNOWN_METRICS
+
 # Tags that get their own rollups (drill-down by tool, model, provider or memory op).
 DIMENSION_TAGS = ("tool", "model", "provider", "op")
-
-WELL_KNOWN_METRICS = {
-    "agent_response_ms": "latency",
-    "tool_execution_ms": "latency",
-    "llm_call_ms": "latency",
-    "memory_op_ms": "latency",
-    "agent_memory_bytes": "gauge",
-    "active_agents": "gauge",
-    "errors_total": "counter",
-    "tokens_total": "counter",
-    "cache_hits_total": "counter",
-    "cache_misses_total": "counter",
-}
 
 
 class Series(models.Model):

@@ -203,3 +203,50 @@ def test_a_rejected_batch_stores_nothing_even_when_most_points_are_good(client, 
 def test_tags_that_are_not_an_object_are_rejected_even_for_a_series_seen_before(client, ingest_token, tags):
     body = {"points": [point(tags=...), point(tags=tags)]}  # the first point: same series, no tags
     assert_error(post(client, ingest_token, encode(body)), 400, point=1, field="tags")
+
+
+NOT_UNICODE = {
+    "escaped lone surrogate": rb"\ud800",
+    "escaped pair in the wrong order": rb"\ude00\ud83d",
+    "byte that is never UTF-8": b"\xff",
+    "surrogate encoded as UTF-8": b"\xed\xa0\x80",
+    "overlong encoding": b"\xc0\x80",
+}
+
+
+def with_bytes(body: dict, raw: bytes) -> bytes:
+    """The body as JSON, with each string "@" replaced by `raw` between an x and a y."""
+    return orjson.dumps(body).replace(b'"@"', b'"x' + raw + b'y"')
+
+
+@pytest.mark.parametrize("raw", NOT_UNICODE.values(), ids=NOT_UNICODE.keys())
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"node": "@"}, "node"),
+        ({"agent": "@"}, "agent"),
+        ({"metric": "@"}, "metric"),
+        ({"tags": {"tool": "@"}}, "tags.tool"),
+        ({"tags": {"@": "web"}}, "tags."),
+    ],
+    ids=["node", "agent", "metric", "tag value", "tag key"],
+)
+def test_it_rejects_a_string_that_is_not_unicode_and_says_where(client, ingest_token, raw, bad, field):
+    response = post(client, ingest_token, with_bytes({"points": [point(), point(**bad)]}, raw))
+    assert response.status_code == 400, response.content
+    body = orjson.loads(response.content)  # strict: the answer itself is valid Unicode
+    assert body["point"] == 1 and body["field"].startswith(field) and body["error"]
+    assert stored_points() == 0
+
+
+@pytest.mark.parametrize("raw", NOT_UNICODE.values(), ids=NOT_UNICODE.keys())
+def test_it_rejects_a_batch_id_that_is_not_unicode(client, ingest_token, raw):
+    response = post(client, ingest_token, with_bytes({"batch_id": "@", "points": [point()]}, raw))
+    assert response.status_code == 400, response.content
+    assert orjson.loads(response.content)["field"] == "batch_id"
+    assert stored_points() == 0
+
+
+def test_a_tag_key_that_is_not_unicode_is_named_as_escapes(client, ingest_token):
+    response = post(client, ingest_token, with_bytes({"points": [point(tags={"@": "web"})]}, rb"\ud800"))
+    assert orjson.loads(response.content)["field"] == r"tags.x\ud800y"

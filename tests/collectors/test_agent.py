@@ -20,7 +20,12 @@ import pytest
 from datadog.dogstatsd import DogStatsd
 from django.db import connection
 
-from collectors.agent import BadRequest, OncePerProblem, build_parser, decode_body, find_agents, parse_body
+from collectors.agent.cli import build_parser
+from collectors.agent.forwarding import NODE_LIMITS, OncePerProblem
+from collectors.agent.local_ingest import LocalIngest, parse_body
+from collectors.agent.processes import find_agents
+from collectors.client import Client
+from collectors.protocol import ProtocolError, decode_body
 from perfdash.api.models import ApiToken
 from tests.conftest import Proc, free_port, server_env, wait_until
 
@@ -88,7 +93,7 @@ def test_a_valid_body_becomes_points_with_unix_times():
     ],
 )
 def test_a_bad_point_is_refused_naming_its_index_and_field(point: dict, field: str):
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(ProtocolError) as refused:
         parse_body(body(good(), good(**point)), time.time())
     assert (refused.value.status, refused.value.point, refused.value.field) == (400, 1, field)
 
@@ -97,7 +102,7 @@ def test_a_bad_point_is_refused_naming_its_index_and_field(point: dict, field: s
 def test_a_missing_field_is_named(field: str):
     point = good()
     del point[field]
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(ProtocolError) as refused:
         parse_body(body(point), time.time())
     assert (refused.value.point, refused.value.field, refused.value.message) == (0, field, "missing field")
 
@@ -114,22 +119,32 @@ def test_a_missing_field_is_named(field: str):
     ],
 )
 def test_a_bad_body_is_refused_whole(raw: bytes, status: int):
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(ProtocolError) as refused:
         parse_body(raw, time.time())
     assert refused.value.status == status
 
 
 def test_bodies_must_be_json_plain_or_gzip_and_not_a_gzip_bomb():
-    assert decode_body(gzip.compress(b"{}"), "application/json; charset=utf-8", "gzip") == b"{}"
+    assert decode_body(gzip.compress(b"{}"), "application/json; charset=utf-8", "gzip", NODE_LIMITS) == b"{}"
     for args, status in [
         ((b"{}", "text/plain", ""), 415),
         ((b"{}", "application/json", "br"), 415),
         ((b"not gzip", "application/json", "gzip"), 400),
         ((gzip.compress(b" " * (11 * 1024 * 1024)), "application/json", "gzip"), 413),
     ]:
-        with pytest.raises(BadRequest) as refused:
-            decode_body(*args)
+        with pytest.raises(ProtocolError) as refused:
+            decode_body(*args, NODE_LIMITS)
         assert refused.value.status == status
+
+
+@pytest.mark.parametrize("raw", [rb"\ud800", b"\xff", b"\xed\xa0\x80"], ids=["escape", "byte", "encoded"])
+def test_a_local_body_with_a_string_that_is_not_unicode_is_refused_and_nothing_recorded(receiver, raw):
+    client = Client(receiver.url, "pd_test", node="n1", agent="a1", spool_dir="")
+    sent = body(good(), good(tags={"tool": "@"})).replace(b'"@"', b'"web' + raw + b'"')
+    status, answer = LocalIngest(client).handle(sent, "application/json", "")
+    assert (status, answer["point"], answer["field"]) == (400, 1, "tags.tool")
+    assert client.buffered() == 0
+    client.close()
 
 
 def test_help_documents_every_option():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collectors.statsd import StatsdPoint, parse
+from collectors.agent.statsd import StatsdPoint, parse
 
 
 def points(datagram: bytes) -> list[StatsdPoint]:

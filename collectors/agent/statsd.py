@@ -18,7 +18,9 @@ import math
 import re
 from dataclasses import dataclass, field
 
-SUFFIXES = {"ms": "_ms", "h": "_ms", "d": "_ms", "c": "_total", "g": ""}
+from collectors.protocol import COUNTER_SUFFIX, LATENCY_SUFFIX
+
+SUFFIXES = {"ms": LATENCY_SUFFIX, "h": LATENCY_SUFFIX, "d": LATENCY_SUFFIX, "c": COUNTER_SUFFIX, "g": ""}
 IGNORED_TYPES = frozenset(("s",))
 IGNORED_LINES = (b"_e{", b"_sc|")  # DogStatsD events and service checks
 # DogStatsD origin-detection fields (container id, external data, cardinality) only mean

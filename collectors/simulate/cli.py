@@ -1,0 +1,199 @@
+"""`python -m collectors simulate`: the options, and the run (the backfill first, then live
+seconds as they pass) through the senders or a dry run."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+from collectors.simulate.send import Batch, DrySink, Progress, Senders, Stats
+from collectors.simulate.traffic import (
+    DAY,
+    HOUR,
+    MAX_BACKFILL_S,
+    MAX_BATCH_POINTS,
+    MINUTE,
+    Fleet,
+    Window,
+    backfill_step,
+    backfill_windows,
+)
+
+
+@dataclass
+class _Run:
+    fleet: Fleet
+    sink: Senders | DrySink
+    stats: Stats
+    batch_size: int
+
+    def emit(self, w: Window, phase: str) -> bool:
+        """Generate, encode and hand over a window's batches; False once sending stopped."""
+        batches = self.fleet.batches(*w, size=self.batch_size)
+        return all(self.sink.put(Batch.of(points, phase)) for points in batches)
+
+    def backfill(self, end: float, seconds: float, step: float) -> bool:
+        for w in backfill_windows(self.fleet, end, seconds, step, self.batch_size):
+            self.stats.stage = f"backfill {100 * (1 - (end - w.t0) / seconds):3.0f}%"
+            if not self.emit(w, "backfill"):
+                return False
+        return True
+
+    def live(self, t0: float, duration: float, realtime: bool) -> None:
+        """Whole seconds from t0 on, each sent once it has passed (or at once when not
+        `realtime`), for `duration` seconds (0: until interrupted)."""
+        began = time.time() if realtime else t0
+        end = math.ceil(began + duration) if duration else math.inf
+        while t0 < end:
+            self.stats.stage = f"live {t0 - began:,.0f} s" if t0 >= began else "live (catching up)"
+            t1 = min(math.floor(time.time()) if realtime else t0 + 1, end)
+            if t1 <= t0:
+                time.sleep(max(0.0, t0 + 1.001 - time.time()))
+                continue
+            if not self.emit(Window(t0, t1), "live"):
+                return
+            t0 = t1
+
+
+def _summary(stats: Stats, dry_run: bool) -> str:
+    elapsed = time.monotonic() - stats.started
+    total = stats.total()
+    text = (
+        f"{'generated' if dry_run else 'sent'} {total:,} points in {stats.batches:,} batches"
+        f" (backfill {stats.sent['backfill']:,} + live {stats.sent['live']:,}) in {elapsed:.1f} s:"
+        f" {total / elapsed:,.0f} points/s; {stats.retries:,} retries, {stats.errors:,} errors"
+    )
+    if dry_run:
+        text += " (dry run: nothing sent)"
+    if stats.unsent:
+        text += f"\nNOT sent: {stats.unsent:,} points in {stats.unsent_batches:,} batches"
+    return text
+
+
+def _intro(args: argparse.Namespace, fleet: Fleet, step: float) -> str:
+    """What is about to happen, and the episodes from yesterday to tomorrow to watch for."""
+    target = "generating only (dry run)" if args.dry_run else f"sending to {args.url}"
+    lines = [f"simulating {args.agents:,} agents on {args.nodes:,} nodes (seed {args.seed}), {target}"]
+    if args.backfill:
+        lines.append(f"backfill: the last {_span(args.backfill)} first, one tick per {_span(step)}")
+    lines.append("episodes (UTC):")
+    now = fleet.full_at
+    for e in fleet.episodes(now - min(args.backfill, DAY), now + DAY):
+        lines.append(f"  {_utc(e.start)} to {_utc(e.end)}  {e.kind} {e.target}")
+    return "\n".join(lines)
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%a %H:%M", time.gmtime(ts))
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", DAY), ("h", HOUR), ("m", MINUTE)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _duration(text: str) -> int:
+    m = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if not m or int(m.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90m, 2h, 3d or 14d")
+    return int(m.group(1)) * {"s": 1, "m": MINUTE, "h": HOUR, "d": DAY}[m.group(2)]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m collectors simulate",
+        description=sys.modules[__package__].__doc__,  # the package's: the model and the sending
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--agents", type=int, default=100, help="fleet size (default 100)")
+    ap.add_argument("--nodes", type=int, default=4, help="nodes the agents are spread over (default 4)")
+    ap.add_argument("--duration", type=float, default=0, help="seconds of live traffic; 0 = until Ctrl-C")
+    ap.add_argument(
+        "--url",
+        default=os.environ.get("PERFDASH_URL", "http://127.0.0.1:8000"),
+        help="the perfdash server (default $PERFDASH_URL or http://127.0.0.1:8000)",
+    )
+    ap.add_argument(
+        "--token", default=os.environ.get("PERFDASH_TOKEN", ""), help="an ingest token ($PERFDASH_TOKEN)"
+    )
+    ap.add_argument("--backfill", type=_duration, default=0, help="history to send first, e.g. 2h, 3d, 14d")
+    ap.add_argument(
+        "--backfill-step",
+        type=_duration,
+        default=None,
+        help="one sample tick per step (default: 1m or coarser)",
+    )
+    ap.add_argument("--senders", type=int, default=2, help="sending threads, one connection each")
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=MAX_BATCH_POINTS,
+        help="points per batch at most (INGEST_MAX_POINTS)",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="the same seed gives the same fleet and episodes")
+    ap.add_argument("--dry-run", action="store_true", help="generate and encode only, at full speed")
+    args = ap.parse_args(argv)
+    if not 1 <= args.nodes <= args.agents:
+        ap.error("need 1 <= --nodes <= --agents")
+    if args.senders < 1 or args.batch_size < 1 or args.seed < 0 or args.duration < 0:
+        ap.error("--senders and --batch-size must be >= 1, --seed and --duration >= 0")
+    if args.backfill > MAX_BACKFILL_S:
+        ap.error("--backfill can be at most 89d (the server keeps 90 days)")
+    if not args.token and not args.dry_run:
+        ap.error("--token (or $PERFDASH_TOKEN) is required, unless --dry-run")
+    return args
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _finish(sink) -> None:
+    """Send what is queued; a second Ctrl-C gives up on it (and the summary says so)."""
+    try:
+        sink.close()
+    except KeyboardInterrupt:
+        print("\nabandoning the batches not yet sent", file=sys.stderr)
+        sink.abandon()
+
+
+def run(args: argparse.Namespace) -> int:
+    start = math.floor(time.time())
+    fleet = Fleet(args.agents, args.nodes, args.seed, full_at=start)
+    stats = Stats()
+    try:
+        sink = DrySink(stats) if args.dry_run else Senders(args.url, args.token, args.senders, stats)
+    except ValueError as exc:  # a malformed --url
+        print(f"perfdash simulate: {exc}", file=sys.stderr)
+        return 2
+    step = args.backfill_step or backfill_step(args.agents, args.backfill)
+    print(_intro(args, fleet, step), file=sys.stderr)
+    progress = Progress(stats)
+    simulation = _Run(fleet, sink, stats, args.batch_size)
+    try:
+        if not args.backfill or simulation.backfill(start, args.backfill, step):
+            simulation.live(start, args.duration, realtime=not args.dry_run)
+    except KeyboardInterrupt:
+        stats.stage = "stopping"
+        print("\nstopping: sending what is queued (Ctrl-C again to give up on it)", file=sys.stderr)
+    _finish(sink)
+    progress.stop()
+    print(_summary(stats, args.dry_run), flush=True)
+    if sink.rejected is not None:
+        r = sink.rejected
+        print(f"perfdash simulate: the server rejected a batch (HTTP {r.code}): {r.message}", file=sys.stderr)
+    return 1 if stats.unsent else 0
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # `docker stop` too sends what is queued
+    return run(args)
