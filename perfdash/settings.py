@@ -140,6 +140,12 @@ ROLLUP_RETENTION_DAYS = env.int("ROLLUP_RETENTION_DAYS", default=90)
 
 # --- Dashboard ---------------------------------------------------------------------------
 NODE_CAPACITY_AGENTS = env.int("NODE_CAPACITY_AGENTS", default=1000)
+# Live updates, per web process: open sockets per user and in all, and how many distinct views
+# (page and filters) update every second; views beyond that update every LIVE_SLOW_INTERVAL_S.
+LIVE_MAX_SOCKETS_PER_USER = env.int("LIVE_MAX_SOCKETS_PER_USER", default=20)
+LIVE_MAX_SOCKETS = env.int("LIVE_MAX_SOCKETS", default=2000)
+LIVE_MAX_VIEWS = env.int("LIVE_MAX_VIEWS", default=50)
+LIVE_SLOW_INTERVAL_S = env.float("LIVE_SLOW_INTERVAL_S", default=10.0)
 AGENT_MEMORY_TARGET_BYTES = env.int("AGENT_MEMORY_TARGET_BYTES", default=100 * 1000 * 1000)
 # Targets drawn on the latency charts (DESIGN.md, from the ElixirChain performance targets).
 LATENCY_TARGETS = {

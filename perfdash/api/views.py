@@ -119,6 +119,9 @@ def read_view(extra: set[str] = frozenset()):
     """GET-only, token with `read` scope or a session, and the shared parameter errors."""
 
     def decorator(view):
+        # CSRF-exempt: it only ever reads, and otherwise a POST with a session cookie would get
+        # the CSRF failure page instead of this API's JSON 405.
+        @csrf_exempt
         @method("GET")
         @token_required("read", allow_session=True)
         @wraps(view)

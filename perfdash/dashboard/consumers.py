@@ -16,6 +16,7 @@ import logging
 import statistics
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
 import orjson
@@ -24,6 +25,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import DatabaseError, connection
 
 from perfdash.dashboard import panels, peaks
@@ -43,6 +45,12 @@ REJOIN_S = 3600.0
 SUBSCRIBE_TIMEOUT_S = 5.0
 # How often the memory peaks are read from the store again: the longest a lost announcement shows.
 PEAKS_READ_S = 60.0
+# Close codes the page understands (4000-4999 are the application's own).
+TOO_MANY_SOCKETS = 4429
+# Live computes run one at a time on a thread of their own: never on the thread that serves
+# this process's ordinary requests, and never more than one core's worth however many views
+# are open.
+_COMPUTES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfdash-live")
 
 
 class Broadcast:
@@ -53,6 +61,13 @@ class Broadcast:
 
     def __init__(self, key: tuple, view: panels.View):
         self.key, self.view = key, view
+        # The first LIVE_MAX_VIEWS views of a process update every second, later ones less
+        # often: each distinct view costs a compute per update, whoever asks for it.
+        self.interval = (
+            MIN_INTERVAL_S
+            if self._views_in(key[0]) < settings.LIVE_MAX_VIEWS
+            else settings.LIVE_SLOW_INTERVAL_S
+        )
         self.sockets: set[LiveConsumer] = set()
         self.dirty = False
         self.last_send = 0.0
@@ -71,8 +86,22 @@ class Broadcast:
         if not self.sockets:
             if self._all.get(self.key) is self:  # not a newer broadcast of the same view
                 del self._all[self.key]
+                if self.interval == MIN_INTERVAL_S:
+                    self._promote(self.key[0])
             if self.task:
                 self.task.cancel()
+
+    @classmethod
+    def _views_in(cls, loop) -> int:
+        return sum(1 for owner, _ in cls._all if owner is loop)
+
+    @classmethod
+    def _promote(cls, loop) -> None:
+        """A one-second slot came free: the oldest slow view takes it."""
+        for (owner, _), broadcast in cls._all.items():  # dicts keep the order views opened in
+            if owner is loop and broadcast.interval != MIN_INTERVAL_S:
+                broadcast.interval = MIN_INTERVAL_S
+                return
 
     @classmethod
     def announce(cls, event: str) -> None:
@@ -113,17 +142,26 @@ class Broadcast:
         try:
             while self.dirty and self.sockets:
                 # Start computing so that the result is ready when the next send is allowed.
-                start_at = self.last_send + MIN_INTERVAL_S - statistics.median(self.computes)
+                start_at = self.last_send + self.interval - statistics.median(self.computes)
                 await asyncio.sleep(max(0.0, start_at - time.monotonic()))
                 self.dirty = False
                 started, read_at = time.monotonic(), time.time()
                 live = Announcements.peaks_of(asyncio.get_running_loop())
-                data = await sync_to_async(_compute, thread_sensitive=True)(self.view, live)
+                data = await sync_to_async(_compute, thread_sensitive=False, executor=_COMPUTES)(
+                    self.view, live
+                )
                 self.computes.append(time.monotonic() - started)
-                await asyncio.sleep(max(0.0, self.last_send + MIN_INTERVAL_S - time.monotonic()))
+                await asyncio.sleep(max(0.0, self.last_send + self.interval - time.monotonic()))
                 self.last_send = time.monotonic()
-                # read_at: everything committed before it is in this update.
-                message = {"type": "update", "read_at": read_at, "sent_at": time.time(), "data": data}
+                # read_at: everything committed before it is in this update; every: how often
+                # this view updates (more than a second: the process has many views open).
+                message = {
+                    "type": "update",
+                    "read_at": read_at,
+                    "sent_at": time.time(),
+                    "every": self.interval,
+                    "data": data,
+                }
                 text = orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS).decode()
                 for socket in self.sockets:
                     self._send(socket, text)
@@ -136,8 +174,8 @@ class Broadcast:
 
 
 def _compute(view: panels.View, live: AgentPeaks | None) -> dict:
-    """The page's data, on the one thread that runs this process's database work. Not through
-    database_sync_to_async: that makes the next query first ask PostgreSQL whether the
+    """The page's data, on the live computes' thread, which keeps its own connection. Not
+    through database_sync_to_async: that makes the next query first ask PostgreSQL whether the
     connection still works, one more round trip in every update. Instead a failure drops the
     connection and tries once more on a new one (PostgreSQL restarted since the last update:
     else that update, perhaps an hourly capacity one, would be lost)."""
@@ -250,9 +288,17 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     accepted = False
     sending: asyncio.Task | None = None  # the update being sent to it
 
+    # Open sockets of this process, per user id.
+    _per_user: dict[tuple[asyncio.AbstractEventLoop, int], int] = {}
+
     async def connect(self) -> None:
         if not self.scope["user"].is_authenticated:
             await self.close(code=4401)
+            return
+        if not self._count_in():
+            # Accepted first: a browser sees the code of a close only after the handshake.
+            await self.accept()
+            await self.close(code=TOO_MANY_SOCKETS)
             return
         params = {k: v[0] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
         page = params.get("page", "overview")
@@ -280,7 +326,28 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         size = len(text_data or bytes_data or "")
         log.info("live socket: ignored a %d-byte message from the client", size)
 
+    def _count_in(self) -> bool:
+        """Counts this socket in, if its user and this process are both under their caps."""
+        loop, user = asyncio.get_running_loop(), self.scope["user"].pk
+        total = sum(n for (owner, _), n in self._per_user.items() if owner is loop)
+        mine = self._per_user.get((loop, user), 0)
+        if mine >= settings.LIVE_MAX_SOCKETS_PER_USER or total >= settings.LIVE_MAX_SOCKETS:
+            return False
+        self._per_user[(loop, user)] = mine + 1
+        self.counted = (loop, user)
+        return True
+
+    def _count_out(self) -> None:
+        counted = self.__dict__.pop("counted", None)
+        if counted:
+            left = self._per_user[counted] - 1
+            if left:
+                self._per_user[counted] = left
+            else:
+                del self._per_user[counted]
+
     async def disconnect(self, code: int) -> None:
+        self._count_out()
         broadcast = self.__dict__.pop("broadcast", None)  # once, however often it is called
         if broadcast:
             broadcast.leave(self)

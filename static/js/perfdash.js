@@ -91,6 +91,8 @@ const PD = (() => {
     }
   }
 
+  const TOO_MANY_SOCKETS = 4429;  // the server's close code (dashboard/consumers.py)
+
   function live(name, onData) {
     let delay = 1000;
     function open() {
@@ -100,9 +102,18 @@ const PD = (() => {
       socket.onmessage = (event) => {
         const message = JSON.parse(event.data);
         if (message.type !== "update") return;
+        // A server with many distinct views open updates the later ones less often: say so.
+        if (message.every > 1) showStatus("slow", `live · every ${Math.round(message.every)} s (busy server)`);
+        else showStatus("live", "live");
         onData(message.data);
       };
-      socket.onclose = () => {
+      socket.onclose = (event) => {
+        if (event.code === TOO_MANY_SOCKETS) {
+          // This account (or server) has too many live pages open: try again much later.
+          showStatus("paused", "live paused: too many open pages — close some tabs");
+          setTimeout(open, 60000);
+          return;
+        }
         showStatus("reconnecting", `reconnecting in ${Math.round(delay / 1000)} s…`);
         setTimeout(open, delay);
         delay = Math.min(delay * 2, 30000);

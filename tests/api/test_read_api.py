@@ -121,3 +121,28 @@ def test_reading_needs_a_read_token_or_a_session(client, ingest_token, world):
 def test_reading_is_get_only(client, read_token, world):
     r = client.post("/api/v1/stats?metric=agent_response_ms", HTTP_AUTHORIZATION=f"Bearer {read_token}")
     assert r.status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("node=%00", "node"),
+        ("agent=a%00b", "agent"),
+        ("tag.tool=%00", "tag.tool"),
+        ("metric=a%00b", "metric"),
+    ],
+)
+def test_a_filter_with_control_characters_is_a_400_naming_it(client, read_token, world, query, param):
+    params = "window=1h&" + (query if param == "metric" else "metric=agent_response_ms&" + query)
+    response = get(client, f"stats?{params}", read_token)
+    assert response.status_code == 400 and response.json()["param"] == param
+
+
+def test_a_post_with_a_session_but_no_csrf_token_is_a_json_405(db):
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(User.objects.create_user("poster", password="x" * 12))
+    response = browser.post("/api/v1/stats?metric=agent_response_ms")
+    assert response.status_code == 405 and response.json()["error"].startswith("method POST")

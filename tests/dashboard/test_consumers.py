@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 
 import numpy as np
@@ -21,9 +22,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 
 
-def session_cookie() -> bytes:
+def session_cookie(username: str = "viewer") -> bytes:
     client = Client()
-    client.force_login(User.objects.create_user("viewer", password="x" * 12))
+    user = User.objects.filter(username=username).first() or User.objects.create_user(
+        username, password="x" * 12
+    )
+    client.force_login(user)
     connections.close_all()  # this runs in a worker thread; its connection must not outlive the test
     return f"sessionid={client.cookies['sessionid'].value}".encode()
 
@@ -330,3 +334,56 @@ async def test_a_filter_with_control_characters_closes_the_socket_as_a_bad_reque
     cookie = await asyncio.to_thread(session_cookie)
     connected, code = await communicator(cookie, path=f"/ws/live/?page=overview&{query}").connect()
     assert not connected and code == 4400
+
+
+async def closed_with(ws) -> int | None:
+    output = await ws.receive_output(timeout=5)
+    return output.get("code") if output["type"] == "websocket.close" else None
+
+
+async def test_a_user_over_the_socket_cap_is_told_so_and_others_are_not(settings):
+    settings.LIVE_MAX_SOCKETS_PER_USER = 2
+    cookie = await asyncio.to_thread(session_cookie)
+    first, second, third = (communicator(cookie) for _ in range(3))
+    assert (await first.connect())[0] and (await second.connect())[0]
+    assert (await third.connect())[0]  # accepted, so that the browser can read the close code
+    assert await closed_with(third) == 4429
+    other = communicator(await asyncio.to_thread(session_cookie, "another-viewer"))
+    assert (await other.connect())[0] and await other.receive_nothing(timeout=0.2)
+    await first.disconnect()
+    again = communicator(cookie)
+    assert (await again.connect())[0] and await again.receive_nothing(timeout=0.2)  # a slot came free
+    for ws in (second, other, again):
+        await ws.disconnect()
+
+
+async def test_views_beyond_the_cap_update_less_often_until_a_slot_frees(settings):
+    settings.LIVE_MAX_VIEWS, settings.LIVE_SLOW_INTERVAL_S = 1, 3.0
+    cookie = await asyncio.to_thread(session_cookie)
+    fast = communicator(cookie, path="/ws/live/?page=overview&agent=agent-1")
+    slow = communicator(cookie, path="/ws/live/?page=overview&agent=agent-2")
+    assert (await fast.connect())[0] and (await slow.connect())[0]
+    await get_channel_layer().group_send(GROUP, {"type": "metrics.changed", "points": 1, "metrics": ["x"]})
+    assert (await fast.receive_json_from(timeout=10))["every"] == 1.0
+    assert (await slow.receive_json_from(timeout=10))["every"] == 3.0
+    await fast.disconnect()
+    await get_channel_layer().group_send(GROUP, {"type": "metrics.changed", "points": 1, "metrics": ["x"]})
+    assert (await slow.receive_json_from(timeout=10))["every"] == 1.0
+    await slow.disconnect()
+
+
+async def test_live_computes_run_off_the_thread_that_serves_requests(monkeypatch):
+    from perfdash.dashboard import panels
+
+    threads = []
+    build = panels.build
+    monkeypatch.setattr(
+        panels, "build", lambda *a: threads.append(threading.current_thread().name) or build(*a)
+    )
+    cookie = await asyncio.to_thread(session_cookie)
+    ws = communicator(cookie)
+    assert (await ws.connect())[0]
+    await get_channel_layer().group_send(GROUP, {"type": "metrics.changed", "points": 1, "metrics": ["x"]})
+    await ws.receive_json_from(timeout=10)
+    await ws.disconnect()
+    assert threads and all(name.startswith("perfdash-live") for name in threads)
