@@ -35,6 +35,9 @@ BEAT_SCHEDULE = {
     # Makes tomorrow's partitions and drops expired ones; hourly is plenty for daily
     # partitions and keeps disk use within an hour of the retention settings.
     "enforce-retention": {"task": "metrics.enforce_retention", "schedule": timedelta(hours=1)},
+    # The ingest outbox: a batch whose wake-up was lost is queued again within
+    # INGEST_REQUEUE_AFTER_S plus this period of its loss; a stored one costs nothing here.
+    "requeue-pending-batches": {"task": "ingest.requeue_pending", "schedule": timedelta(seconds=15)},
     # Forgets batch ids past the idempotency window; hourly keeps the table within an hour of it.
     "forget-ingested-batches": {"task": "ingest.forget_batches", "schedule": timedelta(hours=1)},
     # Capacity forecasts are fitted on hourly steps: a new hour of history is the first thing

@@ -132,6 +132,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
 # How long a batch id is remembered: a batch re-sent within this many days stores nothing
 # again. It must outlast a collector's retries and spool (the SDK's spool holds days at most).
 INGEST_IDEMPOTENCY_DAYS = env.int("INGEST_IDEMPOTENCY_DAYS", default=7)
+# An accepted batch waits in the outbox (PostgreSQL) until stored. One still there this many
+# seconds after its worker was woken gets another wake-up: its message was lost (a worker
+# killed while holding it, Redis restarted without its data) or waits behind a backlog.
+INGEST_REQUEUE_AFTER_S = env.int("INGEST_REQUEUE_AFTER_S", default=60)
 
 # --- Retention (days) -----------------------------------------------------------------------
 RAW_RETENTION_DAYS = env.int("RAW_RETENTION_DAYS", default=7)

@@ -20,3 +20,5 @@ DATABASES["default"]["TEST"] = {"NAME": f"test_perfdash_{SESSION.split('-')[0]}"
 CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": f"t{SESSION}:"}
 CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"t{SESSION}:asgi"
 REDIS_KEY_PREFIX = f"t{SESSION}:perfdash:"
+# A test may start a worker that loads extra modules (e.g. tests.crashing_worker).
+CELERY_IMPORTS = [m for m in os.environ.get("PERFDASH_TEST_WORKER_IMPORTS", "").split(",") if m]

@@ -13,7 +13,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from perfdash.api.decorators import error, token_required
 from perfdash.ingest import ratelimit
-from perfdash.ingest.tasks import store_batch
+from perfdash.ingest.models import PendingBatch
+from perfdash.ingest.tasks import wake
 from perfdash.ingest.validate import Limits, ProtocolError, decode_body, parse_batch
 from perfdash.lib.durations import parse_duration
 from perfdash.metrics import query
@@ -65,19 +66,24 @@ def ingest(request):
     except ProtocolError as exc:
         return JsonResponse(exc.as_json(), status=exc.status)
     try:
-        if not ratelimit.allow(request.token.id, len(batch)):
-            response = error(f"over the rate limit of {settings.INGEST_RATE_LIMIT} points/s", 429)
-            response["Retry-After"] = "1"
-            return response
-        # argsrepr: Celery would otherwise walk the whole batch to log its repr.
-        store_batch.apply_async(
-            args=[batch.to_message(request.token.id)], argsrepr=f"<batch {batch.batch_id}>"
-        )
-    except Exception as exc:  # any broker failure: the collector keeps the batch and retries
-        log.warning("ingest queue unavailable: %s", type(exc).__name__)
-        response = error("ingest queue unavailable; retry later", 503)
+        allowed = ratelimit.allow(request.token.id, len(batch))
+    except Exception as exc:  # Redis counts the rate: the collector keeps the batch and retries
+        log.warning("rate limit unavailable: %s", type(exc).__name__)
+        response = error("ingest rate limit unavailable; retry later", 503)
         response["Retry-After"] = str(RETRY_AFTER_S)
         return response
+    if not allowed:
+        response = error(f"over the rate limit of {settings.INGEST_RATE_LIMIT} points/s", 429)
+        response["Retry-After"] = "1"
+        return response
+    # Committed to the outbox before the 202: from here on the batch is safe whatever happens
+    # to Redis or a worker. None: this batch id is pending already (a re-send).
+    pending = PendingBatch.keep(request.token.id, batch)
+    if pending is not None:
+        try:
+            wake(pending, batch.batch_id)
+        except Exception as exc:  # the broker is away: the sweeper queues the batch once it is back
+            log.warning("ingest queue unavailable, batch kept for the sweeper: %s", type(exc).__name__)
     return JsonResponse({"accepted": len(batch), "batch_id": batch.batch_id}, status=202)
 
 

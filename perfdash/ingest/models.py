@@ -48,11 +48,15 @@ class IngestedBatch(models.Model):
                     return removed
 
     @classmethod
-    def store(cls, token_id: int, batch: Batch, now: float | None = None) -> bool:
-        """Write the batch unless this token already stored this batch id. True if written."""
+    def store(cls, token_id: int, batch: Batch, now: float | None = None, pending: int | None = None) -> bool:
+        """Write the batch unless this token already stored this batch id. True if written.
+        `pending`: the outbox row that kept the batch since its 202, removed in the same
+        transaction either way."""
         now = time.time() if now is None else now
         series_ids, level_keys = store.prepare(batch, now)
         with transaction.atomic(), connection.cursor() as cur:
+            if pending is not None:
+                cur.execute("DELETE FROM ingest_pendingbatch WHERE id = %s", [pending])
             cur.execute(
                 "INSERT INTO ingest_ingestedbatch (token_id, batch_id, points, stored_at) "
                 "VALUES (%s, %s, %s, now()) ON CONFLICT DO NOTHING RETURNING id",
@@ -62,6 +66,70 @@ class IngestedBatch(models.Model):
                 return False
             store.write(cur, batch, series_ids, level_keys, now)
         return True
+
+
+class PendingBatch(models.Model):
+    """The outbox: an accepted batch, from before its 202 until the transaction that stores it
+    (which deletes this row). The queue message only wakes a worker: a message lost with a
+    killed worker or a restarted Redis is sent again by the sweeper, and a batch stored twice
+    is impossible (IngestedBatch's unique row)."""
+
+    token = models.ForeignKey("api.ApiToken", on_delete=models.PROTECT, related_name="+")
+    batch_id = models.CharField(max_length=128)
+    points = models.PositiveIntegerField()
+    payload = models.BinaryField(help_text="The validated batch (Batch.to_bytes).")
+    accepted_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(auto_now_add=True, help_text="When a worker was last woken for it.")
+
+    class Meta:
+        # A client re-sending a batch still pending adds nothing.
+        constraints = [models.UniqueConstraint(fields=["token", "batch_id"], name="pending_unique_per_token")]
+        indexes = [models.Index(fields=["queued_at"], name="pending_queued_at")]
+        verbose_name_plural = "pending batches"
+
+    def __str__(self) -> str:
+        return f"{self.batch_id} ({self.points} points)"
+
+    @classmethod
+    def keep(cls, token_id: int, batch: Batch) -> int | None:
+        """Commit the batch to the outbox; its row id, or None if this batch id is pending
+        already (a re-send: it will be stored once)."""
+        with connection.cursor() as cur:
+            cur.execute(
+                "INSERT INTO ingest_pendingbatch "
+                "(token_id, batch_id, points, payload, accepted_at, queued_at) "
+                "VALUES (%s, %s, %s, %s, now(), now()) ON CONFLICT DO NOTHING RETURNING id",
+                [token_id, batch.batch_id, len(batch), batch.to_bytes()],
+            )
+            row = cur.fetchone()
+        return row[0] if row else None
+
+    @classmethod
+    def load(cls, pending: int) -> tuple[int, Batch] | None:
+        """(token id, batch) of a pending row, or None once it is stored."""
+        row = cls.objects.filter(pk=pending).values_list("token_id", "payload").first()
+        return (row[0], Batch.from_bytes(bytes(row[1]))) if row else None
+
+    @classmethod
+    def due(cls, older_than_s: float, limit: int = 1000) -> list[int]:
+        """Claims the rows whose wake-up is older than `older_than_s` (a message lost, or
+        still queued behind a backlog: a second wake-up for a stored row is a no-op), marking
+        them woken now. SKIP LOCKED: two sweepers never claim the same row."""
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(
+                "UPDATE ingest_pendingbatch SET queued_at = now() WHERE id IN ("
+                "SELECT id FROM ingest_pendingbatch WHERE queued_at < now() - make_interval(secs => %s) "
+                "ORDER BY queued_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id",
+                [older_than_s, limit],
+            )
+            return sorted(r[0] for r in cur.fetchall())
+
+    @classmethod
+    def fail(cls, pending: int, message: dict, error: str) -> None:
+        """Move a batch that cannot be stored to the failed batches, in one transaction."""
+        with transaction.atomic():
+            FailedBatch.objects.create(message=message, error=error)
+            cls.objects.filter(pk=pending).delete()
 
 
 class FailedBatch(models.Model):

@@ -8,7 +8,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from perfdash.ingest.models import FailedBatch, IngestedBatch
+from perfdash.ingest.models import FailedBatch, IngestedBatch, PendingBatch
 from perfdash.live import peaks, publish
 from perfdash.metrics import partitions
 from perfdash.metrics.batch import Batch
@@ -34,20 +34,50 @@ DATABASE_AWAY = (OperationalError, InterfaceError, psycopg.OperationalError, psy
     max_retries=None,
 )
 def store_batch(message: dict) -> None:
-    batch = Batch.from_message(message)
+    """Store one accepted batch. The message names its outbox row (version 2); version 1
+    messages, queued by a web process from before the outbox, carry the batch itself."""
+    pending = message.get("pending")
+    if pending is None:
+        token_id, batch = message["token_id"], Batch.from_message(message)
+    else:
+        kept = PendingBatch.load(pending)
+        if kept is None:  # stored already: a second wake-up (the sweeper, a redelivery)
+            return
+        token_id, batch = kept
     try:
-        written = IngestedBatch.store(message["token_id"], batch)
+        written = IngestedBatch.store(token_id, batch, pending=pending)
     except DATABASE_AWAY:
         partitions.forget()
         raise
     except Exception as exc:
         # Anything else will not fix itself by retrying: keep the batch for a replay.
         log.exception("batch %s could not be stored; kept as a failed batch", batch.batch_id)
-        FailedBatch.objects.create(message=message, error=f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        if pending is None:
+            FailedBatch.objects.create(message=message, error=error)
+        else:
+            PendingBatch.fail(pending, batch.to_message(token_id), error)
         return
     if written:  # after the commit: live dashboards may now read these points
         metrics = sorted({s[0] for s in batch.series})
         publish.points_committed(len(batch), metrics, peaks.of_batch(batch))
+
+
+def wake(pending: int, batch_id: str) -> None:
+    """Queue the storing of an outbox row (raises when the broker is unreachable)."""
+    store_batch.apply_async(args=[{"v": 2, "pending": pending}], argsrepr=f"<batch {batch_id}>")
+
+
+@shared_task(name="ingest.requeue_pending", queue="ingest", ignore_result=True)
+def requeue_pending(older_than_s: float | None = None) -> int:
+    """Wake a worker again for every outbox row whose message may have been lost (a worker
+    killed between taking and acknowledging it, a Redis restarted without its data)."""
+    due = PendingBatch.due(settings.INGEST_REQUEUE_AFTER_S if older_than_s is None else older_than_s)
+    for pending in due:
+        wake(pending, f"pending {pending}")
+    if due:
+        log.info("requeued %d pending batches", len(due))
+    return len(due)
 
 
 @shared_task(name="ingest.forget_batches", queue="ingest", ignore_result=True)

@@ -34,7 +34,9 @@ def test_batch_ids_past_the_window_are_forgotten_and_recent_ones_still_deduplica
 
     forget_batches.delay()
 
-    wait_until(lambda: not IngestedBatch.objects.filter(batch_id__startswith="old").exists(), 60, "forgetting")
+    wait_until(
+        lambda: not IngestedBatch.objects.filter(batch_id__startswith="old").exists(), 60, "forgetting"
+    )
     assert list(IngestedBatch.objects.values_list("batch_id", flat=True)) == ["recent"]
     assert not IngestedBatch.store(token.id, one_point("recent"))  # still a no-op
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import os
 import random
 import time
-from collections.abc import Iterator
 
 import httpx
 import orjson
@@ -15,9 +13,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from perfdash.api.models import ApiToken
 from perfdash.ingest.models import IngestedBatch
-from tests.conftest import drop_keys, start_server, start_worker, wait_until
+from tests.conftest import start_server, start_worker, wait_until
 
 pytestmark = pytest.mark.slow
 LEVELS_WITH_TOOL = 6  # fleet, node, agent, each also by tool
@@ -64,11 +61,6 @@ def post(url: str, token: str, body: dict, **headers) -> httpx.Response:
     )
 
 
-@pytest.fixture
-def token(transactional_db, clean_tables) -> str:
-    return ApiToken.issue("collector", ["ingest"])[1]
-
-
 def test_posted_points_are_stored_once_even_when_a_batch_is_sent_twice(live_server_url, celery_worker, token):
     batches = [make_points(1000, seed) for seed in range(3)]
     for i, points in enumerate(batches):
@@ -100,8 +92,8 @@ def test_a_gzip_body_is_accepted_and_stored(live_server_url, celery_worker, toke
     wait_until(lambda: raw_points() == 200, what="200 stored points")
 
 
-def test_the_api_says_503_with_retry_after_when_the_queue_is_down(tmp_path, token):
-    proc, url = start_server(tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:1/0")
+def test_the_api_says_503_with_retry_after_when_the_rate_limiter_is_unreachable(tmp_path, token):
+    proc, url = start_server(tmp_path, INGEST_RATE_LIMIT="1000", REDIS_URL="redis://127.0.0.1:1/0")
     try:
         r = post(url, token, {"points": make_points(10)})
         assert r.status_code == 503
@@ -144,16 +136,6 @@ class LockedTable:
     def release(self) -> None:
         self.conn.rollback()
         self.conn.close()
-
-
-@pytest.fixture
-def isolated_queue(redis_queue) -> Iterator[str]:
-    # Its own session id, hence its own Redis key prefix: the session's worker must not
-    # take this test's batch.
-    session = f"{os.environ['PERFDASH_TEST_SESSION']}-isolated"
-    drop_keys(f"t{session}:")
-    yield session
-    drop_keys(f"t{session}:")
 
 
 def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(tmp_path, token, isolated_queue):

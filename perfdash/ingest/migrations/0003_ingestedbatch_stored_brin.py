@@ -5,15 +5,16 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('api', '0001_initial'),
-        ('ingest', '0002_alter_failedbatch_options_and_more'),
+        ("api", "0001_initial"),
+        ("ingest", "0002_alter_failedbatch_options_and_more"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='ingestedbatch',
-            index=django.contrib.postgres.indexes.BrinIndex(fields=['stored_at'], name='ingestedbatch_stored_brin'),
+            model_name="ingestedbatch",
+            index=django.contrib.postgres.indexes.BrinIndex(
+                fields=["stored_at"], name="ingestedbatch_stored_brin"
+            ),
         ),
     ]
