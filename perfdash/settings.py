@@ -151,6 +151,9 @@ LIVE_MAX_SOCKETS = env.int("LIVE_MAX_SOCKETS", default=2000)
 LIVE_MAX_VIEWS = env.int("LIVE_MAX_VIEWS", default=50)
 LIVE_SLOW_INTERVAL_S = env.float("LIVE_SLOW_INTERVAL_S", default=10.0)
 AGENT_MEMORY_TARGET_BYTES = env.int("AGENT_MEMORY_TARGET_BYTES", default=100 * 1000 * 1000)
+# Tables and bars of nodes, agents, tools and models show this many rows, the rest merged into
+# one "others" row: a flood of new names must not make pages, or their reads, grow with it.
+BREAKDOWN_TOP_N = env.int("BREAKDOWN_TOP_N", default=20)
 # Targets drawn on the latency charts (DESIGN.md, from the ElixirChain performance targets).
 LATENCY_TARGETS = {
     "agent_response_ms": {"stat": "p95", "value": 2000},

@@ -29,7 +29,6 @@ LATENCY = [
     ("llm_call_ms", "LLM call time"),
     ("memory_op_ms", "Memory operation time"),
 ]
-TOP_N = 20
 MAX_GROWTH = 2.0  # what-if growth per week: -50 % to +200 %
 
 
@@ -93,10 +92,18 @@ def build(view: View, live: AgentPeaks | None = None) -> dict:
 def overview(view: View, live: AgentPeaks | None = None) -> dict:
     # Slow-changing things first, and last the latency panels and headline counts (two reads of
     # the same window) and memory: what changes every second is read nearest the send.
-    active = query.breakdown("active_agents", 120, "node", percentiles=False)  # newest per node
+    active = query.top(  # newest per node
+        "active_agents",
+        120,
+        "node",
+        settings.BREAKDOWN_TOP_N,
+        percentiles=False,
+        rank="max",
+        names=[view.node] if view.node else None,
+    )
     data = {"view": asdict(view), "alerts": firing_alerts(view)}
     if not view.agent:
-        data["nodes"] = nodes(view, active)
+        data["nodes"] = nodes(active)
     else:
         data["memory_series"] = _series("agent_memory_bytes", view, ["max"])
         data["slowest"] = {
@@ -124,18 +131,30 @@ def overview(view: View, live: AgentPeaks | None = None) -> dict:
     return data
 
 
-def _active_agents(view: View, per_node: dict) -> int:
+def _active_agents(view: View, per_node: query.Top) -> int:
     if view.agent:
         return 1
-    if view.node:
-        return int(per_node.get(view.node, {}).get("max") or 0)
-    return int(sum(v["max"] for v in per_node.values()))
+    return int(sum(v["max"] for v in per_node.rows.values()) + per_node.folded_sum)
 
 
-def nodes(view: View, active: dict) -> list[dict]:
+def nodes(active: query.Top) -> list[dict]:
+    """The busiest nodes in name order (bars that keep their place from one update to the
+    next), then the others as one bar: the busiest of them, and how many they are."""
     capacity = settings.NODE_CAPACITY_AGENTS
-    rows = [{"node": n, "active_agents": int(v["max"]), "capacity": capacity} for n, v in active.items()]
-    return [r for r in rows if not view.node or r["node"] == view.node]
+    rows = [
+        {"node": n, "active_agents": int(v["max"]), "capacity": capacity}
+        for n, v in sorted(active.rows.items())
+    ]
+    if active.others:
+        rows.append(
+            {
+                "node": "others",
+                "others": active.folded,
+                "active_agents": int(active.others["max"]),
+                "capacity": capacity,
+            }
+        )
+    return rows
 
 
 def latency(window: query.Window, ids: list[int], metric: str, title: str) -> dict:
@@ -172,22 +191,35 @@ def _columns(series: dict[str, list[tuple[int, float | None]]], stats: list[str]
 
 
 def memory(view: View, live: AgentPeaks | None = None) -> dict:
-    """Peak memory per agent over the last five minutes: the top N as bars, the rest summed up
-    as "others"."""
+    """Peak memory per agent over the last five minutes: the top N as bars (ties by name, as
+    the store ranks them), the rest as "others" (how many, and the highest of them), and the
+    distribution over all agents."""
+    n = settings.BREAKDOWN_TOP_N
     if live is not None:
         per_agent = live.per_agent(view.node)
+        if view.agent:
+            per_agent = {a: v for a, v in per_agent.items() if a == view.agent}
+        ranked = sorted(per_agent.items(), key=lambda item: (-item[1], item[0]))
+        top, values = ranked[:n], [v for _, v in ranked]
+        folded, highest_other = len(ranked[n:]), ranked[n][1] if len(ranked) > n else None
     else:
-        scope = Scope(node=view.node)
-        rows = query.breakdown(peaks.METRIC, peaks.WINDOW_S, "agent", scope, percentiles=False)
-        per_agent = {agent: v["max"] for agent, v in rows.items()}
-    if view.agent:
-        per_agent = {a: v for a, v in per_agent.items() if a == view.agent}
-    ranked = sorted(((v, a) for a, v in per_agent.items()), reverse=True)
-    mb = [value / 1e6 for value, _ in ranked]
+        read = query.top(
+            peaks.METRIC,
+            peaks.WINDOW_S,
+            "agent",
+            n,
+            Scope(node=view.node),
+            percentiles=False,
+            rank="max",
+            names=[view.agent] if view.agent else None,
+            every_value=True,
+        )
+        top, values = [(a, v["max"]) for a, v in read.rows.items()], read.values
+        folded, highest_other = read.folded, read.others["max"] if read.others else None
     return {
-        "top": [{"agent": a, "mb": v / 1e6} for v, a in ranked[:TOP_N]],
-        "others": {"agents": max(0, len(ranked) - TOP_N), "max_mb": mb[TOP_N] if len(mb) > TOP_N else None},
-        "distribution": _distribution(mb),
+        "top": [{"agent": a, "mb": v / 1e6} for a, v in top],
+        "others": {"agents": folded, "max_mb": None if highest_other is None else highest_other / 1e6},
+        "distribution": _distribution([v / 1e6 for v in values]),
         "target_mb": settings.AGENT_MEMORY_TARGET_BYTES / 1e6,
     }
 
@@ -198,44 +230,50 @@ def _distribution(values: list[float], bins: int = 40) -> dict:
     return {"agents": len(values), "edges": [round(float(e), 3) for e in edges], "counts": counts.tolist()}
 
 
-def slowest(view: View, metric: str, by: str, n: int = 10) -> list[dict]:
-    rows = query.breakdown(metric, view.seconds, by, Scope(node=view.node, agent=view.agent))
-    ranked = sorted(rows.items(), key=lambda kv: kv[1]["p95"] or 0, reverse=True)[:n]
-    return [
-        {"name": name, "count": v["count"], "p50": v["p50"], "p95": v["p95"], "p99": v["p99"]}
-        for name, v in ranked
-    ]
+def slowest(view: View, metric: str, by: str) -> list[dict]:
+    """The most called tools (or models) of the scope, slowest (p95) first, then the others."""
+    read = query.top(
+        metric, view.seconds, by, settings.BREAKDOWN_TOP_N, Scope(node=view.node, agent=view.agent)
+    )
+    ranked = sorted(read.rows.items(), key=lambda kv: kv[1]["p95"] or 0, reverse=True)
+    return [_percentiles(name, v, ("p50", "p95", "p99")) for name, v in ranked] + _others(
+        read, ("p50", "p95", "p99")
+    )
+
+
+def _percentiles(name: str, values: dict, stats: tuple[str, ...]) -> dict:
+    return {"name": name, "count": values["count"], **{s: values[s] for s in stats}}
+
+
+def _others(read: query.Top, stats: tuple[str, ...]) -> list[dict]:
+    """The row that stands for every group after the first: [] if there are none."""
+    if read.others is None:
+        return []
+    return [{**_percentiles("others", read.others, stats), "others": read.folded}]
 
 
 def tools(view: View) -> dict:
-    """Percentiles per tool and per model, with the change against the previous window."""
-    now = time.time()
+    """Percentiles of the most called tools, models and providers (the rest as one "others"
+    row), each tool's and model's with the change of its p95 against the previous window."""
+    now, n = time.time(), settings.BREAKDOWN_TOP_N
     scope = Scope(node=view.node, agent=view.agent)
     out = {"view": asdict(view)}
+    stats = ("p50", "p90", "p95", "p99")
     for metric, by, key in [("tool_execution_ms", "tool", "tools"), ("llm_call_ms", "model", "models")]:
-        current = query.breakdown(metric, view.seconds, by, scope, now=now)
-        previous = query.breakdown(metric, view.seconds, by, scope, now=now - view.seconds)
+        current = query.top(metric, view.seconds, by, n, scope, now=now)
+        previous = query.breakdown(
+            metric, view.seconds, by, scope, now=now - view.seconds, names=list(current.rows)
+        )
         rows = []
-        for name, v in sorted(current.items()):
+        for name, v in sorted(current.rows.items()):
             before = previous.get(name, {}).get("p95")
             change = (v["p95"] - before) / before if before else None
-            rows.append(
-                {
-                    "name": name,
-                    "count": v["count"],
-                    "p50": v["p50"],
-                    "p90": v["p90"],
-                    "p95": v["p95"],
-                    "p99": v["p99"],
-                    "p95_change": change,
-                }
-            )
-        out[key] = rows
-    providers = query.breakdown("llm_call_ms", view.seconds, "provider", scope, now=now)
-    out["providers"] = [
-        {"name": n, "count": v["count"], "p50": v["p50"], "p95": v["p95"], "p99": v["p99"]}
-        for n, v in sorted(providers.items())
-    ]
+            rows.append({**_percentiles(name, v, stats), "p95_change": change})
+        out[key] = rows + [{**row, "p95_change": None} for row in _others(current, stats)]
+    providers = query.top("llm_call_ms", view.seconds, "provider", n, scope, now=now)
+    stats = ("p50", "p95", "p99")
+    out["providers"] = [_percentiles(name, v, stats) for name, v in sorted(providers.rows.items())]
+    out["providers"] += _others(providers, stats)
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,30 +61,32 @@ def window(window_s: int, now: float | None = None) -> tuple[int, int]:
     return start, end
 
 
-def _in_window(select: str) -> str:
+def _in_window(select: str, keys: str = "keys") -> str:
     """`select` (with {t} and {p} for table alias and period column) over the three tables
-    that together hold a window: whole hours, the minutes at its edges, unfolded deltas."""
+    that together hold a window: whole hours, the minutes at its edges, unfolded deltas; of
+    the keys in the parameter `keys`."""
     return f"""
 SELECT {select.format(t="h", p="hour")} FROM metrics_rollup_hour h
- WHERE h.key_id = ANY(%(keys)s::int4[])
+ WHERE h.key_id = ANY(%({keys})s::int4[])
    AND h.hour >= to_timestamp(%(h0)s) AND h.hour < to_timestamp(%(h1)s)
 UNION ALL
 SELECT {select.format(t="m", p="minute")} FROM metrics_rollup_minute m
- WHERE m.key_id = ANY(%(keys)s::int4[])
+ WHERE m.key_id = ANY(%({keys})s::int4[])
    AND m.minute >= to_timestamp(%(start)s) AND m.minute < to_timestamp(%(end)s)
    AND (m.minute < to_timestamp(%(h0)s) OR m.minute >= to_timestamp(%(h1)s))
 UNION ALL
 SELECT {select.format(t="d", p="minute")} FROM metrics_rollup_delta d
- WHERE d.key_id = ANY(%(keys)s::int4[])
+ WHERE d.key_id = ANY(%({keys})s::int4[])
    AND d.minute >= to_timestamp(%(start)s) AND d.minute < to_timestamp(%(end)s)
 """
 
 
 _READ = _in_window(ROW_COLUMNS)
+_SUMMED = "{t}.key_id, {t}.count AS n, {t}.sum AS s, {t}.min AS lo, {t}.max AS hi"
 # Per key, without the sketches: what a breakdown without percentiles needs, summed in PostgreSQL.
 _TOTALS = (
     "SELECT key_id, sum(n)::int8, sum(s)::float8, min(lo), max(hi) FROM ("
-    + _in_window("{t}.key_id, {t}.count AS n, {t}.sum AS s, {t}.min AS lo, {t}.max AS hi")
+    + _in_window(_SUMMED)
     + ") w GROUP BY key_id"
 )
 
@@ -309,6 +312,33 @@ def _clean(v: float | None) -> float | None:
 BREAKDOWNS = ("node", "agent", *DIMENSION_TAGS)
 
 
+@dataclass
+class _Members:
+    """A breakdown's keys and the group (node, agent or tag value) each belongs to."""
+
+    ids: np.ndarray  # key ids, ascending
+    label: np.ndarray  # each key's group: an index into `names`
+    names: list[str]  # the groups' names, ascending
+
+    def of(self, keys_read: np.ndarray) -> np.ndarray:
+        return self.label[np.searchsorted(self.ids, keys_read)]
+
+
+def _members(metric: str, by: str, scope: Scope, names: Collection[str] | None) -> _Members | None:
+    _check(metric)
+    if by not in BREAKDOWNS:
+        raise QueryError("by", f"by must be one of {', '.join(BREAKDOWNS)}")
+    pairs = sorted(keys.members(metric, by, scope))
+    if names is not None:
+        wanted = set(names)
+        pairs = [(key, name) for key, name in pairs if name in wanted]
+    if not pairs:
+        return None
+    groups = sorted({n for _, n in pairs})
+    position = {n: i for i, n in enumerate(groups)}
+    return _Members(np.array([k for k, _ in pairs]), np.array([position[n] for _, n in pairs]), groups)
+
+
 def breakdown(
     metric: str,
     window_s: int,
@@ -316,30 +346,25 @@ def breakdown(
     scope: Scope = FLEET,
     now: float | None = None,
     percentiles: bool = True,
+    names: Collection[str] | None = None,
 ) -> dict[str, dict]:
-    """Statistics per node, per agent or per tag value (tool, model, ...) within the scope, all
-    from one read: {name: {"count", "min", "max", "avg", "p50", ...}}. Without `percentiles`
-    only count, min, max, avg and sum (much cheaper for a thousand agents)."""
-    _check(metric)
-    if by not in BREAKDOWNS:
-        raise QueryError("by", f"by must be one of {', '.join(BREAKDOWNS)}")
-    pairs = sorted(keys.members(metric, by, scope))
-    if not pairs:
+    """Statistics of every node, agent or tag value (tool, model, ...) within the scope (only
+    those in `names`, if given), all from one read: {name: {"count", "min", "max", "avg", "p50",
+    ...}}. Without `percentiles` only count, min, max, avg and sum (much cheaper for a thousand
+    agents). Every group travels: pages read `top` instead."""
+    members = _members(metric, by, scope, names)
+    if members is None:
         return {}
     now = time.time() if now is None else now
     start, end, h0, h1 = _bounds(window_s, now)
-    ids = np.array([k for k, _ in pairs])
-    names = sorted({n for _, n in pairs})
-    position = {n: i for i, n in enumerate(names)}
-    member = np.array([position[n] for _, n in pairs])
     elapsed = min(end, now) - start  # the last minute is still running
     if not percentiles:
-        return _totals(ids, member, names, (start, end, h0, h1), elapsed)
-    rows = read_rows(ids.tolist(), start, end, h0, h1)
+        return _totals(members.ids, members.label, members.names, (start, end, h0, h1), elapsed)
+    rows = read_rows(members.ids.tolist(), start, end, h0, h1)
     if not len(rows.key):
         return {}
-    g = _summaries(rows, member[np.searchsorted(ids, rows.key)])
-    return {names[label]: _stat_values(g, i, elapsed) for i, label in enumerate(g.label)}
+    g = _summaries(rows, members.of(rows.key))
+    return {members.names[label]: _stat_values(g, i, elapsed) for i, label in enumerate(g.label)}
 
 
 def _key_totals(ids: list[int], start: int, end: int, h0: int, h1: int) -> list[tuple]:
@@ -368,9 +393,136 @@ def _totals(
     present = np.nonzero(count)[0]
     columns = (count[present], low[present], high[present], sums[present])
     return {  # from plain lists: converting numpy scalars one by one took longer than the read
-        names[i]: {"count": c, "min": lo, "max": hi, "avg": total / c, "sum": total, "rate": c / elapsed}
+        names[i]: _plain(c, total, lo, hi, elapsed)
         for i, c, lo, hi, total in zip(present.tolist(), *(col.tolist() for col in columns), strict=True)
     }
+
+
+def _plain(count: int, total: float, lo: float, hi: float, elapsed: float) -> dict:
+    return {"count": count, "min": lo, "max": hi, "avg": total / count, "sum": total, "rate": count / elapsed}
+
+
+# What `top` can rank groups by: statistics PostgreSQL sums up without the sketches.
+RANKS = {"count": "n", "sum": "s", "max": "hi", "avg": "s / n"}
+
+# Each group's totals over the window, from its keys (`keys`, each labelled in `labels`).
+_GROUPS = (
+    "WITH m AS (SELECT * FROM unnest(%(keys)s::int4[], %(labels)s::int4[]) AS m(key_id, label)), "
+    "g AS (SELECT m.label, sum(w.n)::int8 AS n, sum(w.s)::float8 AS s, min(w.lo) AS lo, max(w.hi) AS hi "
+    "FROM (" + _in_window(_SUMMED) + ") w JOIN m USING (key_id) GROUP BY m.label) "
+)
+# The first %(n)s groups by a statistic (v), ties by name, then one row (label -1) for all
+# the others together: their totals, how many groups it merges and their statistic added up.
+_RANKED = {
+    rank: _GROUPS
+    + f"""
+, r AS (SELECT *, ({stat})::float8 AS v, row_number() OVER (ORDER BY {stat} DESC, label) AS place FROM g)
+SELECT place, label, n, s, lo, hi, 1::int8, v FROM r WHERE place <= %(n)s::int8
+UNION ALL
+SELECT %(n)s::int8 + 1, -1, sum(n)::int8, sum(s)::float8, min(lo), max(hi), count(*), sum(v)
+  FROM r WHERE place > %(n)s::int8 HAVING count(*) > 0
+ORDER BY 1"""
+    for rank, stat in RANKS.items()
+}
+_VALUES = {
+    rank: _GROUPS + f"SELECT coalesce(array_agg(({stat})::float8), '{{}}') FROM g"
+    for rank, stat in RANKS.items()
+}
+# The rows of the first groups' keys, then the other groups' rows merged into one (key -1):
+# its sketch is all of theirs end to end, which merging adds up like any rows' sketches.
+_FIRST_AND_REST = (
+    _READ
+    + " UNION ALL SELECT -1, 0::int8, sum(n)::int8, sum(s)::float8, min(lo), max(hi), "
+    + "string_agg(sk, ''::bytea) FROM ("
+    + _in_window("{t}.count AS n, {t}.sum AS s, {t}.min AS lo, {t}.max AS hi, {t}.sketch AS sk", "rest")
+    + ") o HAVING count(*) > 0"
+)
+
+
+@dataclass
+class Top:
+    """A breakdown's first groups by one statistic, and every other group merged into one."""
+
+    rows: dict[str, dict]  # name -> statistics, first ranked first
+    others: dict | None  # the same statistics over all the other groups' points (None: no others)
+    folded: int  # how many groups `others` merges
+    folded_sum: float  # the ranked statistic of each folded group, added up
+    values: list[float] | None = None  # the ranked statistic of every group, if asked
+
+
+def top(
+    metric: str,
+    window_s: int,
+    by: str,
+    n: int,
+    scope: Scope = FLEET,
+    now: float | None = None,
+    percentiles: bool = True,
+    rank: str = "count",
+    names: Collection[str] | None = None,
+    every_value: bool = False,
+) -> Top:
+    """The `n` groups of a breakdown (see `breakdown`) with the highest `rank` (count, sum,
+    max or avg over the window; ties by name), and one "others" row that merges the rest.
+    Groups are ranked in PostgreSQL, so a read costs the first groups' rows and one merged row
+    whatever the number of groups; the others' percentiles come from their merged sketches, as
+    precise as any row's. `every_value`: also each group's `rank` statistic, for a distribution."""
+    if rank not in RANKS:
+        raise QueryError("rank", f"rank must be one of {', '.join(RANKS)}")
+    members = _members(metric, by, scope, names)
+    if members is None:
+        return Top({}, None, 0, 0.0, [] if every_value else None)
+    now = time.time() if now is None else now
+    bounds = _bounds(window_s, now)
+    elapsed = min(bounds[1], now) - bounds[0]  # the last minute is still running
+    params = {
+        **_window_params(bounds),
+        "keys": _array(members.ids.tolist()),
+        "labels": _array(members.label.tolist()),
+    }
+    with binary_cursor() as cur:
+        cur.execute(_RANKED[rank], {**params, "n": n})
+        ranked = cur.fetchall()
+        values = None
+        if every_value:
+            cur.execute(_VALUES[rank], params)
+            values = cur.fetchone()[0]
+    first = [row for row in ranked if row[1] >= 0]
+    rest = ranked[-1] if ranked and ranked[-1][1] < 0 else None
+    if rest is None:
+        others, folded, folded_sum = None, 0, 0.0
+    else:
+        others, folded, folded_sum = _plain(*rest[2:6], elapsed), rest[6], rest[7]
+    if percentiles:
+        rows, others = _first_and_rest(members, [row[1] for row in first], bounds, elapsed)
+    else:
+        rows = {members.names[label]: _plain(c, s, lo, hi, elapsed) for _, label, c, s, lo, hi, _, _ in first}
+    return Top(rows, others, folded, folded_sum, values)
+
+
+def _window_params(bounds: tuple[int, int, int, int]) -> dict[str, int]:
+    return dict(zip(("start", "end", "h0", "h1"), bounds, strict=True))
+
+
+def _first_and_rest(
+    members: _Members, first: list[int], bounds: tuple[int, int, int, int], elapsed: float
+) -> tuple[dict[str, dict], dict | None]:
+    """Statistics of the groups `first` (in that order), and of all the others merged."""
+    chosen = np.isin(members.label, first)
+    params = {
+        **_window_params(bounds),
+        "keys": _array(members.ids[chosen].tolist()),
+        "rest": _array(members.ids[~chosen].tolist()),
+    }
+    with binary_cursor() as cur:
+        cur.execute(_FIRST_AND_REST, params)
+        rows = Rows.of(cur.fetchall())
+    merged = rows.key < 0
+    others_label = len(members.names)
+    label = np.where(merged, others_label, members.of(np.where(merged, members.ids[0], rows.key)))
+    g = _summaries(rows, label)
+    stats = {int(lab): _stat_values(g, i, elapsed) for i, lab in enumerate(g.label)}
+    return {members.names[lab]: stats[lab] for lab in first if lab in stats}, stats.get(others_label)
 
 
 def peaks(

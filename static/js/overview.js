@@ -12,15 +12,21 @@
       k.error_ratio === null ? "–" : `${(100 * k.error_ratio).toFixed(2)} %`;
   }
 
+  // The busiest nodes, then one bar for the others: the busiest of them.
   function nodes(rows) {
+    const label = (r) => (r.others === undefined ? PD.esc(r.node) : `others (${r.others} nodes, highest)`);
     const el = PD.draw("chart-nodes", [
-      { type: "bar", name: "active agents", x: rows.map((r) => PD.esc(r.node)), y: rows.map((r) => r.active_agents),
-        customdata: rows.map((r) => r.node), marker: { color: "#2e86de" } },
+      { type: "bar", name: "active agents", x: rows.map(label), y: rows.map((r) => r.active_agents),
+        customdata: rows.map((r) => (r.others === undefined ? r.node : null)),
+        marker: { color: rows.map((r) => (r.others === undefined ? "#2e86de" : "#95a5a6")) } },
     ], Object.assign(PD.layout("Active agents per node (click a node to drill down)", "node", "agents"),
       PD.hline(rows.length ? rows[0].capacity : 1000, "capacity per node")));
     if (el && !el.dataset.bound) {
       el.dataset.bound = "1";
-      el.on("plotly_click", (e) => { window.location = `/nodes/${encodeURIComponent(e.points[0].customdata)}/${window.location.search}`; });
+      el.on("plotly_click", (e) => {
+        const node = e.points[0].customdata;
+        if (node !== null) window.location = `/nodes/${encodeURIComponent(node)}/${window.location.search}`;
+      });
     }
   }
 
@@ -66,15 +72,18 @@
     }
   }
 
+  // The highest agents, then one bar for the others: the highest of them.
   function memory(mem, agentPage) {
     const top = mem.top;
     const title = mem.others.agents
       ? `Memory per agent: top ${top.length} of ${top.length + mem.others.agents} (others ≤ ${PD.fmt(mem.others.max_mb)} MB)`
       : "Memory per agent";
+    const bars = top.map((r) => ({ label: PD.esc(r.agent), mb: r.mb, agent: r.agent }));
+    if (mem.others.agents) bars.push({ label: `others (${mem.others.agents} agents)`, mb: mem.others.max_mb, agent: null });
+    const color = (b) => (b.agent === null ? "#95a5a6" : b.mb > mem.target_mb ? "#c0392b" : "#27ae60");
     const el = PD.draw("chart-memory-top", [
-      { type: "bar", orientation: "h", name: "resident memory (max, last 5 min)", y: top.map((r) => PD.esc(r.agent)),
-        x: top.map((r) => r.mb), customdata: top.map((r) => r.agent),
-        marker: { color: top.map((r) => (r.mb > mem.target_mb ? "#c0392b" : "#27ae60")) } },
+      { type: "bar", orientation: "h", name: "resident memory (max, last 5 min)", y: bars.map((b) => b.label),
+        x: bars.map((b) => b.mb), customdata: bars.map((b) => b.agent), marker: { color: bars.map(color) } },
     ], Object.assign(PD.layout(title, "memory (MB)", "agent"),
       { yaxis: { autorange: "reversed", automargin: true, title: { text: "agent" } },
         shapes: [{ type: "line", yref: "paper", y0: 0, y1: 1, x0: mem.target_mb, x1: mem.target_mb,
@@ -83,7 +92,10 @@
                         yanchor: "bottom", font: { color: "#c0392b" } }] }));
     if (el && !agentPage && !el.dataset.bound) {
       el.dataset.bound = "1";
-      el.on("plotly_click", (e) => { window.location = `/agents/${encodeURIComponent(e.points[0].customdata)}/${window.location.search}`; });
+      el.on("plotly_click", (e) => {
+        const agent = e.points[0].customdata;
+        if (agent !== null) window.location = `/agents/${encodeURIComponent(agent)}/${window.location.search}`;
+      });
     }
     PD.draw("chart-memory-dist", [
       { type: "bar", name: `agents (n=${mem.distribution.agents})`, marker: { color: "#16a085" },
@@ -103,9 +115,9 @@
       ], Object.assign(PD.layout("Agent memory over time", "time", "memory (MB)"),
         PD.hline(data.memory.target_mb, `target ${data.memory.target_mb} MB`)));
     }
-    for (const [id, rows] of [["slowest-tools", data.slowest.tools], ["slowest-models", data.slowest.models]]) {
+    for (const [id, rows, noun] of [["slowest-tools", data.slowest.tools, "tools"], ["slowest-models", data.slowest.models, "models"]]) {
       PD.cells(document.getElementById(id), ["name", "calls", "p50", "p95", "p99"], rows,
-        (r) => [r.name, r.count, PD.ms(r.p50), PD.ms(r.p95), PD.ms(r.p99)]);
+        (r) => [r.others === undefined ? r.name : `others (${r.others} ${noun})`, r.count, PD.ms(r.p50), PD.ms(r.p95), PD.ms(r.p99)]);
     }
   }
 

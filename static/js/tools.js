@@ -13,12 +13,16 @@
   const COLUMNS = [["name", "name"], ["count", "calls"], ["p50", "p50"], ["p90", "p90"], ["p95", "p95"],
                    ["p99", "p99"], ["p95_change", "p95 trend"]];
 
+  // The most called ones, sortable, then one row that merges all the others (always last).
   function table(id, rows, drill) {
     const key = sortState[id] || "p95";
-    const sorted = [...rows].sort((a, b) => (key === "name" ? String(a.name).localeCompare(b.name) : (b[key] ?? -1) - (a[key] ?? -1)));
+    const named = rows.filter((r) => r.others === undefined);
+    const sorted = named.sort((a, b) => (key === "name" ? String(a.name).localeCompare(b.name) : (b[key] ?? -1) - (a[key] ?? -1)))
+      .concat(rows.filter((r) => r.others !== undefined));
     const columns = COLUMNS.filter(([k]) => k in (rows[0] || { name: 1, count: 1, p50: 1, p95: 1, p99: 1 }));
     const el = document.getElementById(id);
     PD.cells(el, columns.map(([, label]) => label), sorted, (r) => columns.map(([k]) => {
+      if (k === "name" && r.others !== undefined) return `others (${r.others} ${id})`;
       if (k === "name") return drill ? PD.link(`/?${drill}=${encodeURIComponent(r.name)}`, r.name) : r.name;
       if (k === "count") return r.count;
       if (k === "p95_change") return trend(r[k]);

@@ -168,3 +168,78 @@ def test_a_filter_with_control_characters_is_a_bad_request_not_a_server_error(vi
 
 def test_a_node_path_with_a_nul_is_a_bad_request(viewer):
     assert viewer.get("/nodes/a%00b/").status_code == 400
+
+
+@pytest.fixture
+def crowd(db):
+    """50 agents, each alone on its node with a tool, a model and a provider of its own: agent i
+    makes i + 1 calls of each, its node reports i + 1 active agents, and memory ties in pairs.
+    Agent "busy" calls 30 tools."""
+    token = ApiToken.issue("t", ["ingest"])[0]
+    series, counts, values = [], [], []
+    for i in range(50):
+        node, agent = f"node-{i:02d}", f"agent-{i:02d}"
+        series += [
+            ("tool_execution_ms", node, agent, f'{{"tool":"tool-{i:02d}"}}'),
+            ("llm_call_ms", node, agent, f'{{"model":"model-{i:02d}","provider":"provider-{i:02d}"}}'),
+            ("agent_memory_bytes", node, agent, "{}"),
+            ("active_agents", node, "collector", "{}"),
+        ]
+        counts += [i + 1, i + 1, 1, 1]
+        values += [np.full(i + 1, 100.0 + i), np.full(i + 1, 1000.0 + i), [(i // 2 + 1) * 1e6], [i + 1.0]]
+    for t in range(30):
+        series.append(("tool_execution_ms", "node-00", "busy", f'{{"tool":"busy-{t:02d}"}}'))
+        counts.append(t + 1)
+        values.append(np.full(t + 1, 10.0 * (t + 1)))
+    idx = np.repeat(np.arange(len(series), dtype=np.int32), counts)
+    now = time.time()
+    batch = Batch("c", series, idx, np.full(len(idx), now - 30), np.concatenate(values))
+    IngestedBatch.store(token.id, batch, now=now)
+
+
+def test_the_tools_page_has_the_n_most_called_and_one_row_for_the_others(viewer, crowd, settings):
+    settings.BREAKDOWN_TOP_N = 10
+    data = viewer.get("/data/tools?window=1h").json()
+    # tools: the 40 least called agents' tools (1 to 40 calls) and busy's 30 (1 to 30 calls)
+    tools_folded = (70, sum(range(1, 41)) + sum(range(1, 31)))
+    expected = {
+        "tools": tools_folded,
+        "models": (40, sum(range(1, 41))),
+        "providers": (40, sum(range(1, 41))),
+    }
+    for table, (folded, calls) in expected.items():
+        rows, prefix = data[table], table[:-1]
+        assert sorted(r["name"] for r in rows[:-1]) == [f"{prefix}-{i}" for i in range(40, 50)], table
+        assert "others" not in rows[0] and (rows[-1]["others"], rows[-1]["count"]) == (folded, calls)
+        assert rows[-1]["p50"] is not None
+
+
+def test_the_overview_shows_the_n_busiest_nodes_and_counts_every_node(viewer, crowd, settings):
+    settings.BREAKDOWN_TOP_N = 10
+    data = viewer.get("/data/overview?window=5m").json()
+    assert [r["node"] for r in data["nodes"]] == [f"node-{i}" for i in range(40, 50)] + ["others"]
+    assert data["nodes"][-1]["others"] == 40 and data["nodes"][-1]["active_agents"] == 40
+    assert data["kpis"]["active_agents"] == sum(range(1, 51))
+
+
+def test_the_memory_panel_has_the_n_highest_agents_and_the_others(viewer, crowd, settings):
+    from perfdash.dashboard import panels, peaks
+
+    settings.BREAKDOWN_TOP_N = 10
+    memory = viewer.get("/data/overview?window=5m").json()["memory"]
+    # agents 2k and 2k + 1 tie at k + 1 MB: the first name of a tie ranks first
+    assert [r["agent"] for r in memory["top"]] == [
+        f"agent-{i}" for i in (48, 49, 46, 47, 44, 45, 42, 43, 40, 41)
+    ]
+    assert memory["others"] == {"agents": 40, "max_mb": 20.0}
+    assert memory["distribution"]["agents"] == 50
+    live = peaks.AgentPeaks()  # as a web process keeps them, ranked the same way
+    live.add(peaks.read())
+    assert panels.memory(panels.View(window="5m"), live) == memory
+
+
+def test_an_agent_s_slowest_tools_are_its_n_most_called_and_the_others(viewer, crowd, settings):
+    settings.BREAKDOWN_TOP_N = 10
+    slowest = viewer.get("/data/overview?window=5m&agent=busy").json()["slowest"]["tools"]
+    assert [r["name"] for r in slowest] == [f"busy-{t}" for t in range(29, 19, -1)] + ["others"]
+    assert slowest[-1]["others"] == 20 and slowest[-1]["count"] == sum(range(1, 21))
