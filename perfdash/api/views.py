@@ -12,7 +12,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from perfdash.api.decorators import error, token_required
-from perfdash.ingest import ratelimit
+from perfdash.ingest import cardinality, ratelimit
 from perfdash.ingest.models import PendingBatch
 from perfdash.ingest.tasks import wake
 from perfdash.ingest.validate import Limits, ProtocolError, decode_body, parse_batch
@@ -65,6 +65,9 @@ def ingest(request):
         batch = parse_batch(raw, limits, time.time())
     except ProtocolError as exc:
         return JsonResponse(exc.as_json(), status=exc.status)
+    refused = cardinality.check(request.token.id, batch, time.time())
+    if refused is not None:
+        return refused.response()
     try:
         allowed = ratelimit.allow(request.token.id, len(batch))
     except Exception as exc:  # Redis counts the rate: the collector keeps the batch and retries

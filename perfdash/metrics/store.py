@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from perfdash.lib.durations import DAY_S
-from perfdash.metrics import copydata, keys, partitions
+from perfdash.metrics import cardinality, copydata, keys, partitions
 from perfdash.metrics.batch import Batch, SeriesKey
 from perfdash.metrics.models import DIMENSION_TAGS
 from perfdash.metrics.rollup import group_label, group_values
@@ -53,22 +53,24 @@ def resolve(series: list[SeriesKey]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _create(missing: list[SeriesKey]) -> None:
-    key_tuples = {s: rollup_keys(s) for s in missing}
-    all_keys = sorted({k for ks in key_tuples.values() for k in ks})
     cols = [list(c) for c in zip(*missing, strict=True)]
-    kcols = [list(c) for c in zip(*all_keys, strict=True)]
     # Committed on its own (ids must outlive a rolled-back batch). Concurrent workers take turns:
     # the counter's row lock, taken first, makes them wait for each other (so their keys'
     # versions commit in order, which readers rely on: keys.py; and no two ever deadlock).
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute(keys.NEXT_VERSION)
         version = cur.fetchone()[0]
+        # Under the lock, so the series counts and the fold's daily counts never race.
+        key_tuples = cardinality.fold(cur, {s: rollup_keys(s) for s in missing})
+        all_keys = sorted({k for ks in key_tuples.values() for k in ks})
+        kcols = [list(c) for c in zip(*all_keys, strict=True)]
         cur.execute(
             "INSERT INTO metrics_series (metric, node, agent, tags_key, tags, first_seen) "
             "SELECT m, n, a, t, t::jsonb, now() FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
-            "AS x(m, n, a, t) ORDER BY 1, 2, 3, 4 ON CONFLICT DO NOTHING",
+            "AS x(m, n, a, t) ORDER BY 1, 2, 3, 4 ON CONFLICT DO NOTHING RETURNING metric",
             cols,
         )
+        cardinality.count_series(cur, [r[0] for r in cur.fetchall()])
         cur.execute(
             "SELECT s.id, s.metric, s.node, s.agent, s.tags_key FROM metrics_series s "
             "JOIN unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS x(m, n, a, t) "

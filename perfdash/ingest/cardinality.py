@@ -1,0 +1,193 @@
+"""Cardinality limits at the door (docs/operations.md, "Cardinality limits").
+
+Before a batch is accepted, the web process finds which of its series are new: those it does
+not remember as existing (a bounded, least-recently-used set per process) and the store does
+not have (one indexed query). A batch of existing series is never refused by these limits and
+costs a dictionary lookup per series. A batch with new series is refused whole if creating
+them would cross a limit:
+
+- more than `INGEST_MAX_METRICS` metric names, or more than `INGEST_MAX_SERIES_PER_METRIC`
+  series of one metric: 422, since sending it again will not help (the counts come from
+  `perfdash/metrics/cardinality.py`, kept where series are created);
+- more than `INGEST_NEW_SERIES_PER_MINUTE` new series from this token in this minute: 429
+  with `Retry-After` (the seconds to the next minute), counted in Redis so all web processes
+  share it; a single batch with more new series than that is a 422.
+
+Values of dimension tags are not refused: past `DIMENSION_MAX_VALUES` a day they fold into
+`_other` where series are created.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import redis
+from django.conf import settings
+from django.http import JsonResponse
+
+from perfdash.lib.redis import client, key
+from perfdash.metrics import cardinality
+from perfdash.metrics.batch import Batch, SeriesKey
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_S = 5
+# New series per token per UTC day, for the admin's list of the biggest contributors.
+DAY_TTL_S = 2 * 86400
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    body: dict
+    retry_after: int | None = None
+
+    def response(self) -> JsonResponse:
+        response = JsonResponse(self.body, status=self.status)
+        if self.retry_after is not None:
+            response["Retry-After"] = str(self.retry_after)
+        return response
+
+
+@dataclass
+class _Known:
+    """Series known to exist, least recently used first. Series are deleted only by garbage
+    collection of stale ones, which no batch still sends; one forgotten here is looked up
+    again."""
+
+    series: OrderedDict[SeriesKey, None] = field(default_factory=OrderedDict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def new_of(self, batch_series: list[SeriesKey]) -> list[SeriesKey]:
+        with self.lock:
+            unknown = []
+            for s in batch_series:
+                if s in self.series:
+                    self.series.move_to_end(s)
+                else:
+                    unknown.append(s)
+        if not unknown:
+            return []
+        found = cardinality.existing(unknown)
+        with self.lock:
+            for s in found:
+                self.series[s] = None
+            while len(self.series) > settings.INGEST_KNOWN_SERIES:
+                self.series.popitem(last=False)
+        return [s for s in unknown if s not in found]
+
+
+_known = _Known()
+
+
+def forget() -> None:
+    """Forget the series known to exist (tests: series of a rolled-back transaction)."""
+    with _known.lock:
+        _known.series.clear()
+
+
+def check(token_id: int, batch: Batch, now: float) -> Refusal | None:
+    """None if the batch may be accepted; else why not. Counts its new series against the
+    token's minute (and day) when it passes."""
+    if not (settings.INGEST_NEW_SERIES_PER_MINUTE or _store_limited()):
+        return None
+    new = _known.new_of(batch.series)
+    if not new:
+        return None
+    return _store_limits(new) or _rate(token_id, len(new), now)
+
+
+def _store_limited() -> bool:
+    return bool(settings.INGEST_MAX_METRICS or settings.INGEST_MAX_SERIES_PER_METRIC)
+
+
+def _store_limits(new: list[SeriesKey]) -> Refusal | None:
+    if not _store_limited():
+        return None
+    per_metric = Counter(s[0] for s in new)
+    counts, metrics = cardinality.series_counts(sorted(per_metric))
+    new_metrics = sorted(m for m in per_metric if m not in counts)
+    most = settings.INGEST_MAX_METRICS
+    if most and new_metrics and metrics + len(new_metrics) > most:
+        return _too_many(
+            f"the batch brings {len(new_metrics)} new metric names (the first {new_metrics[0]!r}); "
+            f"the store has {metrics} of at most {most}",
+            "metrics",
+            metrics,
+            len(new_metrics),
+            most,
+            metric=new_metrics[0],
+        )
+    most = settings.INGEST_MAX_SERIES_PER_METRIC
+    if most:
+        over = [(counts.get(m, 0) + n, m) for m, n in per_metric.items() if counts.get(m, 0) + n > most]
+        if over:
+            _, metric = max(over)
+            has, adds = counts.get(metric, 0), per_metric[metric]
+            return _too_many(
+                f"metric {metric!r} has {has} series of at most {most}; the batch adds {adds}",
+                "series_per_metric",
+                has,
+                adds,
+                most,
+                metric=metric,
+            )
+    return None
+
+
+def _rate(token_id: int, new: int, now: float) -> Refusal | None:
+    most = settings.INGEST_NEW_SERIES_PER_MINUTE
+    if not most:
+        return None
+    if new > most:
+        return _too_many(
+            f"the batch has {new} new series; a token may add at most {most} a minute",
+            "new_series_per_minute",
+            0,
+            new,
+            most,
+        )
+    minute = key("new_series", token_id, int(now // 60))
+    day = key("new_series_today", datetime.fromtimestamp(now, UTC).date().isoformat())
+    try:
+        pipe = client().pipeline()
+        pipe.incrby(minute, new)
+        pipe.expire(minute, 120)
+        pipe.zincrby(day, new, token_id)
+        pipe.expire(day, DAY_TTL_S)
+        used = pipe.execute()[0]
+        if used <= most:
+            return None
+        pipe.decrby(minute, new)
+        pipe.zincrby(day, -new, token_id)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("new-series counter unavailable: %s", type(exc).__name__)
+        return Refusal(503, {"error": "ingest rate limit unavailable; retry later"}, RETRY_AFTER_S)
+    wait = max(1, math.ceil(60 - now % 60))
+    return Refusal(
+        429,
+        {
+            "error": f"this token added {used - new} new series this minute of at most {most}; "
+            f"the batch adds {new}: retry in {wait} s",
+            "limit": "new_series_per_minute",
+            "count": used - new,
+            "new": new,
+            "max": most,
+        },
+        wait,
+    )
+
+
+def _too_many(message: str, limit: str, count: int, new: int, most: int, **where: str) -> Refusal:
+    return Refusal(422, {"error": message, "limit": limit, **where, "count": count, "new": new, "max": most})
+
+
+def new_series_today(now: float, top: int = 20) -> list[tuple[int, int]]:
+    """(token id, new series accepted today) of the tokens that added the most, most first."""
+    day = key("new_series_today", datetime.fromtimestamp(now, UTC).date().isoformat())
+    return [(int(t), int(n)) for t, n in client().zrevrange(day, 0, top - 1, withscores=True) if n > 0]
