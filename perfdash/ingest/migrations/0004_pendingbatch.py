@@ -43,4 +43,9 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
+        # The payload is packed numbers that do not compress: skip TOAST's attempt at it.
+        migrations.RunSQL(
+            "ALTER TABLE ingest_pendingbatch ALTER COLUMN payload SET STORAGE EXTERNAL",
+            migrations.RunSQL.noop,
+        ),
     ]
