@@ -1,4 +1,4 @@
-"""Whole-batch validation of an ingest request body (DESIGN.md, "Ingest API v1").
+"""Whole-batch validation of an ingest request body (docs/ingest-api.md).
 
 Either the whole batch is valid and comes back as a columnar `Batch`, or `ProtocolError` says
 what is wrong and where; nothing of a rejected batch is ever stored. The rules, limits and

@@ -1,4 +1,4 @@
-"""Default rules from the ElixirChain performance targets (DESIGN.md). They start enabled
+"""Default rules from the ElixirChain performance targets (docs/alerts.md). They start enabled
 and notify nobody until a person adds a channel."""
 
 from __future__ import annotations
