@@ -11,8 +11,14 @@ live: starts two uvicorn servers as `make run` does (one for the viewers, one th
   and the server's CPU and memory per viewer. Target p95 <= 1 s with 100 viewers. As in
   production, rollup deltas are compacted every 5 s (beat's schedule) while it runs.
 
+views: the same servers and pushing fleet; times ordinary page requests (the login page and
+  the overview's HTML) with no live socket open, then with `--views` sockets each on a view of
+  its own (a distinct agent= filter, from several users), and prints the ratio of their p95.
+  Target: p95 with 150 distinct views <= 2x idle.
+
     .venv/bin/python bench/dashboard.py first-paint
     .venv/bin/python bench/dashboard.py live --viewers 100
+    .venv/bin/python bench/dashboard.py views --views 150
 """
 
 from __future__ import annotations
@@ -215,6 +221,98 @@ async def live(args: argparse.Namespace, token: str, cookie: str) -> None:
     )
 
 
+def views_setup(users: int) -> tuple[str, list[str]]:
+    """A collector token and the session cookies of `users` viewers."""
+    os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1"
+    common.setup_django()
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from perfdash.api.models import ApiToken
+
+    token = ApiToken.issue("bench-views", ["ingest"])[1]
+    cookies = []
+    for i in range(users):
+        client = Client()
+        client.force_login(User.objects.get_or_create(username=f"bench-viewer-{i}")[0])
+        cookies.append(f"sessionid={client.cookies['sessionid'].value}")
+    return token, cookies
+
+
+def _request_times(base: str, cookie: str, n: int) -> list[float]:
+    """Seconds each of n ordinary page requests took, alternating the login page (no database)
+    and the overview's HTML (a session read)."""
+    import httpx
+
+    times = []
+    with httpx.Client(timeout=30) as http:
+        for i in range(n):
+            url, headers = (f"{base}/login/", {}) if i % 2 else (f"{base}/", {"Cookie": cookie})
+            t = time.perf_counter()
+            assert http.get(url, headers=headers).status_code == 200
+            times.append(time.perf_counter() - t)
+            time.sleep(0.05)
+    return times
+
+
+async def views(args: argparse.Namespace, token: str, cookies: list[str]) -> None:
+    from perfdash.run import WORKER_PROCESSES
+
+    web, ingest = common.spawn_web(args.port), common.spawn_web(args.port + 1)
+    worker = common.spawn_worker("ingest", WORKER_PROCESSES)
+    base = f"http://127.0.0.1:{args.port}"
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "Content-Encoding": "gzip",
+    }
+    spawn = multiprocessing.get_context("spawn")
+    pushing = spawn.Event()
+    pusher = spawn.Process(target=push_fleet, args=(f"http://127.0.0.1:{args.port + 1}", headers, pushing))
+    stop = asyncio.Event()
+    try:
+        await asyncio.sleep(4)
+        pusher.start()
+        compactor = asyncio.create_task(compact_like_beat(stop))
+        await asyncio.sleep(3)
+        import psutil
+
+        server = psutil.Process(web.pid)
+        idle = await asyncio.to_thread(_request_times, base, cookies[0], args.requests)
+        inboxes = [[] for _ in range(args.views)]
+        tasks = [
+            asyncio.create_task(
+                viewer(
+                    f"ws://127.0.0.1:{args.port}/ws/live/?page=overview&window={args.window}&agent=agent-{i}",
+                    cookies[i % len(cookies)],
+                    box,
+                    stop,
+                )
+            )
+            for i, box in enumerate(inboxes)
+        ]
+        await asyncio.sleep(5)  # every view computing
+        cpu_before, started = sum(server.cpu_times()[:2]), time.monotonic()
+        busy = await asyncio.to_thread(_request_times, base, cookies[0], args.requests)
+        elapsed, cpu = time.monotonic() - started, sum(server.cpu_times()[:2]) - cpu_before
+        counts = [len(box) for box in inboxes]
+        stop.set()
+        pushing.set()
+        await asyncio.to_thread(pusher.join)
+        await compactor
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        common.stop(web, ingest, worker)
+    p95_idle, p95_busy = percentile(idle, 95), percentile(busy, 95)
+    print(f"{args.views} distinct live views ({args.window}) from {len(cookies)} users, 1000 agents pushing")
+    print(f"page requests, idle:       {_figures(idle)}")
+    print(f"page requests, with views: {_figures(busy)}")
+    print(f"p95 with views / idle: {p95_busy / p95_idle:.2f} (target <= 2)")
+    print(f"server CPU with views: {cpu / elapsed * 100:.0f} % of a core")
+    median = statistics.median(counts)
+    print(f"updates per socket over the run: min {min(counts)}, median {median}, max {max(counts)}")
+
+
 def _p95_interval(seconds: list[float], resamples: int = 2000) -> tuple[float, float]:
     """Where the p95 of this many probes could have landed (90 %, bootstrap): with the slot's
     wait uniform over a second, about +-35 ms for 100 probes and +-25 ms for 300."""
@@ -282,10 +380,18 @@ def main() -> None:
     lv.add_argument("--probes", type=int, default=100)
     lv.add_argument("--port", type=int, default=8124)
     lv.add_argument("--one-server", action="store_true", help="post to the viewers' server too")
+    vw = sub.add_parser("views")
+    vw.add_argument("--views", type=int, default=150)
+    vw.add_argument("--users", type=int, default=10)
+    vw.add_argument("--requests", type=int, default=200)
+    vw.add_argument("--window", default="1h", help="the views' window (a longer one costs more per update)")
+    vw.add_argument("--port", type=int, default=8124)
     args = ap.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     if args.what == "first-paint":
         first_paint(args.repeat)
+    elif args.what == "views":
+        asyncio.run(views(args, *views_setup(args.users)))
     else:
         asyncio.run(live(args, *live_setup()))
 
