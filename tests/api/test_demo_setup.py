@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from pathlib import Path
 
 from django.contrib.auth.models import User
 from django.core.management import call_command
@@ -35,3 +37,16 @@ def test_a_first_admin_login_is_made_once_and_kept_out_of_the_output(db, tmp_pat
     assert oct(login_file.stat().st_mode)[-3:] == "600"
     run()
     assert User.objects.count() == 1
+
+
+def test_the_login_file_is_private_from_the_moment_it_exists(db, tmp_path, monkeypatch):
+    login_file = tmp_path / ".demo-login"
+    monkeypatch.setattr(demo_setup, "LOGIN_FILE", login_file)
+    # No narrowing afterwards: whatever mode the file was made with is what it has.
+    monkeypatch.setattr(Path, "chmod", lambda self, mode: None)
+    old_umask = os.umask(0o022)
+    try:
+        run()
+    finally:
+        os.umask(old_umask)
+    assert oct(login_file.stat().st_mode)[-3:] == "600"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
 
@@ -30,8 +31,15 @@ class Command(BaseCommand):
         if not User.objects.filter(is_superuser=True).exists():
             password = secrets.token_urlsafe(12)
             User.objects.create_superuser("admin", password=password)
-            LOGIN_FILE.write_text(f"username: admin\npassword: {password}\n")
-            LOGIN_FILE.chmod(0o600)
+            write_private(LOGIN_FILE, f"username: admin\npassword: {password}\n")
         if LOGIN_FILE.exists():
             login = f"user admin, password in {LOGIN_FILE.name}"
         self.stdout.write(json.dumps({"token": raw, "first_start": first_start, "login": login}))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Readable by the owner only from the moment it exists (not made, then narrowed)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
