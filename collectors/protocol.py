@@ -238,14 +238,19 @@ def check_fields(
     return (parse_ts(ts, now, limits), metric, check_value(value, metric), tags or None, node, agent)
 
 
-def check_name(name: object, field: str, max_name: int) -> str:
-    """A metric name or a tag key."""
+def _text(name: object, field: str, max_name: int) -> str:
     if name is None:
         raise ProtocolError("missing field", field=field)
     if type(name) is not str:
         raise ProtocolError(f"{field} must be a string", field=field)
     if not 1 <= len(name) <= max_name:
         raise ProtocolError(f"{field} must be 1 to {max_name} characters", field=field)
+    return name
+
+
+def check_name(name: object, field: str, max_name: int) -> str:
+    """A metric name or a tag key."""
+    name = _text(name, field, max_name)
     if not NAME.match(name):
         raise ProtocolError(
             f"{field} {name!r} may only use letters, digits, '_' and '.', and must not start with a digit",
@@ -256,12 +261,7 @@ def check_name(name: object, field: str, max_name: int) -> str:
 
 def check_label(name: object, field: str, max_name: int) -> str:
     """A node, an agent or a tag value."""
-    if name is None:
-        raise ProtocolError("missing field", field=field)
-    if type(name) is not str:
-        raise ProtocolError(f"{field} must be a string", field=field)
-    if not 1 <= len(name) <= max_name:
-        raise ProtocolError(f"{field} must be 1 to {max_name} characters", field=field)
+    name = _text(name, field, max_name)
     if CONTROL_CHARS.search(name):
         raise ProtocolError(f"{field} must not contain control characters", field=field)
     if SURROGATES.search(name):
