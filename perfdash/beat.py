@@ -38,6 +38,9 @@ BEAT_SCHEDULE = {
     # The ingest outbox: a batch whose wake-up was lost is queued again within
     # INGEST_REQUEUE_AFTER_S plus this period of its loss; a stored one costs nothing here.
     "requeue-pending-batches": {"task": "ingest.requeue_pending", "schedule": timedelta(seconds=15)},
+    # Removes series and rollup keys not seen for the rollup retention. What it reads is a day
+    # (last_seen): daily is as often as anything can change, and keeps them within a day of it.
+    "collect-garbage": {"task": "metrics.collect_garbage", "schedule": timedelta(days=1)},
     # Forgets batch ids past the idempotency window; hourly keeps the table within an hour of it.
     "forget-ingested-batches": {"task": "ingest.forget_batches", "schedule": timedelta(hours=1)},
     # Capacity forecasts are fitted on hourly steps: a new hour of history is the first thing

@@ -152,6 +152,14 @@ INGEST_REQUEUE_AFTER_S = env.int("INGEST_REQUEUE_AFTER_S", default=60)
 RAW_RETENTION_DAYS = env.int("RAW_RETENTION_DAYS", default=7)
 MINUTE_ROLLUP_RETENTION_DAYS = env.int("MINUTE_ROLLUP_RETENTION_DAYS", default=3)
 ROLLUP_RETENTION_DAYS = env.int("ROLLUP_RETENTION_DAYS", default=90)
+# Series and rollup keys that have not reported for ROLLUP_RETENTION_DAYS are removed daily,
+# with their rows (perfdash/metrics/gc.py).
+
+# --- Metric store ---------------------------------------------------------------------------
+# Series whose ids each worker process keeps (the least recently used forgotten first). A
+# series not kept is looked up again when it next reports, taking its turn with the workers
+# making new series: keep it above the number of series the fleet reports.
+STORE_SERIES_CACHE = env.int("STORE_SERIES_CACHE", default=100_000)
 
 # --- Dashboard ---------------------------------------------------------------------------
 NODE_CAPACITY_AGENTS = env.int("NODE_CAPACITY_AGENTS", default=1000)

@@ -208,10 +208,9 @@ def memory(view: View, live: AgentPeaks | None = None) -> dict:
             peaks.WINDOW_S,
             "agent",
             n,
-            Scope(node=view.node),
+            Scope(node=view.node, agent=view.agent),
             percentiles=False,
             rank="max",
-            names=[view.agent] if view.agent else None,
             every_value=True,
         )
         top, values = [(a, v["max"]) for a, v in read.rows.items()], read.values

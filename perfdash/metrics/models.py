@@ -8,12 +8,17 @@ their rows narrow enough for fast COPY.
 from __future__ import annotations
 
 from django.db import models
+from django.db.models.functions import Now
 
 # Defined by the ingest protocol, which the collectors share; the query module reads it here.
 from collectors.protocol import WELL_KNOWN_METRICS as WELL_KNOWN_METRICS
 
 # Tags that get their own rollups (drill-down by tool, model, provider or memory op).
 DIMENSION_TAGS = ("tool", "model", "provider", "op")
+# Set when made (the database's UTC day), then by the first batch of each day a worker process
+# stores for it (store.prepare); garbage collection removes what has not reported for the
+# rollup retention (gc.py).
+LAST_SEEN_HELP = "The last UTC day a batch of its points was stored (at least)."
 
 
 class Series(models.Model):
@@ -25,6 +30,7 @@ class Series(models.Model):
     tags_key = models.TextField(help_text="Canonical JSON of the tags (sorted keys).")
     tags = models.JSONField(default=dict)
     first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateField(db_default=Now(), help_text=LAST_SEEN_HELP)
 
     class Meta:
         constraints = [
@@ -46,6 +52,7 @@ class RollupKey(models.Model):
     tag_value = models.CharField(max_length=128, blank=True)
     # Numbered in commit order by the transaction that created it (keys.py, store._create).
     version = models.BigIntegerField(default=0, db_index=True)
+    last_seen = models.DateField(db_default=Now(), help_text=LAST_SEEN_HELP)
 
     class Meta:
         constraints = [
@@ -53,7 +60,11 @@ class RollupKey(models.Model):
                 fields=["metric", "node", "agent", "tag_key", "tag_value"], name="rollupkey_unique"
             )
         ]
-        indexes = [models.Index(fields=["metric", "agent"], name="rollupkey_agent")]
+        indexes = [
+            models.Index(fields=["metric", "agent"], name="rollupkey_agent"),
+            # An agent's keys of every metric (keys.py reads them when its index lacks them).
+            models.Index(fields=["agent"], name="rollupkey_of_agent"),
+        ]
 
     def __str__(self) -> str:
         return (

@@ -6,6 +6,7 @@ points, the rollup deltas and the batch id commit together or not at all.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -21,8 +22,32 @@ from perfdash.metrics.rollup import group_label, group_values
 
 KeyTuple = tuple[str, str, str, str, str]  # metric, node, agent, tag_key, tag_value
 
-# Series and rollup keys are never deleted, so ids can be cached for the process lifetime.
-_series_cache: dict[SeriesKey, tuple[int, tuple[int, ...]]] = {}
+
+class _Recent(OrderedDict):
+    """A dict of at most STORE_SERIES_CACHE entries (and never fewer than a batch can bring),
+    which forgets the least recently used."""
+
+    def get(self, key, default=None):
+        if key not in self:
+            return default
+        self.move_to_end(key)
+        return super().__getitem__(key)
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        size = max(settings.STORE_SERIES_CACHE, settings.INGEST_MAX_POINTS)
+        while len(self) > size:
+            self.popitem(last=False)
+
+
+# The ids of series and their rollup keys, as `_create` found or made them. Only garbage
+# collection removes any, and only those not seen for the rollup retention: the first batch of
+# a day that has one of them finds out when it marks them seen (`_mark_seen`).
+_series_cache: _Recent = _Recent()
+# Series this process has marked seen today: a batch of only these changes nothing.
+_marked: set[int] = set()
+_marked_day: date | None = None
 
 
 def rollup_keys(series: SeriesKey) -> list[KeyTuple]:
@@ -41,10 +66,12 @@ def rollup_keys(series: SeriesKey) -> list[KeyTuple]:
 
 def resolve(series: list[SeriesKey]) -> tuple[np.ndarray, np.ndarray]:
     """Series ids (S,) and rollup key ids (S, L), padded with -1, for a batch's series."""
-    missing = [s for s in series if s not in _series_cache]
+    found = {s: _series_cache.get(s) for s in series}
+    missing = [s for s, entry in found.items() if entry is None]
     if missing:
         _create(missing)
-    entries = [_series_cache[s] for s in series]
+        found.update((s, _series_cache[s]) for s in missing)  # the newest: none forgotten yet
+    entries = [found[s] for s in series]
     width = max(len(e[1]) for e in entries)
     level_keys = np.full((len(series), width), -1, np.int32)
     for i, (_, ids) in enumerate(entries):
@@ -98,6 +125,46 @@ def _create(missing: list[SeriesKey]) -> None:
 
 def forget() -> None:
     _series_cache.clear()
+    _marked.clear()
+
+
+# Marks rows seen on a day; the count is of the rows that are there (marked now or already):
+# a row being removed meanwhile is waited for and then found gone, never counted.
+_TOUCH = """
+WITH touched AS (
+  UPDATE {table} SET last_seen = %(day)s WHERE id = ANY(%(ids)s::int4[]) AND last_seen < %(day)s RETURNING 1
+)
+SELECT (SELECT count(*) FROM touched)
+     + (SELECT count(*) FROM {table} WHERE id = ANY(%(ids)s::int4[]) AND last_seen >= %(day)s)
+"""
+
+
+def _mark_seen(series_ids: np.ndarray, level_keys: np.ndarray, day: date) -> bool:
+    """Record that these series and their keys reported on `day`, unless this process did
+    already today; False if any of them is gone (garbage collection removed it)."""
+    global _marked_day
+    if day != _marked_day:
+        _marked.clear()
+        _marked_day = day
+    fresh = sorted({i for i in series_ids.tolist() if i not in _marked})
+    if not fresh:
+        return True
+    of_fresh = level_keys[np.isin(series_ids, fresh)]
+    key_ids = sorted(set(of_fresh[of_fresh >= 0].tolist()))
+    # Keys first: a key is never marked later than a series that counts towards it, so a
+    # series that garbage collection keeps keeps its keys.
+    if not (_touch("metrics_rollupkey", key_ids, day) and _touch("metrics_series", fresh, day)):
+        return False
+    if len(_marked) + len(fresh) > settings.STORE_SERIES_CACHE:
+        _marked.clear()  # bounded: forgetting costs a batch one update that changes nothing
+    _marked.update(fresh)
+    return True
+
+
+def _touch(table: str, ids: list[int], day: date) -> bool:
+    with connection.cursor() as cur:
+        cur.execute(_TOUCH.format(table=table), {"ids": "{" + ",".join(map(str, ids)) + "}", "day": day})
+        return cur.fetchone()[0] == len(ids)
 
 
 def _days(unix_seconds: np.ndarray) -> list[date]:
@@ -108,6 +175,12 @@ def _days(unix_seconds: np.ndarray) -> list[date]:
 def prepare(batch: Batch, now: float) -> tuple[np.ndarray, np.ndarray]:
     """Everything a write needs that must happen outside its transaction."""
     series_ids, level_keys = resolve(batch.series)
+    while not _mark_seen(series_ids, level_keys, datetime.fromtimestamp(now, UTC).date()):
+        # Removed since this process cached them: made again (each time garbage collection has
+        # removed more of them meanwhile, so this ends).
+        for s in batch.series:
+            _series_cache.pop(s, None)
+        series_ids, level_keys = resolve(batch.series)
     fresh = batch.ts >= now - settings.RAW_RETENTION_DAYS * DAY_S
     partitions.ensure("metrics_point", _days(batch.ts[fresh]))
     return series_ids, level_keys

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
 
-from perfdash.metrics import compact, partitions
+from perfdash.metrics import compact, gc, partitions
 
 log = logging.getLogger(__name__)
 
@@ -33,3 +34,12 @@ def enforce_retention() -> dict[str, list[str]]:
         if dropped[table]:
             log.info("retention dropped %s", ", ".join(dropped[table]))
     return dropped
+
+
+@shared_task(name="metrics.collect_garbage", queue="ingest", ignore_result=True)
+def collect_garbage() -> dict[str, int]:
+    """Remove series and rollup keys that have not reported for the rollup retention."""
+    removed = gc.collect()
+    if removed.keys or removed.series:
+        log.info("garbage collection removed %d rollup keys and %d series", removed.keys, removed.series)
+    return asdict(removed)

@@ -13,12 +13,13 @@ from perfdash.api.models import ApiToken
 from perfdash.ingest.models import IngestedBatch
 from perfdash.metrics import keys, query
 from perfdash.metrics.batch import Batch
+from perfdash.metrics.scope import Scope
 
 NOW = time.time()
 
 
-def store(token_id: int, batch_id: str, agents: list[str]) -> None:
-    series = [("agent_memory_bytes", "node-1", a, "{}") for a in agents]
+def store(token_id: int, batch_id: str, agents: list[str], node: str = "node-1") -> None:
+    series = [("agent_memory_bytes", node, a, "{}") for a in agents]
     idx = np.arange(len(agents), dtype=np.int32)
     IngestedBatch.store(
         token_id,
@@ -82,11 +83,12 @@ def test_reads_within_pinned_share_one_look_for_new_keys(django_assert_num_queri
     token = ApiToken.issue("k", ["ingest"])[0]
     store(token.id, "b1", ["agent-1"])
     with keys.pinned():
-        store(token.id, "b2", ["agent-2"])
-        with django_assert_num_queries(0):  # the key lookups ask PostgreSQL nothing
+        store(token.id, "b2", ["agent-2"], node="node-2")
+        with django_assert_num_queries(0):  # lookups of the keys the index holds ask PostgreSQL nothing
             for _ in range(3):
-                keys.members("agent_memory_bytes", "agent", query.FLEET)
-        assert agents() == {"agent-1"}  # as when it began
+                keys.members("agent_memory_bytes", "node", query.FLEET)
+                keys.every_metric(query.FLEET)
+        assert agents() == {"agent-1"}  # as when it began, also for the keys read from PostgreSQL
     assert agents() == {"agent-1", "agent-2"}
 
 
@@ -108,10 +110,32 @@ def test_a_counter_moved_on_without_new_keys_is_looked_at_alone():
     must remember the counter, or every lookup from then on would search the key table."""
     from django.test.utils import CaptureQueriesContext
 
-    names()
+    keys.ids("custom_metric", query.FLEET)
     with writer() as conn:
         conn.execute(keys.NEXT_VERSION)  # a number, and no key with it
-    names()  # catches up with the counter
+    keys.ids("custom_metric", query.FLEET)  # catches up with the counter
     with CaptureQueriesContext(connection) as queries:
-        assert names() == set()
+        assert keys.ids("custom_metric", query.FLEET) == []
     assert [q["sql"] for q in queries] == [keys._COUNTER]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_holds_the_keys_of_a_bounded_number_of_agents(monkeypatch, django_assert_num_queries):
+    monkeypatch.setattr(keys, "AGENTS_KEPT", 2)
+    token = ApiToken.issue("k", ["ingest"])[0]
+    store(token.id, "b1", [f"agent-{i}" for i in range(5)])
+    for i in range(5):
+        assert len(keys.ids("agent_memory_bytes", Scope(agent=f"agent-{i}"))) == 1
+    assert len(keys._current().agents.kept) == 2
+    assert all(not k.agent for ks in keys._current().groups.values() for k in ks)
+    with django_assert_num_queries(1):  # the counter: agent-4's keys are held
+        keys.ids("agent_memory_bytes", Scope(agent="agent-4"))
+    with django_assert_num_queries(2):  # the counter, and agent-0's keys again
+        keys.ids("agent_memory_bytes", Scope(agent="agent-0"))
+
+    store(token.id, "b2", ["agent-4"], node="node-2")  # it moved: a key of its own there
+    with django_assert_num_queries(2):  # the counter and the new keys, which the held agent gets
+        assert len(keys.ids("agent_memory_bytes", Scope(agent="agent-4"))) == 2
+    assert keys.every_metric(Scope(agent="agent-4", node="node-2")) == keys.ids(
+        "agent_memory_bytes", Scope(agent="agent-4", node="node-2")
+    )
