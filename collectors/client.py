@@ -9,9 +9,9 @@
     with perf.llm("acme", "m-large"):
         answer = call_model(...)
 
-Recording appends a tuple to a list (about a microsecond); the background thread flushes
-by size and by interval, gzip-compressed, retries with backoff and jitter, spools to disk
-while the server is away, and never holds more than `max_buffer` points in memory.
+Recording only appends a tuple to a list; the background thread flushes by size and by
+interval, gzip-compressed, retries with backoff and jitter, spools to disk while the server
+is away, and never holds more than `max_buffer` points in memory.
 """
 
 from __future__ import annotations

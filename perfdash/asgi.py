@@ -24,8 +24,8 @@ application = ProtocolTypeRouter(
 
 # What is loaded by now (Django, the views and their imports: numpy, pandas, statsmodels) lives as
 # long as the process. Frozen, it is left out of the cyclic collector's full passes, which
-# otherwise walked all of it every few seconds: 120-170 ms pauses of every socket and live update
-# (bench/README.md, freshness). The URLconf is imported first so its modules are frozen too.
+# otherwise walk all of it every few seconds, pausing every socket and live update. The URLconf
+# is imported first so its modules are frozen too.
 get_resolver().url_patterns  # noqa: B018
 gc.collect()  # garbage left from start-up would otherwise be frozen with the rest
 gc.freeze()

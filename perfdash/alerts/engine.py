@@ -73,7 +73,7 @@ def observe(rule: AlertRule, now: float, cache: dict | None = None) -> Observed:
     by = {"fleet": "", "node": "node", "agent": "agent"}[rule.scope]
     window = _window(rule)
     # Percentiles per node or agent merge every subject's sketches; count, min, max, avg and
-    # rate are sums PostgreSQL makes (a tenth of the work for a thousand agents).
+    # rate are sums PostgreSQL makes (far less work for a thousand agents).
     percentiles = rule.statistic in query.PERCENTILES
     key = (rule.metric, window, by, rule.node, rule.agent, rule.tag_key, rule.tag_value, percentiles)
     if key not in cache:
@@ -190,7 +190,8 @@ class _State:
 
 class _Changes:
     """State changes and events of one evaluation pass, written at the end with one statement
-    each over arrays (a storm of 17,000 firing subjects is four statements, not 50,000)."""
+    each over arrays (a storm of thousands of firing subjects is four statements, not several
+    per subject)."""
 
     def __init__(self, at: datetime, silences: list[Silence]):
         self.at, self.silences = at, silences

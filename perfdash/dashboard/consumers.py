@@ -38,7 +38,7 @@ MIN_INTERVAL_S = 1.0
 # The compute starts the median of recent compute times before its slot. Starting earlier holds
 # back what was committed meanwhile; a late finish delays this send and every later slot. The
 # median balances the two (p95 freshness ~ 0.95 s + lead + 1.95 x mean lateness) and, unlike a
-# mean, is not dragged up for many seconds by one slow compute (one in five overlaps compaction).
+# mean, is not dragged up for many seconds by one slow compute (one that overlaps compaction).
 COMPUTE_SAMPLES = 15
 # channels-redis drops a group member after a day (group_expiry): join again well before.
 REJOIN_S = 3600.0

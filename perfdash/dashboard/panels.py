@@ -172,7 +172,7 @@ def latency(window: query.Window, ids: list[int], metric: str, title: str) -> di
 
 def _rounded(histogram: dict) -> dict:
     """Bucket edges to 4 significant digits: they only place bars on a log axis, and at full
-    precision they were two thirds of every live update's bytes."""
+    precision they would be most of every live update's bytes."""
     buckets = [
         {**b, "lower": float(f"{b['lower']:.4g}"), "upper": float(f"{b['upper']:.4g}")}
         for b in histogram["buckets"]
@@ -297,7 +297,7 @@ def firing_alerts(view: View) -> list[dict]:
     if view.node or view.agent:
         states = states.filter(subject=view.agent or view.node)
     rows = []
-    # As plain values: a model instance per row was a third of a live update's compute.
+    # As plain values: a model instance per row would be a large share of a live update's compute.
     for values in states.order_by("since").values_list(*_ALERT_COLUMNS.values())[:200]:
         row = dict(zip(_ALERT_COLUMNS, values, strict=True))
         # A forecast rule's value is the projected days until its target's limit.

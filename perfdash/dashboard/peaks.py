@@ -1,10 +1,10 @@
 """Memory per agent for the live pages, kept in each web process.
 
 The overview shows each agent's peak memory over the last five minutes; for a thousand agents
-reading that from the store was the longest part of every live update (~10 ms of SQL under
-load, bench/README.md). Instead, workers announce each committed batch's peaks per agent and
-minute (`perfdash.live.peaks`), and each web process keeps them here, merged with a read of the store
-when it starts listening and every minute after, so a lost announcement heals within a minute.
+reading that from the store would be the longest part of every live update. Instead, workers
+announce each committed batch's peaks per agent and minute (`perfdash.live.peaks`), and each
+web process keeps them here, merged with a read of the store when it starts listening and
+every minute after, so a lost announcement heals within a minute.
 A peak is a maximum: a batch counted twice, once read and once announced, changes nothing.
 """
 
@@ -28,9 +28,9 @@ def read(now: float | None = None) -> list[Peak]:
 
 class AgentPeaks:
     """Per node and agent, the peak of each recent minute, and the peak over the current
-    window (kept up as peaks arrive: a live update reads a thousand agents' in 0.2 ms instead
-    of 0.8). Announcements arrive on the event loop while live updates read on a worker
-    thread: a lock keeps the two apart."""
+    window (kept up as peaks arrive, so a live update reads it without going over every
+    agent's minutes). Announcements arrive on the event loop while live updates read on a
+    worker thread: a lock keeps the two apart."""
 
     def __init__(self) -> None:
         self._minutes: dict[tuple[str, str], dict[int, float]] = {}

@@ -33,14 +33,14 @@ COMBINE_WITHIN = 2.0
 # Central prediction-interval coverages.
 LEVELS = (0.80, 0.95)
 # Backtest errors come from at most three origins in one stretch of the history: they understate
-# how far a forecast from a new origin strays. Without this factor the three series of
-# bench/forecast.py without a daily cycle covered 68-70 % with their 80 % intervals.
+# how far a forecast from a new origin strays, so unwidened intervals cover less than their
+# level says, most of all on series without a daily cycle.
 INTERVAL_WIDENING = 1.2
 # Seasonal models are candidates only where a cycle shows: a seasonal strength (the share of the
 # detrended variance the cycle explains) of at least this, on the raw or the log scale (see
 # `_cycle_strength`). Fitted to a series without one, they chase noise in the backtest and are
-# chosen by luck. The gate lies well between what bench/forecast.py's series with a cycle and
-# those without one score.
+# chosen by luck. The gate lies well between what series with a daily cycle and those without
+# one score.
 MIN_SEASONAL_STRENGTH = 0.3
 
 
@@ -77,8 +77,8 @@ class Crossing:
 
 # A candidate model: (history, steps ahead) -> mean forecast. Intervals come from backtest errors
 # (see `_empirical_bands`), not from the models: ETS's own intervals assume the model is right,
-# and were too narrow where it was not (a daily swing growing with the level) and too wide where
-# its fit was loose.
+# and are too narrow where it is not (a daily swing growing with the level) and too wide where
+# its fit is loose.
 Model = Callable[[np.ndarray, int], np.ndarray]
 
 
@@ -415,7 +415,7 @@ def _empirical_bands(
 
     Over weeks the error of a capacity forecast is mostly that of its trend, and a slope that is
     off by s is off by s * lead. The backtest reaches only `h` steps ahead, so the shape matters
-    beyond it; growing like sqrt(lead) (a random walk) covered too little there."""
+    beyond it; growing like sqrt(lead) (a random walk) would cover too little there."""
     lead = np.arange(1, len(mean) + 1)
     # With no backtest errors (history too short), one-step changes of the history stand in.
     unit = np.abs(errors) / np.arange(1, errors.shape[1] + 1) if errors.size else np.abs(np.diff(y))

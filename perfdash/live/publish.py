@@ -16,7 +16,7 @@ TIMEOUT_S = 2.0
 
 # One event loop per process, kept running in a thread: channels-redis keeps its connection
 # pool per loop, so `async_to_sync` (a new loop per call) would reconnect to Redis for every
-# batch — 2.2 ms per publish, measured, against 0.4 ms on a kept loop.
+# batch.
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_pid: int | None = None
 _lock = threading.Lock()

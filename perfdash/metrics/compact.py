@@ -47,12 +47,12 @@ def compact(chunk: int = 50_000, budget_s: float = 4.0) -> int:
 
 
 def _vacuum_deltas() -> None:
-    """Every fold deletes the deltas it merged: at 10,000 points/s that is some 40,000 rows every
-    5 s. Autovacuum comes by about once a minute; until then each read of the deltas walks the
-    dead rows' index entries too (the live overview took 29.5 ms at the median instead of 16.5,
-    measured). SKIP_LOCKED: if autovacuum is already at it, leave it the table. TRUNCATE false:
-    giving the emptied pages back would take a lock that stalls ingest and reads; the next
-    batches fill them anyway. A failed vacuum costs speed, not data: the folds are committed."""
+    """Every fold deletes the deltas it merged: under heavy ingest, tens of thousands of rows
+    every few seconds. Autovacuum comes by about once a minute; until then each read of the
+    deltas walks the dead rows' index entries too, slowing every live page. SKIP_LOCKED: if
+    autovacuum is already at it, leave it the table. TRUNCATE false: giving the emptied pages
+    back would take a lock that stalls ingest and reads; the next batches fill them anyway. A
+    failed vacuum costs speed, not data: the folds are committed."""
     try:
         with connection.cursor() as cur:
             cur.execute("VACUUM (SKIP_LOCKED, TRUNCATE false) metrics_rollup_delta")

@@ -1,13 +1,13 @@
 """Which rollup keys a read covers, from an index of keys held in each process.
 
 The live dashboard looks keys up a dozen times a second (each latency panel, the headline
-counts, the nodes); through the ORM that cost ~1.5 ms of CPU each. Each transaction that adds
+counts, the nodes): too often to go through the ORM each time. Each transaction that adds
 keys numbers them with the next value of one counter row, which it locks first
 (store._create): such transactions commit in the order of their numbers: once the counter
 reads N, every key numbered up to N is there to read. A process that has read them asks the
 counter, and only when it has moved on for the keys numbered above where it was (nearly
-never). A page's dozen reads share one look (`pinned`): under load each cost 1-2 ms
-(bench/README.md). Keys are removed only by garbage collection (gc.py), which then moves the
+never). A page's dozen reads share one look (`pinned`), so a page asks the counter once, not
+a dozen times. Keys are removed only by garbage collection (gc.py), which then moves the
 counter row's generation on: a process that sees a new generation loads its index anew.
 
 The index holds every fleet- and node-level key, which the fleet and node pages read every

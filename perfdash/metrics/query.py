@@ -98,8 +98,8 @@ _PEAKS = (
 
 
 def _array(ids: list[int]) -> str:
-    """Key ids as one PostgreSQL array literal: psycopg adapts a list of a thousand ints one by
-    one (2 ms for a thousand agents' keys)."""
+    """Key ids as one PostgreSQL array literal: psycopg would adapt a list of a thousand ints
+    one by one."""
     return "{" + ",".join(map(str, ids)) + "}"
 
 
@@ -378,7 +378,7 @@ def _totals(
     ids: np.ndarray, member: np.ndarray, names: list[str], bounds: tuple[int, int, int, int], elapsed: float
 ) -> dict[str, dict]:
     """count, min, max, avg, sum and rate per name, never reading a sketch: for a thousand
-    agents' memory that is a tenth of the work."""
+    agents' memory that is far less work."""
     fetched = _key_totals(ids.tolist(), *bounds)
     if not fetched:
         return {}
@@ -392,7 +392,7 @@ def _totals(
     np.maximum.at(high, label, hi)
     present = np.nonzero(count)[0]
     columns = (count[present], low[present], high[present], sums[present])
-    return {  # from plain lists: converting numpy scalars one by one took longer than the read
+    return {  # from plain lists: converting numpy scalars one by one would take longer than the read
         names[i]: _plain(c, total, lo, hi, elapsed)
         for i, c, lo, hi, total in zip(present.tolist(), *(col.tolist() for col in columns), strict=True)
     }

@@ -2,7 +2,7 @@
 
 Two web servers run the same application: one for browsers (`PORT`, 8000) and one that the
 collectors post to (`INGEST_PORT`, 8001), so that parsing incoming points does not slow the
-live pages (bench/README.md); either server accepts both kinds of request.
+live pages; either server accepts both kinds of request.
 
 A child that dies (a worker killed by the OOM killer, say) is started again after a pause
 while the others keep running (supervisor.py); the batches a killed worker had taken are
@@ -31,7 +31,7 @@ BIN = Path(sys.executable).parent
 PYTHON = str(BIN / "python")
 QUEUES = "ingest,alerts,notify,forecast"
 # Worker processes (WORKER_CONCURRENCY): three, not two, on two cores: with two, a
-# collector's small batch waited behind two big ones (bench/README.md, live freshness).
+# collector's small batch can wait behind two big ones, and live pages fall behind.
 WORKER_PROCESSES = 3
 NO_LOGIN = "create one with `.venv/bin/python manage.py createsuperuser`"
 
@@ -83,8 +83,8 @@ def web_server(port: str) -> list[str]:
         "--port",
         port,
         "--no-access-log",
-        # Live updates are ~12 kB of JSON a second: compressing them once per socket cost
-        # more server CPU than anything else in the fan-out (bench/dashboard.py).
+        # Live updates are JSON every second: compressing them once per socket would cost
+        # more server CPU than anything else in the fan-out.
         "--ws-per-message-deflate",
         "false",
     ]
