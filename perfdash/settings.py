@@ -90,7 +90,7 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # redis-py 8 caps an asyncio pool at 100 connections; a burst of viewers joining at
-        # once needs more (measured with 100 viewers in bench/dashboard.py).
+        # once needs more.
         "CONFIG": {"hosts": [{"address": REDIS_URL, "max_connections": 1000}]},
     },
 }
@@ -120,7 +120,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 
-# --- Ingest limits (DESIGN.md, "Ingest API v1") ---------------------------------------------
+# --- Ingest limits (docs/ingest-api.md) -------------------------------------------------------
 INGEST_MAX_POINTS = env.int("INGEST_MAX_POINTS", default=10_000)
 INGEST_MAX_TAGS = env.int("INGEST_MAX_TAGS", default=16)
 INGEST_MAX_NAME_LENGTH = env.int("INGEST_MAX_NAME_LENGTH", default=128)
@@ -173,7 +173,7 @@ AGENT_MEMORY_TARGET_BYTES = env.int("AGENT_MEMORY_TARGET_BYTES", default=100 * 1
 # Tables and bars of nodes, agents, tools and models show this many rows, the rest merged into
 # one "others" row: a flood of new names must not make pages, or their reads, grow with it.
 BREAKDOWN_TOP_N = env.int("BREAKDOWN_TOP_N", default=20)
-# Targets drawn on the latency charts (DESIGN.md, from the ElixirChain performance targets).
+# Targets drawn on the latency charts (the ElixirChain performance targets, docs/dashboard.md).
 LATENCY_TARGETS = {
     "agent_response_ms": {"stat": "p95", "value": 2000},
     "tool_execution_ms": {"stat": "p90", "value": 5000},
@@ -183,7 +183,7 @@ LATENCY_TARGETS = {
 # --- Capacity planning ---------------------------------------------------------------------
 # Defaults for the capacity targets (each can be overridden per target in the admin).
 NODE_MEMORY_BYTES = env.int("NODE_MEMORY_BYTES", default=16 * 1024**3)
-# Points/s one ingest worker stores (bench/ingest.py measured about 214k on 2 cores).
+# Points/s one ingest machine stores (bench/ingest.py measures it on yours).
 INGEST_WORKER_POINTS_PER_S = env.int("INGEST_WORKER_POINTS_PER_S", default=200_000)
 
 # --- Alerts ------------------------------------------------------------------------------

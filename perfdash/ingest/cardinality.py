@@ -55,11 +55,12 @@ class Refusal:
 
 @dataclass
 class _Known:
-    """Series known to exist, least recently used first. Series are deleted only by garbage
-    collection of stale ones, which no batch still sends; one forgotten here is looked up
-    again."""
+    """Series and metric names known to exist. Series least recently used first, at most
+    INGEST_KNOWN_SERIES; metric names are few (INGEST_MAX_METRICS). Only garbage collection
+    deletes series, those no batch sends any more; one forgotten here is looked up again."""
 
     series: OrderedDict[SeriesKey, None] = field(default_factory=OrderedDict)
+    metrics: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def new_of(self, batch_series: list[SeriesKey]) -> list[SeriesKey]:
@@ -85,58 +86,72 @@ _known = _Known()
 
 
 def forget() -> None:
-    """Forget the series known to exist (tests: series of a rolled-back transaction)."""
+    """Forget the series and metrics known to exist (tests: those of a rolled-back transaction)."""
     with _known.lock:
         _known.series.clear()
+        _known.metrics.clear()
 
 
 def check(token_id: int, batch: Batch, now: float) -> Refusal | None:
     """None if the batch may be accepted; else why not. Counts its new series against the
     token's minute (and day) when it passes."""
-    if not (settings.INGEST_NEW_SERIES_PER_MINUTE or _store_limited()):
+    if not (
+        settings.INGEST_MAX_METRICS
+        or settings.INGEST_MAX_SERIES_PER_METRIC
+        or settings.INGEST_NEW_SERIES_PER_MINUTE
+    ):
         return None
+    # Metric names first: they need no look-up of the batch's series, often thousands.
+    refused = _metric_names({s[0] for s in batch.series})
+    if refused:
+        return refused
     new = _known.new_of(batch.series)
     if not new:
         return None
-    return _store_limits(new) or _rate(token_id, len(new), now)
+    return _series_per_metric(new) or _rate(token_id, len(new), now)
 
 
-def _store_limited() -> bool:
-    return bool(settings.INGEST_MAX_METRICS or settings.INGEST_MAX_SERIES_PER_METRIC)
+def _metric_names(metrics: set[str]) -> Refusal | None:
+    most = settings.INGEST_MAX_METRICS
+    unknown = metrics - _known.metrics
+    if not most or not unknown:
+        return None
+    counts, total = cardinality.series_counts(sorted(unknown))
+    with _known.lock:
+        _known.metrics.update(counts)
+    new = sorted(unknown - counts.keys())
+    if new and total + len(new) > most:
+        return _too_many(
+            f"the batch brings {len(new)} new metric names (the first {new[0]!r}); "
+            f"the store has {total} of at most {most}",
+            "metrics",
+            total,
+            len(new),
+            most,
+            metric=new[0],
+        )
+    return None
 
 
-def _store_limits(new: list[SeriesKey]) -> Refusal | None:
-    if not _store_limited():
+def _series_per_metric(new: list[SeriesKey]) -> Refusal | None:
+    most = settings.INGEST_MAX_SERIES_PER_METRIC
+    if not most:
         return None
     per_metric = Counter(s[0] for s in new)
-    counts, metrics = cardinality.series_counts(sorted(per_metric))
-    new_metrics = sorted(m for m in per_metric if m not in counts)
-    most = settings.INGEST_MAX_METRICS
-    if most and new_metrics and metrics + len(new_metrics) > most:
-        return _too_many(
-            f"the batch brings {len(new_metrics)} new metric names (the first {new_metrics[0]!r}); "
-            f"the store has {metrics} of at most {most}",
-            "metrics",
-            metrics,
-            len(new_metrics),
-            most,
-            metric=new_metrics[0],
-        )
-    most = settings.INGEST_MAX_SERIES_PER_METRIC
-    if most:
-        over = [(counts.get(m, 0) + n, m) for m, n in per_metric.items() if counts.get(m, 0) + n > most]
-        if over:
-            _, metric = max(over)
-            has, adds = counts.get(metric, 0), per_metric[metric]
-            return _too_many(
-                f"metric {metric!r} has {has} series of at most {most}; the batch adds {adds}",
-                "series_per_metric",
-                has,
-                adds,
-                most,
-                metric=metric,
-            )
-    return None
+    counts, _ = cardinality.series_counts(sorted(per_metric))
+    over = [(counts.get(m, 0) + n, m) for m, n in per_metric.items() if counts.get(m, 0) + n > most]
+    if not over:
+        return None
+    _, metric = max(over)
+    has, adds = counts.get(metric, 0), per_metric[metric]
+    return _too_many(
+        f"metric {metric!r} has {has} series of at most {most}; the batch adds {adds}",
+        "series_per_metric",
+        has,
+        adds,
+        most,
+        metric=metric,
+    )
 
 
 def _rate(token_id: int, new: int, now: float) -> Refusal | None:
