@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+import redis
 from django.contrib.auth.models import User
 from django.db import connection
 
@@ -168,6 +169,17 @@ def test_a_limit_set_to_zero_is_off(collector, settings):
     settings.INGEST_MAX_SERIES_PER_METRIC = 0
     spend_budget(token.id, 10**9)
     assert cardinality.check(token.id, batch_of(points(names(50))), NOW) is None
+
+
+def test_with_redis_unreachable_new_series_get_a_503_and_known_series_pass(collector, monkeypatch):
+    token, _ = collector
+    agents = names(3)
+    create(agents)
+    unreachable = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    monkeypatch.setattr(cardinality, "client", lambda: unreachable)
+    refused = cardinality.check(token.id, batch_of(points(names(1))), NOW)
+    assert refused.status == 503 and refused.retry_after > 0
+    assert cardinality.check(token.id, batch_of(points(agents)), NOW) is None
 
 
 # --- Series per metric and metric names ------------------------------------------------------
