@@ -128,9 +128,8 @@ INGEST_MAX_BODY_BYTES = env.int("INGEST_MAX_BODY_BYTES", default=10 * 1024 * 102
 INGEST_MAX_FUTURE_SECONDS = env.int("INGEST_MAX_FUTURE_SECONDS", default=600)
 # Points per second per token; 0 disables the limit.
 INGEST_RATE_LIMIT = env.int("INGEST_RATE_LIMIT", default=0)
-# Cardinality (docs/operations.md, "Cardinality limits"); 0 disables each. Sized for a fleet of
-# 1000 agents (about 21,000 series at first with the simulator's mix, 30,000 once every kind of
-# error has happened) with room to spare: all of it may start at once on one token.
+# Cardinality (docs/operations.md, "Cardinality limits"); 0 disables each. Sized so that a whole
+# fleet of 1000 agents may start at once on one token, with room to spare.
 INGEST_NEW_SERIES_PER_MINUTE = env.int("INGEST_NEW_SERIES_PER_MINUTE", default=30_000)  # per token
 INGEST_MAX_SERIES_PER_METRIC = env.int("INGEST_MAX_SERIES_PER_METRIC", default=100_000)
 INGEST_MAX_METRICS = env.int("INGEST_MAX_METRICS", default=1_000)
