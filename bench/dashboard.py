@@ -94,24 +94,16 @@ async def _close_on(stop: asyncio.Event, ws) -> None:
     await ws.close()
 
 
-def live_setup() -> tuple[str, str]:
-    """A collector token and a viewer's session cookie (before the event loop starts)."""
+def live_setup(viewers: int) -> tuple[str, list[str]]:
+    """A collector token and the session cookies of enough viewers that none holds more live
+    sockets than a user may (before the event loop starts)."""
     os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1"
     common.setup_django()
-    from django.contrib.auth.models import User
-    from django.test import Client
-
-    from perfdash.api.models import ApiToken
-
     common.reset_store()  # earlier probes must not already be the maximum
-    token = ApiToken.issue("bench-live", ["ingest"])[1]
-    user, _ = User.objects.get_or_create(username="bench-viewer")
-    client = Client()
-    client.force_login(user)
-    return token, f"sessionid={client.cookies['sessionid'].value}"
+    return views_setup(-(-viewers // 10))
 
 
-async def live(args: argparse.Namespace, token: str, cookie: str) -> None:
+async def live(args: argparse.Namespace, token: str, cookies: list[str]) -> None:
     import httpx
 
     from perfdash.run import WORKER_PROCESSES
@@ -134,7 +126,10 @@ async def live(args: argparse.Namespace, token: str, cookie: str) -> None:
         stop = asyncio.Event()
         inboxes = [[] for _ in range(args.viewers)]
         ws_url = f"ws://127.0.0.1:{args.port}/ws/live/?page=overview&window=5m"
-        tasks = [asyncio.create_task(viewer(ws_url, cookie, box, stop)) for box in inboxes]
+        tasks = [
+            asyncio.create_task(viewer(ws_url, cookies[i % len(cookies)], box, stop))
+            for i, box in enumerate(inboxes)
+        ]
         await asyncio.sleep(3)
         rss_after = server.memory_info().rss
         cpu_before = sum(server.cpu_times()[:2])
@@ -393,7 +388,7 @@ def main() -> None:
     elif args.what == "views":
         asyncio.run(views(args, *views_setup(args.users)))
     else:
-        asyncio.run(live(args, *live_setup()))
+        asyncio.run(live(args, *live_setup(args.viewers)))
 
 
 if __name__ == "__main__":
