@@ -100,7 +100,7 @@ def live_setup(viewers: int) -> tuple[str, list[str]]:
     os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1"
     common.setup_django()
     common.reset_store()  # earlier probes must not already be the maximum
-    return views_setup(-(-viewers // 10))
+    return views_setup(-(-viewers // 10), "bench-live")
 
 
 async def live(args: argparse.Namespace, token: str, cookies: list[str]) -> None:
@@ -216,7 +216,7 @@ async def live(args: argparse.Namespace, token: str, cookies: list[str]) -> None
     )
 
 
-def views_setup(users: int) -> tuple[str, list[str]]:
+def views_setup(users: int, token_name: str = "bench-views") -> tuple[str, list[str]]:
     """A collector token and the session cookies of `users` viewers."""
     os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1"
     common.setup_django()
@@ -225,7 +225,7 @@ def views_setup(users: int) -> tuple[str, list[str]]:
 
     from perfdash.api.models import ApiToken
 
-    token = ApiToken.issue("bench-views", ["ingest"])[1]
+    token = ApiToken.issue(token_name, ["ingest"])[1]
     cookies = []
     for i in range(users):
         client = Client()
