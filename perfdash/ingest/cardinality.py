@@ -74,12 +74,15 @@ class _Known:
         if not unknown:
             return []
         found = cardinality.existing(unknown)
+        self.remember(list(found))
+        return [s for s in unknown if s not in found]
+
+    def remember(self, series: list[SeriesKey]) -> None:
         with self.lock:
-            for s in found:
+            for s in series:
                 self.series[s] = None
             while len(self.series) > settings.INGEST_KNOWN_SERIES:
                 self.series.popitem(last=False)
-        return [s for s in unknown if s not in found]
 
 
 _known = _Known()
@@ -108,7 +111,12 @@ def check(token_id: int, batch: Batch, now: float) -> Refusal | None:
     new = _known.new_of(batch.series)
     if not new:
         return None
-    return _series_per_metric(new) or _rate(token_id, len(new), now)
+    refused = _series_per_metric(new) or _rate(token_id, len(new), now)
+    if refused is None:
+        # Counted once: the batch is accepted and its series will be made, so the batches that
+        # follow it before a worker stores it must not count them again.
+        _known.remember(new)
+    return refused
 
 
 def _metric_names(metrics: set[str]) -> Refusal | None:

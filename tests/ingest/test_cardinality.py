@@ -122,6 +122,17 @@ def test_a_refused_batch_does_not_spend_the_budget(collector, settings):
     assert used_budget(token.id) == 100
 
 
+def test_new_series_are_counted_once_while_their_batches_wait_to_be_stored(collector, settings):
+    # A collector's backfill sends batch after batch of the same series before a worker has
+    # stored the first: each must not count them again.
+    token, _ = collector
+    settings.INGEST_NEW_SERIES_PER_MINUTE = 10
+    fleet = names(8)
+    for _ in range(5):
+        assert cardinality.check(token.id, batch_of(points(fleet)), NOW) is None
+    assert used_budget(token.id) == 8
+
+
 def test_the_budget_starts_again_the_next_minute(collector, settings):
     token, _ = collector
     settings.INGEST_NEW_SERIES_PER_MINUTE = 10
