@@ -11,7 +11,7 @@ from django.contrib import admin, messages
 from django.db.models import Count
 
 from perfdash.ingest import cardinality
-from perfdash.ingest.models import FailedBatch, IngestedBatch
+from perfdash.ingest.models import FailedBatch, IngestedBatch, PendingBatch
 from perfdash.metrics.cardinality import DimensionValue, MetricSeries
 
 
@@ -34,6 +34,21 @@ class IngestedBatchAdmin(StoredData):
 
     # The row is what makes a redelivered batch a no-op: without it, its points would be
     # stored twice.
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(PendingBatch)
+class PendingBatchAdmin(StoredData):
+    """The outbox: batches answered 202 and not stored yet. Normally empty or nearly; rows that
+    stay here say the workers are behind or away (the sweeper keeps waking them)."""
+
+    list_display = ["batch_id", "token", "points", "accepted_at", "queued_at"]
+    list_filter = ["token"]
+    search_fields = ["batch_id"]
+    exclude = ["payload"]
+
+    # Deleting a row would lose a batch that was promised to be stored.
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 

@@ -84,3 +84,26 @@ def test_the_replay_action_stores_the_selected_failed_batches_once(admin_client,
     assert set(FailedBatch.objects.values_list("pk", flat=True)) == {orphan.pk, unselected.pk}
     assert list(IngestedBatch.objects.values_list("batch_id", flat=True)) == ["kept"]
     assert stored_points() == 5
+
+
+def test_the_outbox_is_listed_read_only_without_its_payload(admin_client, db):
+    import numpy as np
+
+    from perfdash.api.models import ApiToken
+    from perfdash.ingest.models import PendingBatch
+    from perfdash.metrics.batch import Batch
+
+    token = ApiToken.issue("collector", ["ingest"])[0]
+    batch = Batch(
+        "waiting-1", [("m", "n", "a", "{}")], np.zeros(1, np.int32), np.array([1.0]), np.array([2.0])
+    )
+    pending = PendingBatch.keep(token.id, batch)
+    listing = admin_client.get("/admin/ingest/pendingbatch/")
+    assert listing.status_code == 200 and b"waiting-1" in listing.content
+    assert admin_client.get("/admin/ingest/pendingbatch/add/").status_code == 403
+    detail = admin_client.get(f"/admin/ingest/pendingbatch/{pending}/change/")
+    assert detail.status_code == 200 and b"payload" not in detail.content.lower()
+    assert (
+        admin_client.post(f"/admin/ingest/pendingbatch/{pending}/delete/", {"post": "yes"}).status_code == 403
+    )
+    assert PendingBatch.objects.filter(pk=pending).exists()
