@@ -9,6 +9,9 @@
     with perf.llm("acme", "m-large"):
         answer = call_model(...)
 
+Default tags (`tags={"version": "1.3.0"}`, or $PERFDASH_TAGS) go on every point, so a
+release or an A/B variant can be compared with another.
+
 Recording only appends a tuple to a list; the background thread flushes by size and by
 interval, gzip-compressed, retries with backoff and jitter, spools to disk while the server
 is away, and never holds more than `max_buffer` points in memory.
@@ -32,11 +35,14 @@ from collectors.protocol import (
     AGENT_RESPONSE_MS,
     CACHE_HITS_TOTAL,
     CACHE_MISSES_TOTAL,
+    DEFAULT_LIMITS,
     ERRORS_TOTAL,
     LLM_CALL_MS,
     MEMORY_OP_MS,
     TOKENS_TOTAL,
     TOOL_EXECUTION_MS,
+    ProtocolError,
+    check_tags,
 )
 from collectors.spool import Spool
 from collectors.transport import Backoff, Outcome, Point, Transport, encode
@@ -58,10 +64,14 @@ class Client:
         spool_dir: str | os.PathLike | None = None,
         spool_max_bytes: int = 256 * 1024 * 1024,
         timeout: float = 10.0,
+        tags: dict[str, str] | None = None,
     ):
         """`url` and `token` default to $PERFDASH_URL and $PERFDASH_TOKEN. `spool_dir`
         defaults to ~/.cache/perfdash/spool/<agent>; pass spool_dir="" to keep unsent
-        batches in memory only (still within `max_buffer`)."""
+        batches in memory only (still within `max_buffer`). `tags` are added to every point
+        (a point's own tags win); they default to $PERFDASH_TAGS, e.g. "version=1.3.0,variant=b".
+        Bad tags raise ValueError here rather than get every batch rejected later."""
+        self.tags = default_tags(tags)
         url = url or os.environ.get("PERFDASH_URL", "http://127.0.0.1:8000")
         token = token or os.environ.get("PERFDASH_TOKEN", "")
         self.node = node or os.environ.get("PERFDASH_NODE") or socket.gethostname()
@@ -110,6 +120,10 @@ class Client:
         value = float(value)
         if tags:
             tags = {str(k): str(v) for k, v in tags.items()}
+            if self.tags:
+                tags = with_defaults(tags, self.tags)
+        elif self.tags:
+            tags = self.tags  # shared by the points, which are only ever read
         point = (
             time.time() if ts is None else float(ts),
             metric,
@@ -375,6 +389,36 @@ class Timed:
             return result
 
         return timed
+
+
+def parse_tags(text: str, source: str = "PERFDASH_TAGS") -> dict[str, str]:
+    """Tags written as "version=1.3.0,variant=b" (as $PERFDASH_TAGS holds them)."""
+    tags = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{source}: {item!r} is not key=value")
+        tags[key.strip()] = value.strip()
+    return tags
+
+
+def default_tags(tags: dict[str, str] | None) -> dict[str, str]:
+    """`tags` (or $PERFDASH_TAGS when None) as strings, checked by the protocol's rules."""
+    if tags is None:
+        tags = parse_tags(os.environ.get("PERFDASH_TAGS", ""))
+    tags = {str(k): str(v) for k, v in tags.items()}
+    try:
+        check_tags(tags, DEFAULT_LIMITS)
+    except ProtocolError as exc:
+        raise ValueError(f"default tags: {exc.message}") from None
+    return tags
+
+
+def with_defaults(tags: dict[str, str], defaults: dict[str, str]) -> dict[str, str]:
+    """A point's tags over the defaults; the defaults never push a point past the protocol's
+    tag limit (a point with that many tags of its own keeps only those)."""
+    merged = {**defaults, **tags}
+    return merged if len(merged) <= DEFAULT_LIMITS.max_tags else tags
 
 
 def _safe(name: str) -> str:

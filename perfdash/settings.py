@@ -133,8 +133,12 @@ INGEST_RATE_LIMIT = env.int("INGEST_RATE_LIMIT", default=0)
 INGEST_NEW_SERIES_PER_MINUTE = env.int("INGEST_NEW_SERIES_PER_MINUTE", default=30_000)  # per token
 INGEST_MAX_SERIES_PER_METRIC = env.int("INGEST_MAX_SERIES_PER_METRIC", default=100_000)
 INGEST_MAX_METRICS = env.int("INGEST_MAX_METRICS", default=1_000)
-# Values of one dimension tag (tool, model, provider, op) first seen in a UTC day that get
-# rollups of their own; later ones roll up under "_other".
+# Tags that get rollups of their own, so reads and dashboards can filter and break down by
+# them (perfdash/metrics/dimensions.py checks the list).
+DEFAULT_DIMENSION_TAGS = ["tool", "model", "provider", "op", "version", "variant"]
+DIMENSION_TAGS = tuple(t.strip() for t in env.list("DIMENSION_TAGS", default=DEFAULT_DIMENSION_TAGS))
+# Values of one dimension tag first seen in a UTC day that get rollups of their own; later
+# ones roll up under "_other".
 DIMENSION_MAX_VALUES = env.int("DIMENSION_MAX_VALUES", default=200)
 # Series each web process remembers as existing, so that a batch of known series needs no query.
 INGEST_KNOWN_SERIES = env.int("INGEST_KNOWN_SERIES", default=100_000)

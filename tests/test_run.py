@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from collectors.simulate.cli import parse_args
 from perfdash.run import ROOT, Config, Demo, check_ports, check_services, demo_fleet
 from perfdash.run.supervisor import MAX_DELAY_S, STEADY_S, Program, Supervisor
 
@@ -158,6 +159,14 @@ def test_a_restarted_demo_fleet_does_not_backfill_again():
     fleet = demo_fleet(config, Demo(token="t", first_start=True, login="admin"))
     assert "--backfill" in fleet.command
     assert fleet.restart_command and "--backfill" not in fleet.restart_command
+
+
+def test_the_demo_fleet_runs_a_release_with_two_variants_one_slower():
+    config = Config(DB, REDIS, 8000, 8001, 3, demo=True, demo_agents=20, demo_nodes=2)
+    fleet = demo_fleet(config, Demo(token="t", first_start=False, login="admin"))
+    simulate = fleet.command.index("simulate")
+    args = parse_args([*fleet.command[simulate + 1 :], "--token", "t"])
+    assert (args.version, args.variants, args.slowdown) == ("1.3.0", ("a", "b"), {"b": 1.15})
 
 
 def test_nothing_is_restarted_once_stopping(supervisor, clock, capsys):

@@ -16,7 +16,7 @@ from pathlib import Path
 from collectors.agent.local_ingest import LocalHttpServer, LocalIngest
 from collectors.agent.processes import sample_forever
 from collectors.agent.udp import StatsdForwarder, UdpListener
-from collectors.client import Client
+from collectors.client import Client, default_tags
 from collectors.protocol import INGEST_PATH
 from collectors.spool import SpoolBusy
 
@@ -40,6 +40,17 @@ def seconds(text: str) -> float:
     if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
+
+
+def tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not key=value, e.g. version=1.3.0")
+    try:
+        default_tags({key: value})
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return key, value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between samples of agent_memory_bytes and active_agents (default: %(default)s)",
     )
     p.add_argument(
+        "--tag",
+        type=tag,
+        action="append",
+        metavar="KEY=VALUE",
+        help="a tag added to every point forwarded, unless the point has that tag already, e.g. "
+        "version=1.3.0; repeat for more (default: $PERFDASH_TAGS, e.g. version=1.3.0,variant=b)",
+    )
+    p.add_argument(
         "--spool-dir",
         metavar="DIR",
         help="where unsent batches wait while the server is away; '' keeps them in memory "
@@ -160,8 +179,13 @@ class NodeAgent:
         return (
             f"perfdash node agent for node {self.client.node}: StatsD on udp://{udp_host}:{udp_port}, "
             f"ingest API v1 on http://{http_host}:{http_port}{INGEST_PATH}, {self._sampling_text()}; "
-            f"sending to {self.args.url}"
+            f"{self._tags_text()}sending to {self.args.url}"
         )
+
+    def _tags_text(self) -> str:
+        if not self.client.tags:
+            return ""
+        return f"tagging every point {','.join(f'{k}={v}' for k, v in self.client.tags.items())}; "
 
     def _sampling_text(self) -> str:
         if not self.sampling:
@@ -198,6 +222,7 @@ def main(argv: list[str]) -> int:
             batch_size=5000,
             flush_interval=1.0,
             spool_dir=args.spool_dir,
+            tags=dict(args.tag) if args.tag else None,
         )
     except (ValueError, OSError, SpoolBusy) as exc:
         print(f"perfdash node agent: {exc}", file=sys.stderr)

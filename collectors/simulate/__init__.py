@@ -22,6 +22,11 @@ The traffic model (UTC; the same --seed gives the same fleet, episodes and point
 - Episodes, at most one per UTC slot of each kind: a slow tool (x5 for 20-60 min, slot
   6 h), a slow provider (x4 and 10x the failures for 15-45 min, slot 8 h) and a memory leak
   in one agent (+160 MB over 1-3 h, slot 12 h, then it restarts). `Fleet.episodes` lists them.
+- Releases, for comparisons: --version tags every point `version`; --variants a,b splits the
+  agents among the variants (agent i runs variant i mod their number, so each node runs
+  every variant) and tags their points `variant`; --slowdown b=15% makes variant b's
+  response, tool, LLM and memory-op latencies 15 % slower. Without these flags no point
+  carries either tag, and the same seed gives the same points as ever.
 - Backfill samples: one tick per `--backfill-step` (default 1 minute, coarser when that
   would exceed ~3 M points), about one request per agent per tick at average load, so every
   metric gets about one point per agent per tick; counter points carry the events they

@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from collectors.protocol import DEFAULT_LIMITS, ProtocolError, check_label
 from collectors.simulate.send import Batch, DrySink, Progress, Senders, Stats
 from collectors.simulate.traffic import (
     DAY,
@@ -80,6 +81,10 @@ def _intro(args: argparse.Namespace, fleet: Fleet, step: float) -> str:
     """What is about to happen, and the episodes from yesterday to tomorrow to watch for."""
     target = "generating only (dry run)" if args.dry_run else f"sending to {args.url}"
     lines = [f"simulating {args.agents:,} agents on {args.nodes:,} nodes (seed {args.seed}), {target}"]
+    if fleet.version:
+        lines.append(f"version {fleet.version}")
+    if fleet.variants:
+        lines.append("variants (agent i runs variant i mod their number): " + ", ".join(_variants(fleet)))
     if args.backfill:
         lines.append(f"backfill: the last {_span(args.backfill)} first, one tick per {_span(step)}")
     lines.append("episodes (UTC):")
@@ -87,6 +92,14 @@ def _intro(args: argparse.Namespace, fleet: Fleet, step: float) -> str:
     for e in fleet.episodes(now - min(args.backfill, DAY), now + DAY):
         lines.append(f"  {_utc(e.start)} to {_utc(e.end)}  {e.kind} {e.target}")
     return "\n".join(lines)
+
+
+def _variants(fleet: Fleet) -> list[str]:
+    described = []
+    for v in fleet.variants:
+        factor = fleet.slowdown.get(v, 1.0)
+        described.append(f"{v} ({factor - 1:+.0%} latency)" if factor != 1.0 else v)
+    return described
 
 
 def _utc(ts: float) -> str:
@@ -105,6 +118,31 @@ def _duration(text: str) -> int:
     if not m or int(m.group(1)) == 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90m, 2h, 3d or 14d")
     return int(m.group(1)) * {"s": 1, "m": MINUTE, "h": HOUR, "d": DAY}[m.group(2)]
+
+
+def _tag_value(text: str) -> str:
+    try:
+        return check_label(text.strip(), "value", DEFAULT_LIMITS.max_name)
+    except ProtocolError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _variant_list(text: str) -> tuple[str, ...]:
+    variants = tuple(_tag_value(v) for v in text.split(","))
+    if len(set(variants)) < len(variants):
+        raise argparse.ArgumentTypeError(f"{text!r} names a variant twice")
+    return variants
+
+
+def _slowdowns(text: str) -> dict[str, float]:
+    """ "b=15%" (or "b=15%,c=-5%") as {"b": 1.15}: factors on the variants' latencies."""
+    found = {}
+    for item in text.split(","):
+        m = re.fullmatch(r"\s*([^=]+?)\s*=\s*([-+]?\d+(?:\.\d+)?)%\s*", item)
+        if not m or float(m.group(2)) <= -100:
+            raise argparse.ArgumentTypeError(f"{item!r} is not VARIANT=PERCENT%, e.g. b=15%")
+        found[m.group(1)] = 1 + float(m.group(2)) / 100
+    return found
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -140,7 +178,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     ap.add_argument("--seed", type=int, default=0, help="the same seed gives the same fleet and episodes")
     ap.add_argument("--dry-run", action="store_true", help="generate and encode only, at full speed")
+    ap.add_argument("--version", type=_tag_value, help="tag every point version=VERSION, e.g. 1.3.0")
+    ap.add_argument(
+        "--variants",
+        type=_variant_list,
+        default=(),
+        metavar="A,B,...",
+        help="split the agents evenly among these variants (agent i runs variant i mod their number) "
+        "and tag their points variant=...",
+    )
+    ap.add_argument(
+        "--slowdown",
+        type=_slowdowns,
+        action="append",
+        default=[],
+        metavar="VARIANT=PERCENT%",
+        help="make a variant's response, tool, LLM and memory-op latencies slower, e.g. b=15%%; repeatable",
+    )
     args = ap.parse_args(argv)
+    args.slowdown = {k: v for given in args.slowdown for k, v in given.items()}
     if not 1 <= args.nodes <= args.agents:
         ap.error("need 1 <= --nodes <= --agents")
     if args.senders < 1 or args.batch_size < 1 or args.seed < 0 or args.duration < 0:
@@ -149,6 +205,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ap.error("--backfill can be at most 89d (the server keeps 90 days)")
     if not args.token and not args.dry_run:
         ap.error("--token (or $PERFDASH_TOKEN) is required, unless --dry-run")
+    unknown = sorted(set(args.slowdown) - set(args.variants))
+    if unknown:
+        ap.error(f"--slowdown names {', '.join(unknown)}, not one of --variants")
     return args
 
 
@@ -167,7 +226,15 @@ def _finish(sink) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = math.floor(time.time())
-    fleet = Fleet(args.agents, args.nodes, args.seed, full_at=start)
+    fleet = Fleet(
+        args.agents,
+        args.nodes,
+        args.seed,
+        full_at=start,
+        version=args.version or "",
+        variants=args.variants,
+        slowdown=args.slowdown,
+    )
     stats = Stats()
     try:
         sink = DrySink(stats) if args.dry_run else Senders(args.url, args.token, args.senders, stats)

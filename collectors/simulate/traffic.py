@@ -8,7 +8,7 @@ import contextlib
 import gc
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -142,11 +142,30 @@ class Group:
 
 class Fleet:
     """A simulated fleet: `agents` agents named agent-0… on `nodes` nodes named node-0….
-    Everything it produces is a function of the seed and the times asked for."""
+    Everything it produces is a function of the seed and the times asked for.
 
-    def __init__(self, agents: int, nodes: int, seed: int = 0, full_at: float | None = None):
+    A `version` tags every point. `variants` split the agents among them by index (agent i
+    runs variant i mod their number, so every node runs each), tag their points, and
+    `slowdown` makes a variant's latencies (responses, tools, LLM calls, memory ops) slower
+    by a factor, e.g. {"b": 1.15}."""
+
+    def __init__(
+        self,
+        agents: int,
+        nodes: int,
+        seed: int = 0,
+        full_at: float | None = None,
+        *,
+        version: str = "",
+        variants: Sequence[str] = (),
+        slowdown: Mapping[str, float] | None = None,
+    ):
         if not 1 <= nodes <= agents:
             raise ValueError("need at least one agent per node")
+        slowdown = dict(slowdown or {})
+        unknown = sorted(set(slowdown) - set(variants))
+        if unknown:
+            raise ValueError(f"a slowdown names no variant: {', '.join(unknown)}")
         self.agents, self.nodes, self.seed = agents, nodes, seed
         self.full_at = time.time() if full_at is None else full_at
         self.node_of = np.arange(agents) * nodes // agents
@@ -160,6 +179,22 @@ class Fleet:
         self.memory_base = rng.uniform(30e6, 70e6, agents)
         self.memory_period = rng.uniform(2 * HOUR, 8 * HOUR, agents)
         self.memory_phase = rng.uniform(0, 2 * np.pi, agents)
+        self.version, self.variants, self.slowdown = version, tuple(variants), slowdown
+        self.variant_of = np.arange(agents) % max(1, len(self.variants))
+        self._release_tags, self._release_of = self._release(version)
+        self.latency_factor = (
+            np.array([slowdown.get(v, 1.0) for v in self.variants])[self.variant_of] if slowdown else None
+        )
+
+    def _release(self, version: str) -> tuple[tuple[dict[str, str], ...] | None, np.ndarray | None]:
+        """The tag sets of the version and variants (None without either), and the one each
+        agent's points carry (the last entry: the node collector's, which runs no variant)."""
+        if not version and not self.variants:
+            return None, None
+        base = {"version": version} if version else {}
+        sets = (*({**base, "variant": v} for v in self.variants), base)
+        own = self.variant_of if self.variants else np.zeros(self.agents, np.int64)
+        return sets, np.append(own, len(sets) - 1)
 
     # --- the schedule ----------------------------------------------------------------------
 
@@ -250,13 +285,24 @@ class Fleet:
     def _dicts_by_node(self, g: Group) -> Iterator[tuple[int, list[dict]]]:
         bounds = np.searchsorted(g.node, np.arange(self.nodes + 1)).tolist()
         ts, agent, value = g.ts.tolist(), g.agent.tolist(), g.value.tolist()
-        tag = g.tag.tolist() if g.tag is not None else None
+        tag, table = self._tagging(g)
         for j, node in enumerate(self.node_names):
             cut = slice(bounds[j], bounds[j + 1])
             if cut.start == cut.stop:
                 continue
-            tagging = (tag[cut], g.tags) if tag is not None else None
+            tagging = (tag[cut], table) if tag is not None else None
             yield j, _dicts(g.metric, node, self._labels, ts[cut], agent[cut], value[cut], tagging)
+
+    def _tagging(self, g: Group) -> tuple[list[int] | None, tuple[dict[str, str], ...] | None]:
+        """Per point an index into a table of tag dicts (None: the group's points carry none)."""
+        sets = self._release_tags
+        if sets is None:
+            return (g.tag.tolist(), g.tags) if g.tag is not None else (None, None)
+        of = self._release_of[g.agent]
+        if g.tag is None:
+            return of.tolist(), sets
+        table = tuple({**kind, **release} for release in sets for kind in g.tags)
+        return (of * len(g.tags) + g.tag).tolist(), table
 
     def points(self, t0: float, t1: float, step: float = 1.0, sample: float = 1.0) -> list[dict]:
         """All points of [t0, t1) as v1 point dicts."""
@@ -309,6 +355,11 @@ class _Ticks:
     def latency(self, kinds: Kinds, kind: np.ndarray) -> np.ndarray:
         return self.lognormal(kinds.median_ms[kind], kinds.sigma[kind], kind.size)
 
+    def slower(self, agent: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """Latencies of these agents' events as their variants' slowdowns make them."""
+        factor = self.fleet.latency_factor
+        return value if factor is None else value * factor[agent]
+
     def lognormal(self, median: np.ndarray | float, sigma: np.ndarray | float, n: int) -> np.ndarray:
         return median * np.exp(sigma * self.rng.standard_normal(n))
 
@@ -342,7 +393,7 @@ def _responses(w: _Ticks) -> list[Group]:
     agent, ts = w.events(1.0)
     # An answer waits for its tools and models: episodes slow every agent's responses.
     slowdown = 1 + 0.6 * w.during("slow_tool", ts) + 0.8 * w.during("slow_provider", ts)
-    value = w.lognormal(RESPONSE_MEDIAN_MS, RESPONSE_SIGMA, ts.size) * slowdown
+    value = w.slower(agent, w.lognormal(RESPONSE_MEDIAN_MS, RESPONSE_SIGMA, ts.size) * slowdown)
     return [w.group("agent_response_ms", agent, ts, value)]
 
 
@@ -350,6 +401,7 @@ def _tool_calls(w: _Ticks) -> list[Group]:
     agent, ts = w.events(TOOL_CALLS)
     tool = w.choose(TOOLS, ts.size)
     value = w.latency(TOOLS, tool) * np.where(w.during("slow_tool", ts, tool), SLOW_TOOL_FACTOR, 1.0)
+    value = w.slower(agent, value)
     value[w.rng.random(ts.size) < TOOL_HANG_CHANCE] = TOOL_TIMEOUT_MS
     value = np.minimum(value, TOOL_TIMEOUT_MS)
     timeout = value >= TOOL_TIMEOUT_MS
@@ -363,7 +415,7 @@ def _llm_calls(w: _Ticks) -> list[Group]:
     agent, ts = w.events(LLM_CALLS)
     model = w.choose(MODELS, ts.size)
     slow = w.during("slow_provider", ts, MODEL_PROVIDER[model])
-    value = w.latency(MODELS, model) * np.where(slow, SLOW_PROVIDER_FACTOR, 1.0)
+    value = w.slower(agent, w.latency(MODELS, model) * np.where(slow, SLOW_PROVIDER_FACTOR, 1.0))
     tokens = np.round(w.lognormal(MODEL_TOKENS[model], 0.5, ts.size))
     failure = LLM_FAILURE_CHANCE * np.where(slow, SLOW_PROVIDER_FAILURES, 1.0)
     failed = w.rng.random(ts.size) < failure
@@ -377,7 +429,7 @@ def _llm_calls(w: _Ticks) -> list[Group]:
 def _memory_ops(w: _Ticks) -> list[Group]:
     agent, ts = w.events(MEMORY_OPS)
     op = w.choose(OPS, ts.size)
-    value = w.latency(OPS, op)
+    value = w.slower(agent, w.latency(OPS, op))
     return [w.group("memory_op_ms", agent, ts, value, op, OPS.tags, decimals=3)]
 
 

@@ -7,8 +7,14 @@ from django.db import models
 from django.utils import timezone
 
 from perfdash.lib.secrets import origin_only
-from perfdash.metrics.models import DIMENSION_TAGS
+from perfdash.metrics.dimensions import MAX_TAG_LENGTH, dimension_tags
 from perfdash.metrics.query import STATS
+
+
+def tag_key_choices() -> list[tuple[str, str]]:
+    # A callable, so the choices follow the DIMENSION_TAGS setting without a migration each
+    # time it changes.
+    return [("", "—"), *((t, t) for t in dimension_tags())]
 
 
 class NotificationChannel(models.Model):
@@ -106,9 +112,7 @@ class AlertRule(models.Model):
     scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.FLEET)
     node = models.CharField(max_length=128, blank=True, help_text="Only this node (optional).")
     agent = models.CharField(max_length=128, blank=True, help_text="Only this agent (optional).")
-    tag_key = models.CharField(
-        max_length=20, blank=True, choices=[("", "—")] + [(t, t) for t in DIMENSION_TAGS]
-    )
+    tag_key = models.CharField(max_length=MAX_TAG_LENGTH, blank=True, choices=tag_key_choices)
     tag_value = models.CharField(max_length=128, blank=True)
     comparison = models.CharField(max_length=3, choices=Comparison.choices, default=Comparison.GT)
     threshold = models.FloatField()

@@ -13,8 +13,6 @@ from django.db.models.functions import Now
 # Defined by the ingest protocol, which the collectors share; the query module reads it here.
 from collectors.protocol import WELL_KNOWN_METRICS as WELL_KNOWN_METRICS
 
-# Tags that get their own rollups (drill-down by tool, model, provider or memory op).
-DIMENSION_TAGS = ("tool", "model", "provider", "op")
 # Set when made (the database's UTC day), then by the first batch of each day a worker process
 # stores for it (store.prepare); garbage collection removes what has not reported for the
 # rollup retention (gc.py).

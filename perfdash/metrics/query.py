@@ -19,7 +19,8 @@ from django.conf import settings
 from perfdash.lib.durations import DAY_S
 from perfdash.lib.pg import binary_cursor
 from perfdash.metrics import keys
-from perfdash.metrics.models import DIMENSION_TAGS, WELL_KNOWN_METRICS
+from perfdash.metrics.dimensions import dimension_tags
+from perfdash.metrics.models import WELL_KNOWN_METRICS
 from perfdash.metrics.rollup import ROW_COLUMNS, Groups, Rows, combine
 from perfdash.metrics.scope import FLEET, QueryError, Scope, UnknownMetric, check_text
 from perfdash.metrics.sketch import key_values, quantiles
@@ -309,7 +310,8 @@ def _clean(v: float | None) -> float | None:
     return None if v is None or math.isnan(v) else v
 
 
-BREAKDOWNS = ("node", "agent", *DIMENSION_TAGS)
+def breakdowns() -> tuple[str, ...]:
+    return ("node", "agent", *dimension_tags())
 
 
 @dataclass
@@ -326,8 +328,8 @@ class _Members:
 
 def _members(metric: str, by: str, scope: Scope, names: Collection[str] | None) -> _Members | None:
     _check(metric)
-    if by not in BREAKDOWNS:
-        raise QueryError("by", f"by must be one of {', '.join(BREAKDOWNS)}")
+    if by not in (allowed := breakdowns()):
+        raise QueryError("by", f"by must be one of {', '.join(allowed)}")
     pairs = sorted(keys.members(metric, by, scope))
     if names is not None:
         wanted = set(names)

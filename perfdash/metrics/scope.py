@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from perfdash.metrics.models import DIMENSION_TAGS
+from perfdash.metrics.dimensions import dimension_tags
 
 
 class QueryError(ValueError):
@@ -37,7 +37,7 @@ def check_text(param: str, value: str) -> None:
 @dataclass(frozen=True)
 class Scope:
     """Which part of the fleet: everything (the default), a node, an agent, and optionally
-    one dimension tag (tool, model, provider or op)."""
+    one dimension tag (`DIMENSION_TAGS`: tool, model, version, ...)."""
 
     node: str = ""
     agent: str = ""
@@ -45,10 +45,8 @@ class Scope:
     tag_value: str = ""
 
     def __post_init__(self) -> None:
-        if self.tag_key and self.tag_key not in DIMENSION_TAGS:
-            raise QueryError(
-                f"tag.{self.tag_key}", f"only these tags can filter: {', '.join(DIMENSION_TAGS)}"
-            )
+        if self.tag_key and self.tag_key not in (tags := dimension_tags()):
+            raise QueryError(f"tag.{self.tag_key}", f"only these tags can filter: {', '.join(tags)}")
         check_text("node", self.node)
         check_text("agent", self.agent)
         check_text(f"tag.{self.tag_key}", self.tag_value)

@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from perfdash.lib.durations import DAY_S
 from perfdash.metrics import cardinality, copydata, keys, partitions
 from perfdash.metrics.batch import Batch, SeriesKey
-from perfdash.metrics.models import DIMENSION_TAGS
+from perfdash.metrics.dimensions import dimension_tags
 from perfdash.metrics.rollup import group_label, group_values
 
 KeyTuple = tuple[str, str, str, str, str]  # metric, node, agent, tag_key, tag_value
@@ -52,12 +52,12 @@ _marked_day: date | None = None
 
 def rollup_keys(series: SeriesKey) -> list[KeyTuple]:
     """Every rollup a point of this series counts towards: fleet, node and agent scope, each
-    also narrowed by any dimension tag (tool, model, ...) it carries."""
+    also narrowed by any dimension tag (tool, model, version, ...) it carries."""
     metric, node, agent, tags_key = series
     keys = [(metric, "", "", "", ""), (metric, node, "", "", ""), (metric, node, agent, "", "")]
     if tags_key != "{}":
         tags = orjson.loads(tags_key)
-        for tag in DIMENSION_TAGS:
+        for tag in dimension_tags():
             if tag in tags:
                 v = tags[tag]
                 keys += [(metric, "", "", tag, v), (metric, node, "", tag, v), (metric, node, agent, tag, v)]

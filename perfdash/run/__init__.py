@@ -143,6 +143,13 @@ def demo_fleet(config: Config, demo: Demo) -> Program:
         "0",
         "--url",
         f"http://127.0.0.1:{config.ingest_port}",
+        # A release and an A/B test with a real difference, for the comparisons to find.
+        "--version",
+        "1.3.0",
+        "--variants",
+        "a,b",
+        "--slowdown",
+        "b=15%",
     ]
     # Backfill batches carry fresh ids: a restarted fleet that backfilled again would store
     # the history twice.

@@ -162,8 +162,19 @@ def test_help_documents_every_option():
         "process_pattern",
         "sample_every",
         "spool_dir",
+        "tag",
     }
     assert all(a.help for a in options)
+
+
+@pytest.mark.parametrize(
+    "given, says",
+    [("version", "is not key=value"), ("build id=7", "may only use letters"), ("v=", "1 to 128")],
+)
+def test_a_bad_tag_is_a_usage_error(capsys, given, says):
+    with pytest.raises(SystemExit) as exit:
+        build_parser().parse_args(["--tag", given])
+    assert exit.value.code == 2 and says in capsys.readouterr().err
 
 
 # --- finding agent processes -------------------------------------------------------------------
@@ -386,3 +397,51 @@ def test_the_sampler_reports_the_memory_of_a_pid_files_process(
     assert total == count  # every sample saw exactly one agent
     count, total = rows[("agent_memory_bytes", node, "worker-7", ())]
     assert total / count > 100_000  # a real resident set, in bytes
+
+
+@pytest.mark.slow
+def test_tags_given_with_tag_go_on_everything_forwarded_unless_a_point_has_them(receiver, tmp_path, sleeper):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    (pids / "worker-7.pid").write_text(str(sleeper.pid))
+    tagging = (
+        "--tag",
+        "version=1.3.0",
+        "--tag",
+        "variant=b",
+        "--pid-dir",
+        str(pids),
+        "--sample-every",
+        "0.3",
+    )
+    agent, statsd_port, http_port = start_agent(tmp_path, receiver.url, "pd_test", "tagged", *tagging)
+    assert "tagging every point version=1.3.0,variant=b" in agent.output()
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.sendto(b"tool.execution:812|ms|#tool:web_search,agent:agent-1", ("127.0.0.1", statsd_port))
+    now = time.time()
+    local = body(
+        {
+            "ts": now,
+            "node": "tagged",
+            "agent": "py",
+            "metric": "agent_response_ms",
+            "value": 5,
+            "tags": {"variant": "a"},
+        },
+        {"ts": now, "node": "tagged", "agent": "py", "metric": "errors_total", "value": 1},
+    )
+    assert post(http_port, local).status_code == 202
+    every = {"tool_execution_ms", "agent_response_ms", "errors_total", "agent_memory_bytes", "active_agents"}
+    wait_until(lambda: {p["metric"] for p in receiver.points()} >= every, 15, "every source forwarded")
+    stop_agent(agent)
+
+    release = {"version": "1.3.0", "variant": "b"}
+    tags = {(p["metric"], p["agent"]): p.get("tags") for p in receiver.points()}
+    assert tags == {
+        ("tool_execution_ms", "agent-1"): {"tool": "web_search", **release},
+        ("agent_response_ms", "py"): {"version": "1.3.0", "variant": "a"},
+        ("errors_total", "py"): release,
+        ("agent_memory_bytes", "worker-7"): release,
+        ("active_agents", "node-agent-tagged"): release,
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 
 import pytest
@@ -213,3 +214,69 @@ def test_numpy_and_decimal_values_are_recorded_as_plain_numbers(receiver):
     perf.close()
     assert sorted(p["value"] for p in receiver.points()) == [3.0, 12.5]
     assert perf.dropped == 0
+
+
+# --- default tags ------------------------------------------------------------------------------
+
+
+def tags_of(receiver) -> dict[str, dict[str, str]]:
+    return {p["metric"]: p.get("tags", {}) for p in receiver.points()}
+
+
+def test_default_tags_go_on_every_point_and_a_points_own_tags_win(receiver):
+    perf = make_client(receiver.url, tags={"version": "1.3.0", "variant": "a"})
+    with perf.response():
+        pass
+    with perf.tool("web_search"):
+        pass
+    perf.record("queue_depth", 3, {"variant": "b"})
+    perf.close()
+    assert tags_of(receiver) == {
+        "agent_response_ms": {"version": "1.3.0", "variant": "a"},
+        "tool_execution_ms": {"version": "1.3.0", "variant": "a", "tool": "web_search"},
+        "queue_depth": {"version": "1.3.0", "variant": "b"},
+    }
+
+
+def test_default_tags_come_from_perfdash_tags_unless_the_client_is_given_some(receiver, monkeypatch):
+    monkeypatch.setenv("PERFDASH_TAGS", "version=1.3.0, variant=b")
+    from_env = make_client(receiver.url)
+    from_env.record("agent_response_ms", 1)
+    from_env.close()
+    given = make_client(receiver.url, tags={"version": "2.0.0"})
+    given.record("tool_execution_ms", 1, {"tool": "calc"})
+    given.close()
+    assert tags_of(receiver) == {
+        "agent_response_ms": {"version": "1.3.0", "variant": "b"},
+        "tool_execution_ms": {"version": "2.0.0", "tool": "calc"},
+    }
+
+
+@pytest.mark.parametrize(
+    "tags, env, says",
+    [
+        ({"build id": "7"}, "", "may only use letters"),
+        ({"version": ""}, "", "1 to 128 characters"),
+        ({"version": "1\n3"}, "", "control characters"),
+        (None, "version", "'version' is not key=value"),
+        (None, "version=1.3.0,2x=y", "must not start with a digit"),
+    ],
+    ids=["key", "empty", "control", "no-equals", "env-key"],
+)
+def test_bad_default_tags_raise_when_the_client_is_made(monkeypatch, tags, env, says):
+    monkeypatch.setenv("PERFDASH_TAGS", env)
+    threads = threading.active_count()
+    with pytest.raises(ValueError, match=says):
+        make_client("http://127.0.0.1:9", tags=tags)
+    assert threading.active_count() == threads  # no flush thread left behind
+
+
+def test_default_tags_never_push_a_point_past_the_tag_limit(receiver):
+    perf = make_client(receiver.url, tags={"version": "1.3.0"})
+    full = {f"k{i}": "v" for i in range(16)}
+    perf.record("agent_response_ms", 1, full)
+    perf.record("tool_execution_ms", 1, dict(list(full.items())[:15]))
+    perf.close()
+    got = tags_of(receiver)
+    assert got["agent_response_ms"] == full
+    assert len(got["tool_execution_ms"]) == 16 and got["tool_execution_ms"]["version"] == "1.3.0"

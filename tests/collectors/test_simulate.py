@@ -194,6 +194,73 @@ def test_a_long_backfill_gets_a_coarser_step():
     assert backfill_step(200, 14 * DAY) % MINUTE == 0
 
 
+# --- versions and variants ---------------------------------------------------------------------
+
+LATENCIES = ("agent_response_ms", "tool_execution_ms", "llm_call_ms", "memory_op_ms")
+
+
+def release(agents: int = 40, **kw) -> Fleet:
+    return Fleet(agents, 3, 7, full_at=MIDNIGHT + DAY, version="1.3.0", variants=("a", "b"), **kw)
+
+
+def test_without_a_version_or_variants_no_point_carries_either():
+    points = fleet().points(MIDNIGHT, MIDNIGHT + 30)
+    assert not any({"version", "variant"} & set(p.get("tags", {})) for p in points)
+
+
+def test_a_version_tags_every_point_and_variants_split_the_agents_by_index():
+    f = release()
+    assert np.bincount(f.variant_of).tolist() == [20, 20]
+    points = f.points(MIDNIGHT, MIDNIGHT + 60)
+    variant_of = {}
+    for p in points:
+        tags = p["tags"]
+        assert tags["version"] == "1.3.0"
+        if p["agent"] == "collector":  # the node's own gauge runs no variant
+            assert tags == {"version": "1.3.0"}
+            continue
+        variant_of.setdefault(p["agent"], set()).add(tags["variant"])
+        assert tags["variant"] == "ab"[int(p["agent"].split("-")[1]) % 2]
+    assert len(variant_of) > 30 and all(len(v) == 1 for v in variant_of.values())
+    tools = [p for p in points if p["metric"] == "tool_execution_ms"]
+    assert all(set(p["tags"]) == {"tool", "version", "variant"} for p in tools)
+
+
+def test_a_slowdown_makes_only_its_variants_latencies_slower_by_its_factor():
+    t0 = MIDNIGHT + 15 * HOUR
+    plain = fleet().points(t0, t0 + 60)
+    slowed = release(slowdown={"b": 1.15}).points(t0, t0 + 60)
+    assert len(plain) == len(slowed)
+    for before, after in zip(plain, slowed, strict=True):
+        factor = 1.15 if after.get("tags", {}).get("variant") == "b" else 1.0
+        if after["metric"] in LATENCIES and before["value"] < 30_000:  # a timeout stays 30 s
+            assert after["value"] == pytest.approx(min(30_000, before["value"] * factor), abs=0.02)
+        else:
+            assert after["value"] == before["value"]
+
+
+def test_the_slower_variants_medians_are_15_percent_higher():
+    f = release(agents=100, slowdown={"b": 1.15})
+    t0 = MIDNIGHT + 15 * HOUR
+    points = f.points(t0, t0 + 10 * MINUTE)
+    # One kind each: a mixture's median sits between its kinds' humps, where few values fall.
+    kinds = [
+        ("agent_response_ms", {}),
+        ("tool_execution_ms", {"tool": "web_search"}),
+        ("llm_call_ms", {"model": "m-large"}),
+        ("memory_op_ms", {"op": "read"}),
+    ]
+    for metric, kind in kinds:
+        a, b = values(points, metric, variant="a", **kind), values(points, metric, variant="b", **kind)
+        assert min(a.size, b.size) > 3000, metric
+        assert np.median(b) / np.median(a) == pytest.approx(1.15, abs=0.05), metric
+
+
+def test_a_slowdown_must_name_a_variant():
+    with pytest.raises(ValueError, match="names no variant: c"):
+        release(slowdown={"c": 1.15})
+
+
 # --- against the real server ----------------------------------------------------------------
 
 
