@@ -1,20 +1,25 @@
-"""python -m collectors agent … | python -m collectors simulate …"""
+"""python -m collectors agent … | python -m collectors simulate … | python -m collectors event …"""
 
 from __future__ import annotations
 
 import sys
 
+COMMANDS = ("agent", "simulate", "event")
+
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("agent", "simulate"):
+    if not argv or argv[0] not in COMMANDS:
         print(
-            "usage: python -m collectors {agent,simulate} [options]   (-h for help on each)", file=sys.stderr
+            f"usage: python -m collectors {{{','.join(COMMANDS)}}} [options]   (-h for help on each)",
+            file=sys.stderr,
         )
         return 2
     if argv[0] == "agent":
         from collectors.agent import main as run
-    else:
+    elif argv[0] == "simulate":
         from collectors.simulate import main as run
+    else:
+        from collectors.event import main as run
     return run(argv[1:])
 
 

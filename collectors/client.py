@@ -29,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+from collectors import event as event_protocol
 from collectors.memory import rss_bytes
 from collectors.protocol import (
     AGENT_MEMORY_BYTES,
@@ -86,6 +87,7 @@ class Client:
         self.dropped = 0  # points given up on: buffer full, spool full or rejected by the server
         self.sent = 0
         self._transport = Transport(url, token, timeout)
+        self._url, self._token, self._timeout = url, token, timeout  # events have their own connection
         if spool_dir is None:
             spool_dir = Path.home() / ".cache" / "perfdash" / "spool" / _safe(self.agent)
         self._spool = Spool(spool_dir, spool_max_bytes) if spool_dir else None
@@ -187,6 +189,24 @@ class Client:
         thread = threading.Thread(target=run, name="perfdash-memory", daemon=True)
         thread.start()
         self._samplers.append(thread)
+
+    # --- events ---------------------------------------------------------------------------
+
+    def event(self, kind: str, title: str, *, ts: float | str | None = None, **tags: str) -> bool:
+        """Send an event, drawn as a marker on perfdash's time charts:
+        `perf.event("deploy", "v1.3.0", version="1.3.0")`. `kind` is "deploy", "config",
+        "incident" or "note"; `ts` (Unix seconds or RFC 3339) defaults to now.
+
+        Sent at once from the calling thread, not through the buffer: True once stored; False
+        (logged) when refused, or not taken within 30 s of retries (429, 5xx, network
+        errors). Events are not spooled. ValueError for an event perfdash would refuse."""
+        checked = event_protocol.of(kind, title, tags, ts)
+        try:
+            event_protocol.send(self._url, self._token, checked, timeout=self._timeout)
+        except event_protocol.NotSent as exc:
+            log.warning("perfdash event %r not stored: %s", checked.title, exc)
+            return False
+        return True
 
     # --- state ----------------------------------------------------------------------------
 

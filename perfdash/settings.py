@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "perfdash.dashboard",
     "perfdash.alerts",
     "perfdash.forecasting",
+    "perfdash.events",
 ]
 
 MIDDLEWARE = [

@@ -210,3 +210,11 @@ def test_a_signal_stops_every_child_and_the_supervisor(sig):
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_each_start_of_the_demo_fleet_marks_a_deploy_and_a_restart_after_a_crash_does_not():
+    config = Config(DB, REDIS, 8000, 8001, 3, demo=True, demo_agents=20, demo_nodes=2)
+    for first_start in (True, False):
+        fleet = demo_fleet(config, Demo(token="t", first_start=first_start, login="admin"))
+        assert fleet.command[-2:] == ["--deploy-event", "1.3.0"]
+        assert "--deploy-event" not in fleet.restart_command

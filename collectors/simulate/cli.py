@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from collectors.event import Event, NotSent, of, send
 from collectors.protocol import DEFAULT_LIMITS, ProtocolError, check_label
 from collectors.simulate.send import Batch, DrySink, Progress, Senders, Stats
 from collectors.simulate.traffic import (
@@ -178,6 +179,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     ap.add_argument("--seed", type=int, default=0, help="the same seed gives the same fleet and episodes")
     ap.add_argument("--dry-run", action="store_true", help="generate and encode only, at full speed")
+    ap.add_argument(
+        "--deploy-event",
+        metavar="VERSION",
+        help="first post a deploy event tagged version=VERSION at the start of live traffic "
+        "(a marker on every time chart)",
+    )
     ap.add_argument("--version", type=_tag_value, help="tag every point version=VERSION, e.g. 1.3.0")
     ap.add_argument(
         "--variants",
@@ -208,7 +215,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unknown = sorted(set(args.slowdown) - set(args.variants))
     if unknown:
         ap.error(f"--slowdown names {', '.join(unknown)}, not one of --variants")
+    if args.deploy_event is not None:
+        try:
+            _deploy(args.deploy_event, time.time())
+        except ValueError as exc:
+            ap.error(f"--deploy-event: {exc}")
     return args
+
+
+def _deploy(version: str, ts: float) -> Event:
+    return of("deploy", f"version {version}", {"version": version}, ts)
+
+
+def _post_deploy(args: argparse.Namespace, ts: float) -> None:
+    """The --deploy-event marker, sent as the SDK sends events; a fleet whose marker cannot be
+    stored runs all the same."""
+    try:
+        send(args.url, args.token, _deploy(args.deploy_event, ts))
+    except NotSent as exc:
+        print(f"perfdash simulate: the deploy event was not stored: {exc}", file=sys.stderr)
 
 
 def _interrupt(signum, frame) -> None:
@@ -243,6 +268,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     step = args.backfill_step or backfill_step(args.agents, args.backfill)
     print(_intro(args, fleet, step), file=sys.stderr)
+    if args.deploy_event is not None and not args.dry_run:
+        _post_deploy(args, start)
     progress = Progress(stats)
     simulation = _Run(fleet, sink, stats, args.batch_size)
     try:

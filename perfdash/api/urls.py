@@ -9,4 +9,5 @@ urlpatterns = [
     path("stats", views.stats, name="api-stats"),
     path("histogram", views.histogram, name="api-histogram"),
     path("series", views.series, name="api-series"),
+    path("events", views.events, name="api-events"),
 ]

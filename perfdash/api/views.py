@@ -1,9 +1,10 @@
-"""Public HTTP API v1: ingest (collectors) and read (stats, histogram, series)."""
+"""Public HTTP API v1: ingest (collectors), read (stats, histogram, series) and events."""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from functools import wraps
 
 from django.conf import settings
@@ -11,7 +12,9 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from collectors import event as event_protocol
 from perfdash.api.decorators import error, token_required
+from perfdash.events.models import Event
 from perfdash.ingest import cardinality, ratelimit
 from perfdash.ingest.models import PendingBatch
 from perfdash.ingest.tasks import wake
@@ -177,3 +180,86 @@ def series(request, metric: str, window: int, scope: query.Scope) -> dict:
         "stat": stat,
         "points": [[time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), v] for t, v in points],
     }
+
+
+@csrf_exempt
+def events(request):
+    """POST an event (scope `ingest`), or GET the events of a window (scope `read` or a session)."""
+    if request.method == "POST":
+        return _post_event(request)
+    if request.method == "GET":
+        return _list_events(request)
+    response = error(f"method {request.method} not allowed; use GET or POST", 405)
+    response["Allow"] = "GET, POST"
+    return response
+
+
+@token_required("ingest")
+def _post_event(request):
+    limits = replace(_limits(), max_body=event_protocol.MAX_BODY)
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return error(f"body is larger than {limits.max_body} bytes", 413)
+    try:
+        raw = decode_body(
+            body, request.META.get("CONTENT_TYPE", ""), request.headers.get("Content-Encoding", ""), limits
+        )
+        event = event_protocol.parse(raw, time.time(), limits)
+    except ProtocolError as exc:
+        return JsonResponse(exc.as_json(), status=exc.status)
+    refused = _over_rate(request.token.id)
+    if refused is not None:
+        return refused
+    return JsonResponse({"id": Event.record(request.token.id, event).id}, status=201)
+
+
+def _over_rate(token_id: int) -> JsonResponse | None:
+    """An event counts as one point against the token's INGEST_RATE_LIMIT: a script stuck in a
+    loop must not fill the table faster than the token may send points."""
+    try:
+        allowed = ratelimit.allow(token_id, 1)
+    except Exception as exc:  # Redis counts the rate: the sender retries
+        log.warning("rate limit unavailable: %s", type(exc).__name__)
+        response = error("ingest rate limit unavailable; retry later", 503)
+        response["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+    if allowed:
+        return None
+    response = error(f"over the rate limit of {settings.INGEST_RATE_LIMIT} points/s", 429)
+    response["Retry-After"] = "1"
+    return response
+
+
+EVENT_PARAMS = {"window", "kind"}
+
+
+@token_required("read", allow_session=True)
+def _list_events(request):
+    try:
+        window, kind = _events_params(request.GET)
+    except query.QueryError as exc:
+        return error(str(exc), 400, param=exc.param)
+    now = time.time()
+    rows = Event.between(now - window, now, kind=kind)
+    return JsonResponse(
+        {"window": request.GET.get("window", "24h"), "events": [_event_json(r) for r in rows]}
+    )
+
+
+def _events_params(params) -> tuple[int, str]:
+    for k in params:
+        if k not in EVENT_PARAMS:
+            raise query.QueryError(k, f"unknown parameter {k!r}")
+    window = _duration(params.get("window", "24h"), "window")
+    days = settings.ROLLUP_RETENTION_DAYS
+    if not 60 <= window <= days * 86400:
+        raise query.QueryError("window", f"window must be between 1m and {days}d")
+    kind = params.get("kind", "")
+    if kind and kind not in event_protocol.KINDS:
+        raise query.QueryError("kind", f"kind must be one of {', '.join(event_protocol.KINDS)}")
+    return window, kind
+
+
+def _event_json(row: dict) -> dict:
+    return {**row, "ts": row["ts"].isoformat(timespec="milliseconds").replace("+00:00", "Z")}

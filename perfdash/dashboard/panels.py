@@ -16,6 +16,7 @@ from django.conf import settings
 from perfdash.alerts.models import AlertRule, AlertState
 from perfdash.dashboard import capacity_page, peaks
 from perfdash.dashboard.peaks import AgentPeaks
+from perfdash.events.models import Event
 from perfdash.metrics import keys, query
 from perfdash.metrics.scope import Scope, check_text
 
@@ -30,6 +31,8 @@ LATENCY = [
     ("memory_op_ms", "Memory operation time"),
 ]
 MAX_GROWTH = 2.0  # what-if growth per week: -50 % to +200 %
+# Event markers on a time chart at most, the newest: more would hide the lines they mark.
+MAX_MARKERS = 50
 
 
 @dataclass(frozen=True)
@@ -81,12 +84,30 @@ class View:
 def build(view: View, live: AgentPeaks | None = None) -> dict:
     """The page's data. `live`: memory per agent as this process keeps it (peaks.py) instead
     of read from the store."""
+    now = time.time()
     if view.page == "capacity":
-        return capacity_page.build(view.growth, view.node)
+        data = capacity_page.build(view.growth, view.node, now)
+        data["events"] = events(view, _history_start(data, now), now)
+        return data
     with keys.pinned():  # one look for new rollup keys, not one per read
         if view.page == "tools":
             return tools(view)
-        return overview(view, live)
+        data = overview(view, live)
+    data["events"] = events(view, now - view.seconds, now)
+    return data
+
+
+def events(view: View, start: float, end: float) -> list[dict]:
+    """The events the page's time charts mark, newest first: those of its node or agent and
+    the untagged ones (Event.between), with `ts` in Unix seconds as the charts' times are."""
+    rows = Event.between(start, end, node=view.node, agent=view.agent, limit=MAX_MARKERS)
+    return [{**row, "ts": row["ts"].timestamp()} for row in rows]
+
+
+def _history_start(capacity: dict, now: float) -> float:
+    """Where the capacity charts' history begins (their forecasts lie ahead, where no event is)."""
+    starts = [c["history"]["t"][0] for t in capacity["targets"] for c in t["charts"] if c["history"]["t"]]
+    return min(starts, default=now)
 
 
 def overview(view: View, live: AgentPeaks | None = None) -> dict:

@@ -154,7 +154,10 @@ def demo_fleet(config: Config, demo: Demo) -> Program:
     # Backfill batches carry fresh ids: a restarted fleet that backfilled again would store
     # the history twice.
     backfill = ["--backfill", "6h"] if demo.first_start else []
-    return Program("demo fleet", [*command, *backfill], restart_command=command)
+    # A deploy marker where this run's live traffic begins; a fleet restarted after a crash is
+    # no new release.
+    deploy = ["--deploy-event", "1.3.0"]
+    return Program("demo fleet", [*command, *backfill, *deploy], restart_command=command)
 
 
 def check_services(database_url: str, redis_url: str) -> str | None:

@@ -1,6 +1,6 @@
 // Shared by every dashboard page: first paint over HTTP (retried with backoff, the failure shown
 // on the page), live updates over a websocket that reconnects with backoff, and the chart
-// helpers (titles, units, axes and legends on all).
+// helpers (titles, units, axes and legends on all; event markers on every time chart).
 "use strict";
 
 const PD = (() => {
@@ -148,9 +148,48 @@ const PD = (() => {
 
   const config = { displaylogo: false, responsive: true };
 
+  // Events (deploys, config changes, incidents, notes) in the page's latest data, newest
+  // first; the server sends at most 50. Every time chart marks each with a dotted line and,
+  // for the hover, an invisible trace along it topped by a visible triangle.
+  let events = [];
+  const KIND_COLORS = { deploy: "#6c5ce7", config: "#00838f", incident: "#d35400", note: "#7f8c8d" };
+  const ALONG = [0, 0.25, 0.5, 0.75, 1];  // heights (in the chart's fraction) that hover the line
+
+  const isTimeChart = (traces, lay) => (lay.xaxis && lay.xaxis.type === "date")
+    || traces.some((t) => Array.isArray(t.x) && t.x[0] instanceof Date);
+
+  function eventText(e) {
+    const tags = Object.entries(e.tags || {}).map(([k, v]) => `${esc(k)}=${esc(v)}`).join(", ");
+    const when = new Date(e.ts * 1000).toLocaleString();
+    return `<b>${esc(e.title)}</b><br>${esc(e.kind)} · ${esc(when)}${tags ? `<br>${tags}` : ""}`;
+  }
+
+  function withEvents(traces, lay) {
+    if (!events.length || !isTimeChart(traces, lay)) return [traces, lay];
+    const color = (e) => KIND_COLORS[e.kind] || "#7f8c8d";
+    const lines = events.map((e) => ({
+      type: "line", xref: "x", yref: "paper", x0: new Date(e.ts * 1000), x1: new Date(e.ts * 1000), y0: 0, y1: 1,
+      line: { color: color(e), width: 1.5, dash: "dot" }, layer: "below" }));
+    const points = events.flatMap((e) => ALONG.map((y) => ({ e, y })));
+    const hover = {
+      type: "scatter", mode: "markers", name: "events", showlegend: false, yaxis: "y9", cliponaxis: false,
+      x: points.map((p) => new Date(p.e.ts * 1000)), y: points.map((p) => p.y),
+      hovertext: points.map((p) => eventText(p.e)), hoverinfo: "text",
+      marker: { symbol: "triangle-down", size: 11, color: points.map((p) => color(p.e)),
+                opacity: points.map((p) => (p.y === 1 ? 1 : 0)) },
+    };
+    // The hover trace has a hidden axis of its own (no page uses y9): 0 to 1, whatever the
+    // chart's range or scale.
+    const marked = Object.assign({}, lay, {
+      shapes: [...(lay.shapes || []), ...lines],
+      yaxis9: { overlaying: "y", range: [0, 1], visible: false, fixedrange: true },
+    });
+    return [[...traces, hover], marked];
+  }
+
   function draw(id, traces, lay) {
     const el = document.getElementById(id);
-    if (el) Plotly.react(el, traces, lay, config);
+    if (el) Plotly.react(el, ...withEvents(traces, lay), config);
     return el;
   }
 
@@ -186,8 +225,12 @@ const PD = (() => {
   async function start(name, render, onUpdate = render) {
     const data = await load(name);
     if (data === null) return;
+    events = data.events || [];
     render(data);
-    live(name, onUpdate);
+    live(name, (update) => {
+      events = update.events || [];
+      onUpdate(update);
+    });
   }
 
   function link(href, text) {

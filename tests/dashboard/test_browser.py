@@ -34,6 +34,7 @@ ARGS = [
 ]
 ARTIFACTS = ROOT / "test-artifacts"
 XSS = '<img src=x onerror="window.__xss=1">'
+LATENCY_METRICS = ["agent_response_ms", "tool_execution_ms", "llm_call_ms", "memory_op_ms"]
 
 
 def points(n: int, agent: str = "agent-1", value: float = 800.0) -> list[dict]:
@@ -243,3 +244,52 @@ def test_firing_alerts_show_their_value_and_threshold_in_the_units_of_the_rule(l
         ["Slow", "fleet", "3.50 s", "2.00 s"],
         ["Busy", "fleet", "640", "500"],
     ]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by .ci/run")
+def test_an_event_posted_through_the_api_is_a_marker_whose_hover_shows_its_title(live_server_url):
+    User.objects.create_user("viewer", password="viewer-password")
+    token = ApiToken.issue("deployer", ["ingest"])[1]
+    title = f"v1.3.0 {XSS}"
+    r = httpx.post(
+        f"{live_server_url}/api/v1/events",
+        json={"kind": "deploy", "title": title, "tags": {"version": "1.3.0"}, "ts": time.time() - 120},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert r.status_code == 201, r.text
+    ARTIFACTS.mkdir(exist_ok=True)
+    chart = "chart-agent_response_ms-pct"
+
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser, page = open_page(pw, errors)
+        page.goto(f"{live_server_url}/login/?next=/")
+        log_in(page, "viewer")
+        page.wait_for_selector("body[data-rendered]")
+        # Every time chart has the marker (a dotted line), no other chart has.
+        marked = page.evaluate(
+            """() => [...document.querySelectorAll('.js-plotly-plot')].filter(
+                 (el) => el.data.some((t) => t.name === 'events')).map((el) => el.id).sort()"""
+        )
+        assert marked == sorted(f"chart-{m}-pct" for m in LATENCY_METRICS)
+        # Hover the middle of the line: where Plotly put it, in the viewport's pixels.
+        page.locator(f"#{chart}").scroll_into_view_if_needed()
+        x, y = page.evaluate(
+            f"""() => {{
+              const el = document.getElementById('{chart}');
+              const layout = el._fullLayout;
+              const trace = el.data.find((t) => t.name === 'events');
+              const box = el.getBoundingClientRect();
+              return [box.left + layout._size.l + layout.xaxis.d2p(trace.x[trace.x.length - 1]),
+                      box.top + layout._size.t + layout.yaxis9.d2p(0.5)];
+            }}"""
+        )
+        page.mouse.move(x, y)
+        hover = page.locator(f"#{chart} .hovertext")
+        hover.wait_for(timeout=5_000)
+        text = hover.text_content()  # SVG: one text element per line
+        page.screenshot(path=str(ARTIFACTS / "event-marker.png"))
+        assert page.evaluate("() => window.__xss") is None
+        browser.close()
+    assert errors == []
+    assert title in text and "deploy" in text and "version=1.3.0" in text

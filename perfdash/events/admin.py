@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from perfdash.events.models import Event
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    """What collectors said happened, as they said it: listed, never typed in, edited or
+    deleted by hand."""
+
+    list_display = ["ts", "kind", "title", "tags", "token", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["title"]
+    date_hierarchy = "ts"
+    list_select_related = ["token"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
