@@ -23,7 +23,7 @@ from perfdash.alerts.models import AlertEvent, AlertRule, AlertState, Silence
 from perfdash.forecasting.models import CapacityForecast
 from perfdash.lib.durations import DAY_S
 from perfdash.metrics import query
-from perfdash.metrics.scope import Scope, UnknownMetric
+from perfdash.metrics.scope import QueryError, Scope, UnknownMetric
 
 
 def spec_of(rule: AlertRule) -> Spec:
@@ -109,13 +109,15 @@ def _days(ok: bool, at: datetime | None, now: float) -> float:
 
 
 def _read(rule: AlertRule, by: str, now: float, percentiles: bool) -> dict[str, dict]:
-    scope = Scope(node=rule.node, agent=rule.agent, tag_key=rule.tag_key, tag_value=rule.tag_value)
     try:
+        # A rule's tag may have left DIMENSION_TAGS since it was saved: it reads as no data
+        # (the rule's no-data behaviour applies) instead of stopping every rule's evaluation.
+        scope = Scope(node=rule.node, agent=rule.agent, tag_key=rule.tag_key, tag_value=rule.tag_value)
         if not by:
             return {"": query.stats(rule.metric, _window(rule), scope, now=now)}
         narrower = Scope(node=rule.node, tag_key=rule.tag_key, tag_value=rule.tag_value)
         rows = query.breakdown(rule.metric, _window(rule), by, narrower, now=now, percentiles=percentiles)
-    except UnknownMetric:
+    except (UnknownMetric, QueryError):
         return {}
     return {a: v for a, v in rows.items() if not (by == "agent" and rule.agent and a != rule.agent)}
 

@@ -150,3 +150,16 @@ def test_changing_what_a_rule_watches_clears_its_old_states():
     r.scope = "agent"  # now it watches each agent: the fleet-wide state would never resolve
     r.save()
     assert not AlertState.objects.filter(rule=r).exists()
+
+
+def test_a_rule_on_a_tag_no_longer_a_dimension_reads_as_no_data_and_the_others_still_run(settings):
+    settings.DIMENSION_TAGS = ["tool", "region"]
+    stale = rule(name="by region", tag_key="region", tag_value="eu")
+    settings.DIMENSION_TAGS = ["tool"]
+    healthy = rule(name="slow fleet")
+    store({"a1": 3000}, NOW - 60)
+    engine.evaluate(now=NOW)
+    assert (events(healthy), events(stale)) == (
+        [("", "firing")],
+        [],
+    )  # no data: kept as it was  # no data, and the rule fires on no data
