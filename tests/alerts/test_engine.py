@@ -162,4 +162,4 @@ def test_a_rule_on_a_tag_no_longer_a_dimension_reads_as_no_data_and_the_others_s
     assert (events(healthy), events(stale)) == (
         [("", "firing")],
         [],
-    )  # no data: kept as it was  # no data, and the rule fires on no data
+    )  # no data: kept
