@@ -2,8 +2,8 @@
 
 The server's validation (perfdash/ingest/validate.py) and the node collector take their rules,
 limits and error messages from here, so a point the collector forwards is one the server
-stores. Only the standard library: the collectors never import the server, and the server
-imports nothing else of the collectors.
+stores. Only the standard library: the collectors never import the server; of the collectors
+the server imports only this and `collectors/event.py` (the same for events).
 
 Every check raises `ProtocolError`, whose `as_json()` is the API's error body; the point's
 index is attached by whoever knows it (`check_points`, or the server's own loop).

@@ -33,6 +33,8 @@ QUEUES = "ingest,alerts,notify,forecast"
 # Worker processes (WORKER_CONCURRENCY): three, not two, on two cores: with two, a
 # collector's small batch can wait behind two big ones, and live pages fall behind.
 WORKER_PROCESSES = 3
+# The release the demo fleet runs and announces with a deploy marker.
+DEMO_VERSION = "1.3.0"
 NO_LOGIN = "create one with `.venv/bin/python manage.py createsuperuser`"
 
 
@@ -145,7 +147,7 @@ def demo_fleet(config: Config, demo: Demo) -> Program:
         f"http://127.0.0.1:{config.ingest_port}",
         # A release and an A/B test with a real difference, for the comparisons to find.
         "--version",
-        "1.3.0",
+        DEMO_VERSION,
         "--variants",
         "a,b",
         "--slowdown",
@@ -156,7 +158,7 @@ def demo_fleet(config: Config, demo: Demo) -> Program:
     backfill = ["--backfill", "6h"] if demo.first_start else []
     # A deploy marker where this run's live traffic begins; a fleet restarted after a crash is
     # no new release.
-    deploy = ["--deploy-event", "1.3.0"]
+    deploy = ["--deploy-event", DEMO_VERSION]
     return Program("demo fleet", [*command, *backfill, *deploy], restart_command=command)
 
 
