@@ -14,7 +14,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Bottom first. The project's top-level modules (settings, urls, asgi, celery, beat, run)
 # wire everything together and may import any of these.
-LAYERS = ["lib", "metrics", "live", "ingest", "events", "forecasting", "alerts", "api", "dashboard"]
+LAYERS = [
+    "lib",
+    "metrics",
+    "live",
+    "ingest",
+    "events",
+    "forecasting",
+    "compare",
+    "alerts",
+    "api",
+    "dashboard",
+]
 TOP_LEVEL = {"settings", "urls", "asgi", "celery", "beat", "run", "__init__"}
 
 

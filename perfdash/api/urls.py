@@ -10,4 +10,5 @@ urlpatterns = [
     path("histogram", views.histogram, name="api-histogram"),
     path("series", views.series, name="api-series"),
     path("events", views.events, name="api-events"),
+    path("compare", views.compare, name="api-compare"),
 ]

@@ -1,4 +1,4 @@
-"""Public HTTP API v1: ingest (collectors), read (stats, histogram, series) and events."""
+"""Public HTTP API v1: ingest (collectors), read (stats, histogram, series), events and compare."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from collectors import event as event_protocol
 from perfdash.api.decorators import error, token_required
+from perfdash.compare import cohorts
+from perfdash.compare import params as compare_params
 from perfdash.events.models import Event
 from perfdash.ingest import cardinality, ratelimit
 from perfdash.ingest.models import PendingBatch
@@ -263,3 +265,19 @@ def _events_params(params) -> tuple[int, str]:
 
 def _event_json(row: dict) -> dict:
     return {**row, "ts": row["ts"].isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+
+
+@csrf_exempt
+@method("GET")
+@token_required("read", allow_session=True)
+def compare(request):
+    """Two cohorts of one metric compared, with intervals and a verdict (docs/read-api.md)."""
+    now = time.time()
+    try:
+        asked = compare_params.parse(request.GET, now)
+        result = cohorts.compare_cohorts(asked.metric, asked.a, asked.b, asked.options, now)
+    except query.QueryError as exc:
+        return error(str(exc), 400, param=exc.param)
+    except query.UnknownMetric:
+        return error(f"unknown metric {request.GET.get('metric')!r}", 404, param="metric")
+    return JsonResponse({"metric": asked.metric, **result.as_json()})

@@ -1,0 +1,139 @@
+"""GET /api/v1/compare: parameters, errors and the answer's shape, on the real database."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+
+from tests.compare.conftest import DEPLOY
+
+A_B = "metric=agent_response_ms&window=1h&a.tag.version=1.2.0&b.tag.version=1.3.0"
+
+
+def get(client, query: str, token: str | None = None):
+    extra = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    return client.get(f"/api/v1/compare?{query}", **extra)
+
+
+def test_two_versions_compared_give_each_ones_statistics_the_differences_and_a_verdict(
+    client, read_token, fleet
+):
+    r = get(client, A_B, read_token)
+    assert r.status_code == 200, r.content
+    body = r.json()
+    assert set(body) == {"metric", "a", "b", "diff", "verdict", "stat", "method", "notes"}
+    assert body["metric"] == "agent_response_ms" and body["stat"] == "p95"
+    stats = {"mean", "p50", "p90", "p95", "p99"}
+    for name in ("a", "b"):
+        assert set(body[name]) == {"count", *stats}
+        assert all(body[name][s]["lo"] < body[name][s]["value"] < body[name][s]["hi"] for s in stats)
+    assert body["a"]["count"] + body["b"]["count"] == 8000
+    assert set(body["diff"]) == stats
+    p95 = body["diff"]["p95"]
+    assert p95["lo"] < 0.3 < p95["hi"] and p95["verdict"] == "slower" == body["verdict"]
+    assert "bootstrap" in body["method"]
+    assert any("0.5 %" in n for n in body["notes"])
+
+
+def test_variants_on_the_same_agents_are_compared_agent_by_agent(client, read_token, fleet):
+    query = "metric=agent_response_ms&window=1h&a.tag.variant=a&b.tag.variant=b"
+    body = get(client, query, read_token).json()
+    assert all(abs(d["rel"]) < 0.1 for d in body["diff"].values())  # the same traffic, split in two
+    assert any("share 10 agents" in n for n in body["notes"])
+
+
+def test_a_stat_narrows_the_answer_and_decides_the_verdict(client, read_token, fleet):
+    body = get(client, A_B + "&stat=p50&min_effect=50%", read_token).json()
+    assert set(body["a"]) == {"count", "p50"} and set(body["diff"]) == {"p50"}
+    assert body["stat"] == "p50" and body["verdict"] == "no_change"  # +30 % is under 50 %
+
+
+def test_the_time_before_a_deploy_against_the_time_after(client, read_token, fleet):
+    query = f"metric=llm_call_ms&window=20m&a.to={int(DEPLOY)}&b.from={int(DEPLOY) + 60}"
+    body = get(client, query, read_token).json()
+    assert body["verdict"] == "slower", body
+    assert any("cover different times" in n for n in body["notes"])
+
+
+def test_filters_without_a_prefix_apply_to_both_cohorts(client, read_token, fleet):
+    body = get(client, A_B + "&node=node-0", read_token).json()
+    assert body["a"]["count"] + body["b"]["count"] < 5000
+    mine = get(client, A_B + "&node=node-0&b.node=node-1", read_token).json()
+    assert mine["a"]["count"] == body["a"]["count"] and mine["b"]["count"] != body["b"]["count"]
+
+
+def test_rfc_3339_times_work_like_unix_seconds(client, read_token, fleet):
+    from datetime import UTC, datetime
+
+    iso = datetime.fromtimestamp(int(DEPLOY), UTC).isoformat().replace("+00:00", "Z")
+    unix = get(client, f"metric=llm_call_ms&window=20m&a.to={int(DEPLOY)}&b.from={int(DEPLOY)}", read_token)
+    rfc = get(client, f"metric=llm_call_ms&window=20m&a.to={iso}&b.from={iso}", read_token)
+    assert rfc.status_code == 200 and rfc.json()["a"]["count"] == unix.json()["a"]["count"]
+
+
+def test_a_cohort_with_too_few_points_is_insufficient_data(client, read_token, fleet, settings):
+    settings.COMPARE_MIN_COUNT = 5000
+    body = get(client, A_B, read_token).json()
+    assert body["verdict"] == "insufficient_data"
+    assert body["a"]["p95"] is None and body["diff"]["p95"]["rel"] is None
+    assert any("fewer than the 5000" in n for n in body["notes"])
+
+
+def test_a_tag_value_never_seen_is_insufficient_data_not_an_error(client, read_token, fleet):
+    body = get(client, "metric=agent_response_ms&a.tag.version=1.2.0&b.tag.version=9.9", read_token).json()
+    assert body["verdict"] == "insufficient_data" and body["b"]["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("window=1h&a.tag.version=1&b.tag.version=2", "metric"),
+        (A_B + "&colour=red", "colour"),
+        (A_B + "&a.colour=red", "a.colour"),
+        (A_B + "&a.metric=llm_call_ms", "a.metric"),
+        ("metric=agent_response_ms&window=1y&a.tag.version=1&b.tag.version=2", "window"),
+        ("metric=agent_response_ms&a.window=0m&b.tag.version=2", "a.window"),
+        ("metric=agent_response_ms&a.from=yesterday&b.tag.version=2", "a.from"),
+        ("metric=agent_response_ms&a.from=2026-12-01T10:00:00&b.tag.version=2", "a.from"),
+        ("metric=agent_response_ms&a.from=4000000000&b.tag.version=2", "a.from"),
+        ("metric=agent_response_ms&a.from=1000&b.tag.version=2", "a.from"),
+        ("metric=agent_response_ms&a.from=1800000000&a.to=1700000000&b.tag.version=2", "a.to"),
+        ("metric=agent_response_ms&a.tag.version=1&a.tag.tool=x&b.tag.version=2", "a.tag.tool"),
+        ("metric=agent_response_ms&a.tag.user=bob&b.tag.version=2", "a.tag.user"),
+        ("metric=agent_response_ms&a.node=%00&b.tag.version=2", "a.node"),
+        ("metric=agent_response_ms&window=1h", "b"),
+        ("metric=agent_response_ms&a.node=n&b.node=n", "b"),
+        (A_B + "&stat=p42", "stat"),
+        ("metric=errors_total&a.tag.version=1&b.tag.version=2&stat=p95", "stat"),
+        (A_B + "&min_effect=-1", "min_effect"),
+        (A_B + "&min_effect=lots", "min_effect"),
+        (A_B + "&confidence=1", "confidence"),
+    ],
+)
+def test_a_bad_parameter_gets_400_naming_it(client, read_token, fleet, query, param):
+    r = get(client, query, read_token)
+    assert r.status_code == 400, r.content
+    assert r.json()["param"] == param and r.json()["error"]
+
+
+def test_an_unknown_metric_gets_404(client, read_token, fleet):
+    r = get(client, "metric=no_such_ms&a.tag.version=1.2.0&b.tag.version=1.3.0", read_token)
+    assert r.status_code == 404 and r.json()["param"] == "metric"
+
+
+def test_a_counter_compares_its_rate(client, read_token, fleet):
+    body = get(client, "metric=errors_total&a.tag.version=1.2.0&b.tag.version=1.3.0", read_token).json()
+    assert body["stat"] == "rate" and set(body["diff"]) == {"rate"}
+    assert body["verdict"] == "insufficient_data"  # no errors stored
+
+
+def test_comparing_needs_a_read_token_or_a_session(client, ingest_token, fleet):
+    assert get(client, A_B).status_code == 401
+    assert get(client, A_B, ingest_token).status_code == 401
+    client.force_login(User.objects.create_user("viewer", password="x" * 12))
+    assert get(client, A_B).status_code == 200
+
+
+def test_comparing_is_get_only(client, read_token, fleet):
+    r = client.post(f"/api/v1/compare?{A_B}", HTTP_AUTHORIZATION=f"Bearer {read_token}")
+    assert r.status_code == 405
