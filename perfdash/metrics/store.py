@@ -172,8 +172,25 @@ def _days(unix_seconds: np.ndarray) -> list[date]:
     return [datetime.fromtimestamp(int(d) * DAY_S, UTC).date() for d in days]
 
 
+# The generation moves on whenever series or keys are removed (garbage collection, or whoever
+# empties the store under running workers): the cached ids of every process are then suspect.
+_GENERATION = "SELECT coalesce((SELECT generation FROM metrics_keyversion WHERE id = 1), 0)"
+_generation: int | None = None
+
+
+def _check_generation() -> None:
+    global _generation
+    with connection.cursor() as cur:
+        cur.execute(_GENERATION)
+        generation = cur.fetchone()[0]
+    if generation != _generation:
+        forget()
+        _generation = generation
+
+
 def prepare(batch: Batch, now: float) -> tuple[np.ndarray, np.ndarray]:
     """Everything a write needs that must happen outside its transaction."""
+    _check_generation()
     series_ids, level_keys = resolve(batch.series)
     while not _mark_seen(series_ids, level_keys, datetime.fromtimestamp(now, UTC).date()):
         # Removed since this process cached them: made again (each time garbage collection has

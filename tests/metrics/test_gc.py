@@ -15,6 +15,7 @@ from perfdash.api.models import ApiToken
 from perfdash.ingest.models import IngestedBatch
 from perfdash.metrics import compact, gc, keys, query, store
 from perfdash.metrics.batch import Batch
+from perfdash.metrics.models import Series
 from perfdash.metrics.scope import Scope
 
 NOW = time.time()
@@ -153,3 +154,15 @@ def test_a_worker_keeps_a_bounded_number_of_series(token, settings):
     with connection.cursor() as cur:
         cur.execute("SELECT id FROM metrics_series WHERE agent = 'agent-0'")
         assert first[0].tolist() == [cur.fetchone()[0]]
+
+
+def test_a_worker_drops_its_cached_series_when_the_generation_moves_on(db):
+    series = [("gen_metric_ms", "node-1", "agent-gen", "{}")]
+    batch = Batch("g", series, np.zeros(1, np.int32), np.array([time.time()]), np.array([1.0]))
+    first, _ = store.prepare(batch, time.time())
+    with connection.cursor() as cur:  # removed behind the process's back, as a flush does
+        cur.execute("DELETE FROM metrics_series WHERE id = %s", [int(first[0])])
+        cur.execute("INSERT INTO metrics_keyversion (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
+        cur.execute("UPDATE metrics_keyversion SET generation = generation + 1 WHERE id = 1")
+    again, _ = store.prepare(batch, time.time())
+    assert again[0] != first[0] and Series.objects.filter(id=int(again[0]), agent="agent-gen").exists()
