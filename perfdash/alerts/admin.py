@@ -11,6 +11,7 @@ from django.urls import path
 from perfdash.alerts import delivery, engine
 from perfdash.alerts.models import AlertEvent, AlertRule, Delivery, NotificationChannel, Silence
 from perfdash.lib import units
+from perfdash.lib.admin import ReadOnlyAdmin
 
 
 class ChannelForm(forms.ModelForm):
@@ -209,19 +210,8 @@ class SilenceAdmin(admin.ModelAdmin):
     list_filter = ["severity"]
 
 
-class ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(AlertEvent)
-class AlertEventAdmin(ReadOnly):
+class AlertEventAdmin(ReadOnlyAdmin):
     list_display = [
         "at",
         "rule",
@@ -247,6 +237,6 @@ class AlertEventAdmin(ReadOnly):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnly):
+class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ["at", "channel", "status", "attempt", "duration_ms", "error"]
     list_filter = ["status", "channel"]

@@ -54,36 +54,31 @@ def _limits() -> Limits:
     )
 
 
+def _body(request, limits: Limits) -> bytes:
+    """The request's body, decompressed, within the limits (ProtocolError otherwise)."""
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise ProtocolError(f"body is larger than {limits.max_body} bytes", status=413) from None
+    content_type, encoding = request.META.get("CONTENT_TYPE", ""), request.headers.get("Content-Encoding", "")
+    return decode_body(body, content_type, encoding, limits)
+
+
 @csrf_exempt
 @method("POST")
 @token_required("ingest")
 def ingest(request):
     limits = _limits()
     try:
-        body = request.body
-    except RequestDataTooBig:
-        return error(f"body is larger than {limits.max_body} bytes", 413)
-    try:
-        raw = decode_body(
-            body, request.META.get("CONTENT_TYPE", ""), request.headers.get("Content-Encoding", ""), limits
-        )
-        batch = parse_batch(raw, limits, time.time())
+        batch = parse_batch(_body(request, limits), limits, time.time())
     except ProtocolError as exc:
         return JsonResponse(exc.as_json(), status=exc.status)
     refused = cardinality.check(request.token.id, batch, time.time())
     if refused is not None:
         return refused.response()
-    try:
-        allowed = ratelimit.allow(request.token.id, len(batch))
-    except Exception as exc:  # Redis counts the rate: the collector keeps the batch and retries
-        log.warning("rate limit unavailable: %s", type(exc).__name__)
-        response = error("ingest rate limit unavailable; retry later", 503)
-        response["Retry-After"] = str(RETRY_AFTER_S)
-        return response
-    if not allowed:
-        response = error(f"over the rate limit of {settings.INGEST_RATE_LIMIT} points/s", 429)
-        response["Retry-After"] = "1"
-        return response
+    refused = _over_rate(request.token.id, len(batch))
+    if refused is not None:
+        return refused
     # Committed to the outbox before the 202: from here on the batch is safe whatever happens
     # to Redis or a worker. None: this batch id is pending already (a re-send).
     pending = PendingBatch.keep(request.token.id, batch)
@@ -200,28 +195,22 @@ def events(request):
 def _post_event(request):
     limits = replace(_limits(), max_body=event_protocol.MAX_BODY)
     try:
-        body = request.body
-    except RequestDataTooBig:
-        return error(f"body is larger than {limits.max_body} bytes", 413)
-    try:
-        raw = decode_body(
-            body, request.META.get("CONTENT_TYPE", ""), request.headers.get("Content-Encoding", ""), limits
-        )
-        event = event_protocol.parse(raw, time.time(), limits)
+        event = event_protocol.parse(_body(request, limits), time.time(), limits)
     except ProtocolError as exc:
         return JsonResponse(exc.as_json(), status=exc.status)
-    refused = _over_rate(request.token.id)
+    # An event counts as one point: a script stuck in a loop must not fill the table faster
+    # than the token may send points.
+    refused = _over_rate(request.token.id, 1)
     if refused is not None:
         return refused
     return JsonResponse({"id": Event.record(request.token.id, event).id}, status=201)
 
 
-def _over_rate(token_id: int) -> JsonResponse | None:
-    """An event counts as one point against the token's INGEST_RATE_LIMIT: a script stuck in a
-    loop must not fill the table faster than the token may send points."""
+def _over_rate(token_id: int, points: int) -> JsonResponse | None:
+    """None if `points` more are within the token's INGEST_RATE_LIMIT; else the answer."""
     try:
-        allowed = ratelimit.allow(token_id, 1)
-    except Exception as exc:  # Redis counts the rate: the sender retries
+        allowed = ratelimit.allow(token_id, points)
+    except Exception as exc:  # Redis counts the rate: the sender keeps what it sent and retries
         log.warning("rate limit unavailable: %s", type(exc).__name__)
         response = error("ingest rate limit unavailable; retry later", 503)
         response["Retry-After"] = str(RETRY_AFTER_S)

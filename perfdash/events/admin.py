@@ -3,10 +3,11 @@ from __future__ import annotations
 from django.contrib import admin
 
 from perfdash.events.models import Event
+from perfdash.lib.admin import ReadOnlyAdmin
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(ReadOnlyAdmin):
     """What collectors said happened, as they said it: listed, never typed in, edited or
     deleted by hand."""
 
@@ -15,12 +16,3 @@ class EventAdmin(admin.ModelAdmin):
     search_fields = ["title"]
     date_hierarchy = "ts"
     list_select_related = ["token"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

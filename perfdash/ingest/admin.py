@@ -12,34 +12,23 @@ from django.db.models import Count
 
 from perfdash.ingest import cardinality
 from perfdash.ingest.models import FailedBatch, IngestedBatch, PendingBatch
+from perfdash.lib.admin import ReadOnlyAdmin
 from perfdash.metrics.cardinality import DimensionValue, MetricSeries
 
 
-class StoredData(admin.ModelAdmin):
-    """What the pipeline stored: shown, never typed in or edited by hand."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(IngestedBatch)
-class IngestedBatchAdmin(StoredData):
+class IngestedBatchAdmin(ReadOnlyAdmin):
     list_display = ["batch_id", "token", "points", "stored_at"]
     list_filter = ["token"]
     search_fields = ["batch_id"]
     date_hierarchy = "stored_at"
 
-    # The row is what makes a redelivered batch a no-op: without it, its points would be
-    # stored twice.
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    # Not deletable (ReadOnlyAdmin): the row is what makes a redelivered batch a no-op;
+    # without it, its points would be stored twice.
 
 
 @admin.register(PendingBatch)
-class PendingBatchAdmin(StoredData):
+class PendingBatchAdmin(ReadOnlyAdmin):
     """The outbox: batches answered 202 and not stored yet. Normally empty or nearly; rows that
     stay here say the workers are behind or away (the sweeper keeps waking them)."""
 
@@ -48,15 +37,17 @@ class PendingBatchAdmin(StoredData):
     search_fields = ["batch_id"]
     exclude = ["payload"]
 
-    # Deleting a row would lose a batch that was promised to be stored.
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    # Not deletable (ReadOnlyAdmin): that would lose a batch promised to be stored.
 
 
 @admin.register(FailedBatch)
-class FailedBatchAdmin(StoredData):
+class FailedBatchAdmin(ReadOnlyAdmin):
     list_display = ["__str__", "error", "failed_at"]
     actions = ["replay"]
+
+    # A failed batch may be discarded, knowingly: its points were never stored.
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
 
     # A replayed batch leaves this list, as a deleted one does.
     @admin.action(
@@ -80,7 +71,7 @@ class FailedBatchAdmin(StoredData):
 
 
 @admin.register(MetricSeries)
-class MetricSeriesAdmin(StoredData):
+class MetricSeriesAdmin(ReadOnlyAdmin):
     """The biggest contributors to the store's size (docs/operations.md, "Cardinality limits"):
     metrics by series, and above them tags by values and tokens by new series today."""
 
@@ -99,7 +90,7 @@ class MetricSeriesAdmin(StoredData):
 
 
 @admin.register(DimensionValue)
-class DimensionValueAdmin(StoredData):
+class DimensionValueAdmin(ReadOnlyAdmin):
     list_display = ["tag_key", "tag_value", "day", "own"]
     list_filter = ["tag_key", "own", "day"]
     search_fields = ["tag_value"]
