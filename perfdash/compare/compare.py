@@ -26,7 +26,10 @@ measured by resampling clusters of cells, never points:
   noise three times over and so loses most of its power on small cohorts).
 - Few clusters understate a bootstrap's spread: each between-cluster part is scaled by
   (n + 1)/(n - 1) for n clusters (the Bayesian bootstrap's bias), and the interval is
-  Student's t on the log scale with Welch-Satterthwaite degrees of freedom.
+  Student's t on the log scale with Welch-Satterthwaite degrees of freedom. n counts clusters
+  by how much of the statistic each carries (Kish's effective number): a p95 rests on the
+  units and blocks whose points reach it, fewer than all when an agent or an episode
+  dominates the tail.
 """
 
 from __future__ import annotations
@@ -164,18 +167,17 @@ def compare(a: Cells, b: Cells, options: Options) -> Comparison:
     draws = _draws(a, b, options.replicates, options.seed)
     found_a = _replicates(a, draws[0], options.stats)
     found_b = _replicates(b, draws[1], options.stats)
-    alone_a, alone_b = _Design.alone(a), _Design.alone(b)
-    both = _Design.between(a, b)
+    cells = len(a.groups) + len(b.groups)
     diff = {}
     for stat in options.stats:
-        diff[stat] = _difference(found_a[stat], found_b[stat], both, options)
+        diff[stat] = _difference(found_a[stat], found_b[stat], cells, options)
         if diff[stat].rel is None:
             notes.append(f"{stat}: a's value is not above zero, so no relative difference can be given.")
     return Comparison(
         a.count,
         b.count,
-        {s: _estimate(*found_a[s], alone_a, options.confidence) for s in options.stats},
-        {s: _estimate(*found_b[s], alone_b, options.confidence) for s in options.stats},
+        {s: _estimate(found_a[s], len(a.groups), options.confidence) for s in options.stats},
+        {s: _estimate(found_b[s], len(b.groups), options.confidence) for s in options.stats},
         diff,
         options.stat,
         _method(a, b, options),
@@ -234,9 +236,9 @@ def _draws(a: Cells, b: Cells, replicates: int, seed: int) -> list[_Draw]:
     cell_ids = [u * len(slots) + s for u, s in of_cells]
     every_cell = np.unique(np.concatenate(cell_ids))
     rng = np.random.default_rng(seed)
-    unit_w = rng.exponential(size=(replicates, len(units))).astype(np.float32)
-    slot_w = rng.exponential(size=(replicates, len(slots))).astype(np.float32)
-    cell_w = rng.exponential(size=(replicates, len(every_cell))).astype(np.float32)
+    unit_w = rng.standard_exponential((replicates, len(units)), dtype=np.float32)
+    slot_w = rng.standard_exponential((replicates, len(slots)), dtype=np.float32)
+    cell_w = rng.standard_exponential((replicates, len(every_cell)), dtype=np.float32)
     out = []
     for c, (unit, slot), ids in zip((a, b), of_cells, cell_ids, strict=True):
         weights = np.vstack([unit_w[:, unit], slot_w[:, slot], cell_w[:, np.searchsorted(every_cell, ids)]])
@@ -251,26 +253,45 @@ def _draws(a: Cells, b: Cells, replicates: int, seed: int) -> list[_Draw]:
     return out
 
 
-Found = dict[str, tuple[float, dict[str, np.ndarray]]]
+@dataclass
+class _Found:
+    """One statistic of one cohort: its value over all points, its values in the replicates of
+    each resampling, and how much of it each unit and each block carries: the points above it
+    for a quantile (a high quantile rests on the few units whose points reach it), every point
+    for a mean, the sum for a rate. Those shares say how many clusters its spread rests on."""
+
+    value: float
+    reps: dict[str, np.ndarray]
+    by_unit: dict[tuple[str, str], float]
+    by_block: dict[int, float]
 
 
-def _replicates(c: Cells, draw: _Draw, stats: tuple[str, ...]) -> Found:
-    """Each statistic of the cohort: its value over all points, and its values in the
-    replicates of each resampling."""
+def _replicates(c: Cells, draw: _Draw, stats: tuple[str, ...]) -> dict[str, _Found]:
+    """Each statistic of the cohort, over all its points and in every replicate."""
     g, w = c.groups, draw.cells
-    found: dict[str, tuple[float, np.ndarray]] = {}
+    found: dict[str, tuple[float, np.ndarray, np.ndarray]] = {}  # value, replicates, each cell's share
     if "mean" in stats:
-        found["mean"] = (g.sum.sum() / g.count.sum(), (w @ g.sum) / (w @ g.count.astype(np.float64)))
+        reps = (w @ g.sum.astype(np.float32)) / (w @ g.count.astype(np.float32))
+        found["mean"] = (g.sum.sum() / g.count.sum(), reps, g.count.astype(np.float64))
     if "rate" in stats:
-        found["rate"] = (g.sum.sum() / c.seconds.sum(), _rates(c, draw))
+        found["rate"] = (g.sum.sum() / c.seconds.sum(), _rates(c, draw), np.abs(g.sum))
     wanted = [s for s in stats if s in QUANTILES]
     if wanted:
-        point, reps = _quantile_replicates(g, w, [QUANTILES[s] for s in wanted])
-        found.update((s, (point[j], reps[:, j])) for j, s in enumerate(wanted))
-    return {
-        s: (float(value), dict(zip(RESAMPLINGS, np.split(reps, 3), strict=True)))
-        for s, (value, reps) in found.items()
-    }
+        point, reps, above = _quantile_replicates(g, w, [QUANTILES[s] for s in wanted])
+        found.update((s, (point[j], reps[:, j], above[:, j])) for j, s in enumerate(wanted))
+    unit, slot = split_label(g.label)
+    slots, slot_of = np.unique(slot, return_inverse=True)
+    out = {}
+    for stat, (value, reps, share) in found.items():
+        by_unit = np.bincount(unit, share, minlength=len(c.units))
+        by_block = np.bincount(slot_of, share, minlength=len(slots))
+        out[stat] = _Found(
+            float(value),
+            dict(zip(RESAMPLINGS, np.split(reps.astype(np.float64), 3), strict=True)),
+            {(c.level, c.units[i]): float(h) for i, h in enumerate(by_unit) if h > 0},
+            {int(s): float(h) for s, h in zip(slots, by_block, strict=True) if h > 0},
+        )
+    return out
 
 
 def _rates(c: Cells, draw: _Draw) -> np.ndarray:
@@ -283,21 +304,26 @@ def _rates(c: Cells, draw: _Draw) -> np.ndarray:
     first_cell = np.unique(units, return_index=True)[1]  # a unit's weight is that of each of its cells
     scale[:thirds] = len(first_cell) / w[:thirds, first_cell].sum(axis=1)
     scale[2 * thirds :] = len(g) / w[2 * thirds :].sum(axis=1)
-    return (w @ g.sum) * scale / draw.seconds
+    return (w @ g.sum.astype(np.float32)) * scale / draw.seconds
 
 
-def _quantile_replicates(g: Groups, w: np.ndarray, qs: list[float]) -> tuple[np.ndarray, np.ndarray]:
-    """The quantiles of all the cells' points, and of each replicate's weighted merge of them
-    (clamped into the exact minimum and maximum)."""
+def _quantile_replicates(
+    g: Groups, w: np.ndarray, qs: list[float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The quantiles of all the cells' points; of each replicate's weighted merge of them
+    (clamped into the exact minimum and maximum); and each cell's points at or above each."""
     keys = np.unique(g.pair_key)
     dense = np.zeros((len(g), len(keys)), np.float32)
     cell_of_pair = np.repeat(np.arange(len(g)), np.diff(g.pair_start))
     dense[cell_of_pair, np.searchsorted(keys, g.pair_key)] = g.pair_count
     lo, hi = bin_edges(keys)
     floor, ceiling = float(g.min.min()), float(g.max.max())
-    point = quantiles(dense.sum(axis=0, dtype=np.float64)[None, :], lo, hi, qs)[0]
-    reps = quantiles((w @ dense).astype(np.float64), lo, hi, qs)
-    return np.clip(point, floor, ceiling), np.clip(reps, floor, ceiling)
+    merged = dense.sum(axis=0, dtype=np.float64)
+    point = quantiles(merged[None, :], lo, hi, qs)[0]
+    reps = quantiles(w @ dense, lo, hi, qs)
+    from_bin = np.searchsorted(np.cumsum(merged), np.asarray(qs) * merged.sum())
+    at_or_above = (np.arange(len(keys))[:, None] >= from_bin[None, :]).astype(np.float32)
+    return np.clip(point, floor, ceiling), np.clip(reps, floor, ceiling), dense @ at_or_above
 
 
 def bin_edges(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -331,35 +357,51 @@ def quantiles(hist: np.ndarray, lo: np.ndarray, hi: np.ndarray, qs: list[float])
     return out
 
 
+def kish(shares: dict) -> float:
+    """The effective number of clusters that carry these shares: n when they carry as much
+    each, 1 when one carries everything."""
+    h = np.fromiter(shares.values(), float)
+    return float(h.sum() ** 2 / (h * h).sum()) if len(h) else 0.0
+
+
 @dataclass(frozen=True)
 class _Clusters:
-    """What one between-cluster part of a variance rests on: `n` clusters (a harmonic mean
-    over independent groups of them), the factor that undoes the Bayesian bootstrap's bias
-    for n clusters, and the degrees of freedom."""
+    """What one between-cluster part of a variance rests on: `n` effective clusters (a
+    harmonic mean over independent groups of them), the factor that undoes the Bayesian
+    bootstrap's bias for n clusters, the degrees of freedom, and whether the two cohorts'
+    clusters are the same ones (paired)."""
 
     n: float
     factor: float
     df: float
+    paired: bool = False
 
     @classmethod
-    def of(cls, groups: list[int]) -> _Clusters:
-        """Independent groups of clusters (a cohort's units, say), each of the given size;
-        groups of one cluster move nothing (a single weight cancels out of every ratio)."""
-        sizes = [n for n in groups if n >= 2]
+    def of(cls, groups: list[float], paired: bool = False) -> _Clusters:
+        """Independent groups of clusters (a cohort's units, say) of these effective sizes;
+        a group of one cluster moves nothing (a single weight cancels out of every ratio), and
+        fewer than two count as two (one degree of freedom: the widest t this gives)."""
+        sizes = [max(n, 2.0) for n in groups if n > 1]
         if not sizes:
-            return cls(math.inf, 1.0, math.inf)
+            return cls(math.inf, 1.0, math.inf, paired)
         inv = sum(1 / n for n in sizes)
         return cls(
             len(sizes) / inv,
             sum((n + 1) / (n - 1) / n for n in sizes) / inv,
             inv**2 / sum(1 / (n * n * (n - 1)) for n in sizes),
+            paired,
         )
 
     @classmethod
-    def between(cls, a: set, b: set) -> _Clusters:
-        """Two cohorts' clusters: paired when they mostly share them, else independent."""
-        shared = len(a & b)
-        return cls.of([shared] if shared and 2 * shared >= min(len(a), len(b)) else [len(a), len(b)])
+    def between(cls, a: dict, b: dict) -> _Clusters:
+        """Two cohorts' clusters, by their shares: paired when they mostly share them (each
+        cluster's share of a and of b add up), else independent groups."""
+        shared = a.keys() & b.keys()
+        if shared and 2 * len(shared) >= min(len(a), len(b)):
+            total_a, total_b = sum(a.values()), sum(b.values())
+            both = {k: a.get(k, 0) / total_a + b.get(k, 0) / total_b for k in a.keys() | b.keys()}
+            return cls.of([kish(both)], paired=True)
+        return cls.of([kish(a), kish(b)])
 
 
 @dataclass(frozen=True)
@@ -369,20 +411,12 @@ class _Design:
     cells: int
 
     @classmethod
-    def alone(cls, c: Cells) -> _Design:
-        units, slots = _present(c)
-        return cls(_Clusters.of([len(units)]), _Clusters.of([len(slots)]), len(c.groups))
+    def alone(cls, found: _Found, cells: int) -> _Design:
+        return cls(_Clusters.of([kish(found.by_unit)]), _Clusters.of([kish(found.by_block)]), cells)
 
     @classmethod
-    def between(cls, a: Cells, b: Cells) -> _Design:
-        (units_a, slots_a), (units_b, slots_b) = _present(a), _present(b)
-        units_a = {(a.level, a.units[u]) for u in units_a}
-        units_b = {(b.level, b.units[u]) for u in units_b}
-        return cls(
-            _Clusters.between(units_a, units_b),
-            _Clusters.between(slots_a, slots_b),
-            len(a.groups) + len(b.groups),
-        )
+    def between(cls, a: _Found, b: _Found, cells: int) -> _Design:
+        return cls(_Clusters.between(a.by_unit, b.by_unit), _Clusters.between(a.by_block, b.by_block), cells)
 
 
 def _present(c: Cells) -> tuple[set, set]:
@@ -400,45 +434,46 @@ def _spread(
     centre = math.log(point) if log else point
     var = {k: float(np.var(np.log(r) if log else r)) for k, r in reps.items()}
     # Each one-way bootstrap counts the cells' own noise once more; the cell bootstrap counts
-    # it with 1/n of each between part (two-way crossed random effects, moment equations).
+    # the part between units once per block and the part between blocks once per unit
+    # (moment equations of two-way crossed random effects).
     units, blocks = design.units, design.blocks
     rest = 1 - 1 / units.n - 1 / blocks.n
     noise = var["cell"]
     if rest > 0.5:
-        noise = (var["cell"] - var["unit"] / units.n - var["block"] / blocks.n) / rest
+        noise = (var["cell"] - var["unit"] / blocks.n - var["block"] / units.n) / rest
     noise = min(max(noise, 0.0), var["cell"])
-    parts = [
-        (max(var["unit"] - noise, 0.0) * units.factor, units.df),
-        (max(var["block"] - noise, 0.0) * blocks.factor, blocks.df),
-        (noise, max(design.cells - 1, 1)),
-    ]
-    total = sum(v for v, _ in parts)
+    between_units = max(var["unit"] - noise, 0.0) * units.factor
+    between_blocks = max(var["block"] - noise, 0.0) * blocks.factor
+    total = between_units + between_blocks + noise
     if total <= 0:
         return point, point
-    df = total**2 / sum(v * v / df for v, df in parts)
+    # Degrees of freedom (Welch-Satterthwaite). A between part of independent cohorts comes
+    # from a one-way bootstrap's whole variance, noise included, measured on that way's few
+    # clusters; in a paired design it is what is left once the shared clusters cancel, and
+    # only that rests on few clusters.
+    uncertain = [
+        (between_units if units.paired else units.factor * var["unit"], units.df, between_units),
+        (between_blocks if blocks.paired else blocks.factor * var["block"], blocks.df, between_blocks),
+        (noise, max(design.cells - 1, 1), noise),
+    ]
+    df = max(1.0, total**2 / sum(v * v / dof for v, dof, part in uncertain if part > 0))
     half = float(stdtrit(df, 1 - (1 - confidence) / 2)) * math.sqrt(total)
     if log:
         return math.exp(centre - half), math.exp(centre + half)
     return centre - half, centre + half
 
 
-def _estimate(value: float, reps: dict[str, np.ndarray], design: _Design, confidence: float) -> Estimate:
-    lo, hi = _spread(value, reps, design, confidence)
-    return Estimate(value, lo, hi)
+def _estimate(found: _Found, cells: int, confidence: float) -> Estimate:
+    lo, hi = _spread(found.value, found.reps, _Design.alone(found, cells), confidence)
+    return Estimate(found.value, lo, hi)
 
 
-def _difference(
-    a: tuple[float, dict[str, np.ndarray]],
-    b: tuple[float, dict[str, np.ndarray]],
-    design: _Design,
-    options: Options,
-) -> Difference:
-    (a_value, a_reps), (b_value, b_reps) = a, b
-    if not (a_value > 0 and all((r > 0).all() for r in a_reps.values())):
+def _difference(a: _Found, b: _Found, cells: int, options: Options) -> Difference:
+    if not (a.value > 0 and all((r > 0).all() for r in a.reps.values())):
         return Difference(None, None, None, INSUFFICIENT)
-    ratio = {k: b_reps[k] / a_reps[k] for k in RESAMPLINGS}
-    lo, hi = _spread(b_value / a_value, ratio, design, options.confidence)
-    rel = b_value / a_value - 1
+    ratio = {k: b.reps[k] / a.reps[k] for k in RESAMPLINGS}
+    lo, hi = _spread(b.value / a.value, ratio, _Design.between(a, b, cells), options.confidence)
+    rel = b.value / a.value - 1
     return Difference(rel, lo - 1, hi - 1, verdict(rel, lo - 1, hi - 1, options.min_effect))
 
 
@@ -453,9 +488,9 @@ def _method(a: Cells, b: Cells, options: Options) -> str:
     return (
         f"cluster bootstrap over {len(units)} {levels} and {blocks} blocks of {_blocks(a.slot_s)}: "
         f"{options.replicates} Exp(1)-weighted replicates each by unit, by block and by cell, shared "
-        "where the cohorts share them; variances combined as for crossed random effects, Student's t "
-        f"{options.confidence:.0%} intervals on the log scale; a verdict needs the interval to "
-        f"exclude 0 and a difference above {options.min_effect:.1%}"
+        "where the cohorts share them; variances combined as for crossed random effects and scaled "
+        f"for few clusters; Student's t {options.confidence:.0%} intervals on the log scale; a "
+        f"verdict needs the interval to exclude 0 and a difference above {options.min_effect:.1%}"
     )
 
 

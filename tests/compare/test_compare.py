@@ -191,3 +191,13 @@ def test_bins_of_negative_values_and_zero_span_their_values():
     lo, hi = bin_edges(keys_for(values))
     assert (lo <= values).all() and (values <= hi).all()
     assert lo[1] == hi[1] == 0.0
+
+
+def test_a_cohort_whose_points_come_from_one_or_two_agents_gets_a_wide_interval_not_an_error():
+    rng = np.random.default_rng(12)
+    a = cohort(rng, 3000, np.array([0, 1]))
+    mostly_one = cohort(rng, 3000, np.array([2, 2, 2, 2, 2, 2, 2, 2, 2, 3]), agent_factor=np.ones(4))
+    result = compare(a, mostly_one, Options())
+    assert result.verdict == NO_CHANGE
+    d = result.diff["p95"]
+    assert np.isfinite([d.lo, d.hi]).all() and d.lo < 0 < d.hi
