@@ -177,6 +177,9 @@ AGENT_MEMORY_TARGET_BYTES = env.int("AGENT_MEMORY_TARGET_BYTES", default=100 * 1
 # Tables and bars of nodes, agents, tools and models show this many rows, the rest merged into
 # one "others" row: a flood of new names must not make pages, or their reads, grow with it.
 BREAKDOWN_TOP_N = env.int("BREAKDOWN_TOP_N", default=20)
+# A comparison answers "insufficient data" for a cohort with fewer points than this (or fewer
+# than ten minutes with data), never a guess.
+COMPARE_MIN_COUNT = env.int("COMPARE_MIN_COUNT", default=100)
 # Targets drawn on the latency charts (the ElixirChain performance targets, docs/dashboard.md).
 LATENCY_TARGETS = {
     "agent_response_ms": {"stat": "p95", "value": 2000},

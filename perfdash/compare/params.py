@@ -26,8 +26,6 @@ PREFIXES = ("a.", "b.")
 COHORT_PARAMS = ("window", "from", "to", "node", "agent")
 OTHER_PARAMS = ("metric", "stat", "min_effect", "confidence")
 DEFAULT_WINDOW = "1h"
-# The COMPARE_MIN_COUNT setting's default: fewer points in a cohort answer insufficient_data.
-MIN_COUNT = 100
 
 
 @dataclass(frozen=True)
@@ -145,7 +143,7 @@ def _options(params: Mapping[str, str], stats: tuple[str, ...]) -> Options:
         stat=stat if stat != "all" else ("p95" if "p95" in stats else stats[0]),
         min_effect=_fraction(params, "min_effect", 0.02, 0.0, 1.0),
         confidence=_fraction(params, "confidence", 0.95, 0.5, 0.99),
-        min_count=getattr(settings, "COMPARE_MIN_COUNT", MIN_COUNT),
+        min_count=settings.COMPARE_MIN_COUNT,
     )
 
 
