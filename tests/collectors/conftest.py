@@ -13,11 +13,13 @@ import pytest
 @dataclass
 class Receiver:
     """A real local HTTP server standing in for perfdash: records every request and answers
-    with the next scripted (status, headers, body), then 202."""
+    with the next scripted (status, headers, body), then `default`."""
 
     url: str = ""
     requests: list[dict] = field(default_factory=list)
+    seen: list[tuple[str, str, dict]] = field(default_factory=list)  # (path, Authorization, body)
     script: list[tuple[int, dict, dict]] = field(default_factory=list)
+    default: tuple[int, dict, dict] = (202, {}, {"accepted": 1})
     times: list[float] = field(default_factory=list)
 
     def points(self) -> list[dict]:
@@ -36,8 +38,9 @@ def receiver() -> Iterator[Receiver]:
             if self.headers.get("Content-Encoding") == "gzip":
                 raw = gzip.decompress(raw)
             state.requests.append(json.loads(raw))
+            state.seen.append((self.path, self.headers.get("Authorization", ""), state.requests[-1]))
             state.times.append(time.monotonic())
-            status, headers, body = state.script.pop(0) if state.script else (202, {}, {"accepted": 1})
+            status, headers, body = state.script.pop(0) if state.script else state.default
             data = json.dumps(body).encode()
             self.send_response(status)
             for k, v in headers.items():

@@ -3,15 +3,9 @@ retry a busy server, give up on a refusal, and check the event before sending it
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -22,46 +16,11 @@ from perfdash.events.models import Event
 from tests.conftest import ROOT, free_port, server_env
 
 
-@dataclass
-class Server:
-    """A real local HTTP server standing in for perfdash: records each request's path, token
-    and JSON, and answers with the next scripted (status, headers, body), then 201."""
-
-    url: str = ""
-    requests: list[tuple[str, str, dict]] = field(default_factory=list)
-    script: list[tuple[int, dict, dict]] = field(default_factory=list)
-
-
 @pytest.fixture
-def server() -> Iterator[Server]:
-    state = Server()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers["Content-Length"]))
-            if self.headers.get("Content-Encoding") == "gzip":
-                raw = gzip.decompress(raw)
-            state.requests.append((self.path, self.headers["Authorization"], json.loads(raw)))
-            status, headers, body = state.script.pop(0) if state.script else (201, {}, {"id": 1})
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{http.server_address[1]}"
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    http.shutdown()
-    http.server_close()
+def server(receiver):
+    """The collectors' local receiver, answering as the events endpoint does."""
+    receiver.default = (201, {}, {"id": 1})
+    return receiver
 
 
 def client(url: str) -> Client:
@@ -72,7 +31,7 @@ def test_perf_event_posts_one_event_to_the_events_path(server):
     perf = client(server.url)
     assert perf.event("deploy", "v1.3.0", version="1.3.0", build=1234) is True
     perf.close()
-    [(path, auth, body)] = server.requests
+    [(path, auth, body)] = server.seen
     assert path == "/api/v1/events" and auth == "Bearer pd_test"
     assert {k: body[k] for k in ("kind", "title", "tags")} == {
         "kind": "deploy",
@@ -91,7 +50,7 @@ def test_an_event_perfdash_would_refuse_raises_before_anything_is_sent(server):
     with pytest.raises(ValueError, match="letters"):
         perf.event("note", "x", **{"bad key": "1"})
     perf.close()
-    assert server.requests == []
+    assert server.seen == []
 
 
 def test_a_busy_server_is_retried_with_the_same_body_until_it_takes_the_event(server):
@@ -99,8 +58,8 @@ def test_a_busy_server_is_retried_with_the_same_body_until_it_takes_the_event(se
     slept: list[float] = []
     event = event_protocol.of("config", "pool size 8")
     event_protocol.send(server.url, "pd_test", event, sleep=slept.append)
-    assert len(server.requests) == 3
-    assert server.requests[0] == server.requests[2]  # the same event, not a new one
+    assert len(server.seen) == 3
+    assert server.seen[0] == server.seen[2]  # the same event, not a new one
     assert slept[0] >= 2  # never sooner than the server's Retry-After
     assert len(slept) == 2
 
@@ -111,7 +70,7 @@ def test_a_refused_event_is_not_retried_and_perf_event_says_so(server, caplog):
     with caplog.at_level(logging.WARNING, "perfdash.collectors"):
         assert perf.event("deploy", "v1.3.0") is False
     perf.close()
-    assert len(server.requests) == 1
+    assert len(server.seen) == 1
     assert "HTTP 400: tags.version must be a string" in caplog.text
 
 
