@@ -199,8 +199,9 @@ class Client:
 
         Sent at once from the calling thread, not through the buffer: True once stored; False
         (logged) when refused, or not taken within 30 s of retries (429, 5xx, network
-        errors). Events are not spooled. ValueError for an event perfdash would refuse."""
-        checked = event_protocol.of(kind, title, tags, ts)
+        errors). Events are not spooled. ValueError for an event perfdash would refuse.
+        The client's default tags (`tags=`, $PERFDASH_TAGS) come with it, under its own."""
+        checked = event_protocol.of(kind, title, with_defaults(tags, self.tags), ts)
         try:
             event_protocol.send(self._url, self._token, checked, timeout=self._timeout)
         except event_protocol.NotSent as exc:

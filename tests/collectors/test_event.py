@@ -41,6 +41,16 @@ def test_perf_event_posts_one_event_to_the_events_path(server):
     assert isinstance(body["ts"], float)
 
 
+def test_an_event_carries_the_client_s_default_tags_under_its_own(server):
+    perf = Client(
+        server.url, "pd_test", node="n", agent="a", spool_dir="", tags={"version": "1.3.0", "variant": "b"}
+    )
+    assert perf.event("deploy", "go", variant="a") is True
+    perf.close()
+    [(_, _, body)] = server.seen
+    assert body["tags"] == {"version": "1.3.0", "variant": "a"}
+
+
 def test_an_event_perfdash_would_refuse_raises_before_anything_is_sent(server):
     perf = client(server.url)
     with pytest.raises(ValueError, match="kind must be one of"):
