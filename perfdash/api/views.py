@@ -21,8 +21,9 @@ from perfdash.ingest import cardinality, ratelimit
 from perfdash.ingest.models import PendingBatch
 from perfdash.ingest.tasks import wake
 from perfdash.ingest.validate import Limits, ProtocolError, decode_body, parse_batch
-from perfdash.lib.durations import parse_duration
+from perfdash.lib.durations import DAY_S, parse_duration
 from perfdash.metrics import query
+from perfdash.metrics.scope import window_seconds
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
@@ -50,7 +51,7 @@ def _limits() -> Limits:
         max_name=settings.INGEST_MAX_NAME_LENGTH,
         max_body=settings.INGEST_MAX_BODY_BYTES,
         max_future_s=settings.INGEST_MAX_FUTURE_SECONDS,
-        max_age_s=settings.ROLLUP_RETENTION_DAYS * 86400,
+        max_age_s=settings.ROLLUP_RETENTION_DAYS * DAY_S,
     )
 
 
@@ -104,9 +105,7 @@ def _read_params(request, extra: set[str]) -> tuple[str, int, query.Scope]:
     metric = params.get("metric", "")
     if not metric:
         raise query.QueryError("metric", "metric is required")
-    window = _duration(params.get("window", "1h"), "window")
-    if not 60 <= window <= settings.ROLLUP_RETENTION_DAYS * 86400:
-        raise query.QueryError("window", f"window must be between 1m and {settings.ROLLUP_RETENTION_DAYS}d")
+    window = window_seconds("window", params.get("window", "1h"))
     tag_key = tags[0][4:] if tags else ""
     scope = query.Scope(
         node=params.get("node", ""),
@@ -242,10 +241,7 @@ def _events_params(params) -> tuple[int, str]:
     for k in params:
         if k not in EVENT_PARAMS:
             raise query.QueryError(k, f"unknown parameter {k!r}")
-    window = _duration(params.get("window", "24h"), "window")
-    days = settings.ROLLUP_RETENTION_DAYS
-    if not 60 <= window <= days * 86400:
-        raise query.QueryError("window", f"window must be between 1m and {days}d")
+    window = window_seconds("window", params.get("window", "24h"))
     kind = params.get("kind", "")
     if kind and kind not in event_protocol.KINDS:
         raise query.QueryError("kind", f"kind must be one of {', '.join(event_protocol.KINDS)}")

@@ -18,9 +18,9 @@ from django.conf import settings
 
 from perfdash.compare.cohorts import Cohort, stats_for
 from perfdash.compare.compare import Options
-from perfdash.lib.durations import DAY_S, parse_duration
+from perfdash.lib.durations import DAY_S
 from perfdash.metrics import query
-from perfdash.metrics.scope import QueryError, Scope, check_text
+from perfdash.metrics.scope import QueryError, Scope, check_text, window_seconds
 
 PREFIXES = ("a.", "b.")
 COHORT_PARAMS = ("window", "from", "to", "node", "agent")
@@ -87,7 +87,7 @@ def _cohort(params: Mapping[str, str], prefix: str, now: float) -> Cohort:
 def _range(params: Mapping[str, str], prefix: str, now: float) -> tuple[int, int]:
     """[start, end) in whole minutes."""
     window_param, text = _own_or_shared(params, prefix, "window")
-    window = _duration(window_param, text or DEFAULT_WINDOW)
+    window = window_seconds(window_param, text or DEFAULT_WINDOW)
     from_param, first = _own_or_shared(params, prefix, "from")
     to_param, last = _own_or_shared(params, prefix, "to")
     if first is None and last is None:
@@ -103,16 +103,6 @@ def _range(params: Mapping[str, str], prefix: str, now: float) -> tuple[int, int
             from_param, f"{from_param} is older than the {settings.ROLLUP_RETENTION_DAYS} days kept"
         )
     return math.floor(start / 60) * 60, math.ceil(end / 60) * 60
-
-
-def _duration(param: str, text: str) -> int:
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise QueryError(param, str(exc)) from None
-    if not 60 <= seconds <= settings.ROLLUP_RETENTION_DAYS * DAY_S:
-        raise QueryError(param, f"{param} must be between 1m and {settings.ROLLUP_RETENTION_DAYS}d")
-    return seconds
 
 
 def _instant(param: str, text: str) -> float:

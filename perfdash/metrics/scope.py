@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from django.conf import settings
+
+from perfdash.lib.durations import DAY_S, parse_duration
 from perfdash.metrics.dimensions import dimension_tags
 
 
@@ -27,6 +30,18 @@ class UnknownMetric(LookupError):
 # No stored name holds a control character (ingest refuses them), and PostgreSQL refuses a
 # NUL in any text parameter: such a filter can only be a mistake, answered as one.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def window_seconds(param: str, text: str) -> int:
+    """A window parameter ("5m", "24h", "7d") in seconds: from a minute to the rollup retention."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise QueryError(param, str(exc)) from None
+    days = settings.ROLLUP_RETENTION_DAYS
+    if not 60 <= seconds <= days * DAY_S:
+        raise QueryError(param, f"{param} must be between 1m and {days}d")
+    return seconds
 
 
 def check_text(param: str, value: str) -> None:
