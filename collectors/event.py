@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from collectors.protocol import (
     DEFAULT_LIMITS,
-    INGEST_PATH,
     Limits,
     ProtocolError,
     check_label,
@@ -113,8 +112,7 @@ def send(
 ) -> None:
     """Post `event` now, from this thread; NotSent if it was not stored. ValueError for a
     malformed `url`. An event whose answer is lost on the way back may be stored twice."""
-    transport = Transport(url, token, timeout)
-    transport.path = transport.path.removesuffix(INGEST_PATH) + EVENTS_PATH
+    transport = Transport(url, token, timeout, path=EVENTS_PATH)
     body = event.body()
     backoff = Backoff()
     deadline = time.monotonic() + retry_for

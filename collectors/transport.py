@@ -44,15 +44,16 @@ class Outcome:
 
 
 class Transport:
-    """One keep-alive HTTP connection to the ingest API (not thread-safe: one per thread)."""
+    """One keep-alive HTTP connection to perfdash's API, posting to `path` (the ingest API by
+    default; not thread-safe: one per thread)."""
 
-    def __init__(self, url: str, token: str, timeout: float = 10.0):
+    def __init__(self, url: str, token: str, timeout: float = 10.0, path: str = INGEST_PATH):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url must be http(s)://host[:port], not {url!r}")
         self._https = parts.scheme == "https"
         self._host, self._port = parts.hostname, parts.port
-        self.path = parts.path.rstrip("/") + INGEST_PATH
+        self.path = parts.path.rstrip("/") + path
         self._headers = {
             "Authorization": f"Bearer {token}",
             "Content-Type": "application/json",

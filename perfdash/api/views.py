@@ -29,13 +29,14 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
 
 
-def method(name: str):
+def method(*names: str):
     def decorator(view):
         @wraps(view)
         def wrapper(request, *args, **kwargs):
-            if request.method != name:
-                response = error(f"method {request.method} not allowed; use {name}", 405)
-                response["Allow"] = name
+            if request.method not in names:
+                allowed = " or ".join(names)
+                response = error(f"method {request.method} not allowed; use {allowed}", 405)
+                response["Allow"] = ", ".join(names)
                 return response
             return view(request, *args, **kwargs)
 
@@ -179,15 +180,10 @@ def series(request, metric: str, window: int, scope: query.Scope) -> dict:
 
 
 @csrf_exempt
+@method("GET", "POST")
 def events(request):
     """POST an event (scope `ingest`), or GET the events of a window (scope `read` or a session)."""
-    if request.method == "POST":
-        return _post_event(request)
-    if request.method == "GET":
-        return _list_events(request)
-    response = error(f"method {request.method} not allowed; use GET or POST", 405)
-    response["Allow"] = "GET, POST"
-    return response
+    return _post_event(request) if request.method == "POST" else _list_events(request)
 
 
 @token_required("ingest")
