@@ -26,11 +26,11 @@ import gzip
 import logging
 import os
 import statistics
-import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import common
 import httpx
@@ -56,18 +56,12 @@ def parse_args() -> argparse.Namespace:
 def fresh_database() -> None:
     import psycopg
 
-    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-        conn.execute('DROP DATABASE IF EXISTS "perfdash_bench_cardinality" WITH (FORCE)')
+    # The database DB names, dropped through the same server's maintenance database.
+    name = urlsplit(DB).path.lstrip("/")
+    with psycopg.connect(urlsplit(DB)._replace(path="/postgres").geturl(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1"
     common.setup_django(DB)
-
-
-def spawn(cmd: list[str], log: str) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": DB, "REDIS_URL": common.BENCH_REDIS, "LOG_LEVEL": "WARNING"}
-    env["DJANGO_SETTINGS_MODULE"] = "perfdash.settings"
-    return subprocess.Popen(
-        cmd, cwd=common.ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True
-    )
 
 
 def rss_mb(pid: int) -> float:
@@ -214,9 +208,11 @@ def main() -> None:
     from perfdash.run import WORKER_PROCESSES, web_server, worker_command
 
     tokens, cookie = setup()
-    ingest = spawn([*web_server(str(args.port)), "--log-level", "warning"], "/tmp/bench-card-ingest.log")
-    pages = spawn([*web_server(str(args.port + 1)), "--log-level", "warning"], "/tmp/bench-card-pages.log")
-    worker = spawn(worker_command("ingest", WORKER_PROCESSES), "/tmp/bench-card-worker.log")
+    web = [*web_server(str(args.port)), "--log-level", "warning"]
+    ingest = common.spawn(web, "/tmp/bench-card-ingest.log", DB)
+    pages_cmd = [*web_server(str(args.port + 1)), "--log-level", "warning"]
+    pages = common.spawn(pages_cmd, "/tmp/bench-card-pages.log", DB)
+    worker = common.spawn(worker_command("ingest", WORKER_PROCESSES), "/tmp/bench-card-worker.log", DB)
     bench = Bench(args, tokens, cookie)
     compactor = Background(compact_rollups.delay, 5)
     statuses: dict[str, Counter] = {p: Counter() for p in PHASES}

@@ -42,19 +42,24 @@ def setup_django(database_url: str = BENCH_DB) -> None:
     call_command("migrate", verbosity=0)
 
 
-def env() -> dict[str, str]:
+def env(database_url: str = BENCH_DB) -> dict[str, str]:
     return {
         **os.environ,
-        "DATABASE_URL": BENCH_DB,
+        "DATABASE_URL": database_url,
         "REDIS_URL": BENCH_REDIS,
         "DJANGO_SETTINGS_MODULE": "perfdash.settings",
         "LOG_LEVEL": "WARNING",
     }
 
 
-def spawn(cmd: list[str], log: str) -> subprocess.Popen:
+def spawn(cmd: list[str], log: str, database_url: str = BENCH_DB) -> subprocess.Popen:
     return subprocess.Popen(
-        cmd, cwd=ROOT, env=env(), stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True
+        cmd,
+        cwd=ROOT,
+        env=env(database_url),
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
