@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from collectors.simulate.cli import parse_args
+from perfdash.lib.secrets import MASK
 from perfdash.run import ROOT, Config, Demo, check_ports, check_services, demo_fleet
 from perfdash.run.supervisor import MAX_DELAY_S, STEADY_S, Program, Supervisor
 
@@ -24,7 +25,7 @@ SLEEP = [sys.executable, "-c", "import time; time.sleep(100)"]
 def test_it_names_the_postgres_url_it_could_not_reach():
     problem = check_services("postgres://postgres:secret@127.0.0.1:1/perfdash", REDIS)
     assert problem and "\n" not in problem
-    assert "postgres://postgres:***@127.0.0.1:1/perfdash" in problem and "secret" not in problem
+    assert f"postgres://postgres:{MASK}@127.0.0.1:1/perfdash" in problem and "secret" not in problem
     assert "DATABASE_URL" in problem
 
 

@@ -70,17 +70,18 @@ def _body(request, limits: Limits) -> bytes:
 @method("POST")
 @token_required("ingest")
 def ingest(request):
-    limits = _limits()
+    limits, now = _limits(), time.time()
     try:
-        batch = parse_batch(_body(request, limits), limits, time.time())
+        batch = parse_batch(_body(request, limits), limits, now)
     except ProtocolError as exc:
         return JsonResponse(exc.as_json(), status=exc.status)
-    refused = cardinality.check(request.token.id, batch, time.time())
-    if refused is not None:
-        return refused.response()
+    # The points rate first: the cardinality check counts a batch's new series once it passes.
     refused = _over_rate(request.token.id, len(batch))
     if refused is not None:
         return refused
+    refused = cardinality.check(request.token.id, batch, now)
+    if refused is not None:
+        return refused.response()
     # Committed to the outbox before the 202: from here on the batch is safe whatever happens
     # to Redis or a worker. None: this batch id is pending already (a re-send).
     pending = PendingBatch.keep(request.token.id, batch)

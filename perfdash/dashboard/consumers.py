@@ -47,6 +47,7 @@ SUBSCRIBE_TIMEOUT_S = 5.0
 PEAKS_READ_S = 60.0
 # Close codes the page understands (4000-4999 are the application's own).
 TOO_MANY_SOCKETS = 4429
+BAD_FILTER = 4400
 # Live computes run one at a time on a thread of their own: never on the thread that serves
 # this process's ordinary requests, and never more than one core's worth however many views
 # are open.
@@ -304,8 +305,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         page = params.get("page", "overview")
         try:
             self.view = panels.View.from_params(params, page=page if page in panels.PAGES else "overview")
-        except QueryError:
-            await self.close(code=4400)
+        except QueryError:  # accepted first, as above, so that the page can read the code
+            await self.accept()
+            await self.close(code=BAD_FILTER)
             return
         self.broadcast = Broadcast.join(self)  # before subscribing: a leaving socket must see it
         try:

@@ -113,15 +113,18 @@ def _history_start(capacity: dict, now: float) -> float:
 def overview(view: View, live: AgentPeaks | None = None) -> dict:
     # Slow-changing things first, and last the latency panels and headline counts (two reads of
     # the same window) and memory: what changes every second is read nearest the send.
-    active = query.top(  # newest per node
-        "active_agents",
-        120,
-        "node",
-        settings.BREAKDOWN_TOP_N,
-        percentiles=False,
-        rank="max",
-        names=[view.node] if view.node else None,
-    )
+    # An agent's page shows no nodes: it reads no active agents.
+    active = None
+    if not view.agent:
+        active = query.top(  # newest per node
+            "active_agents",
+            120,
+            "node",
+            settings.BREAKDOWN_TOP_N,
+            percentiles=False,
+            rank="max",
+            names=[view.node] if view.node else None,
+        )
     data = {"view": asdict(view), "alerts": firing_alerts(view)}
     if not view.agent:
         data["nodes"] = nodes(active)

@@ -3,20 +3,16 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 from celery import shared_task
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 
 from perfdash.ingest.models import FailedBatch, IngestedBatch, PendingBatch
+from perfdash.lib.unavailable import DATABASE_AWAY
 from perfdash.live import peaks, publish
 from perfdash.metrics import partitions
 from perfdash.metrics.batch import Batch
 
 log = logging.getLogger(__name__)
-# The database is away (restart, failover, dropped connection). COPY raises psycopg's own
-# errors, since Django does not wrap it.
-DATABASE_AWAY = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 @shared_task(

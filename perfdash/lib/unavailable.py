@@ -21,6 +21,8 @@ from django.template.loader import render_to_string
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
+# The database is away (restart, failover, dropped connection). COPY and binary cursors raise
+# psycopg's own errors, which Django does not wrap.
 DATABASE_AWAY = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 JSON_PATHS = ("/api/", "/v1/", "/data/")
 

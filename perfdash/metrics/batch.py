@@ -1,8 +1,9 @@
-"""A validated batch in columnar form, and its compact Celery message.
+"""A validated batch in columnar form: three numpy columns plus the list of distinct series,
+not a list of dicts, so storing it costs no Python object per field of every point.
 
-Points travel to the worker as three packed numpy columns plus the list of distinct series,
-not as a list of dicts: a full batch is one string that costs the worker almost nothing to
-decode, where a list of dicts costs Python objects for every field of every point.
+It waits in the ingest outbox in its binary form (`to_bytes`); the message form
+(`to_message`, base64 in JSON) is what failed batches keep, and what workers still accept
+from web processes of before the outbox.
 """
 
 from __future__ import annotations

@@ -172,8 +172,9 @@ def _days(unix_seconds: np.ndarray) -> list[date]:
     return [datetime.fromtimestamp(int(d) * DAY_S, UTC).date() for d in days]
 
 
-# The generation moves on whenever series or keys are removed (garbage collection, or whoever
-# empties the store under running workers): the cached ids of every process are then suspect.
+# The generation moves on when garbage collection removes keys, or when the store is emptied
+# under running workers (the tests do): every process's cached ids are then suspect. One small
+# read per batch, against a batch's COPY.
 _GENERATION = "SELECT coalesce((SELECT generation FROM metrics_keyversion WHERE id = 1), 0)"
 _generation: int | None = None
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import environ
 
+from perfdash.lib.secrets import mask_url
 from perfdash.run.supervisor import Program, Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -181,7 +182,7 @@ def check_services(database_url: str, redis_url: str) -> str | None:
     except psycopg.OperationalError as exc:
         if "does not exist" not in str(exc):
             return (
-                f"PostgreSQL is not reachable at {_safe(database_url)} — start one (e.g. `docker compose "
+                f"PostgreSQL is not reachable at {mask_url(database_url)} — start one (e.g. `docker compose "
                 f"-f docker/compose.yaml up -d postgres`) or set DATABASE_URL in .env"
             )
         with psycopg.connect(dbname="postgres", autocommit=True, **conninfo) as conn:
@@ -190,19 +191,10 @@ def check_services(database_url: str, redis_url: str) -> str | None:
         redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
     except redis.RedisError:
         return (
-            f"Redis is not reachable at {_safe(redis_url)} — start one (e.g. `docker compose "
+            f"Redis is not reachable at {mask_url(redis_url)} — start one (e.g. `docker compose "
             f"-f docker/compose.yaml up -d redis`) or set REDIS_URL in .env"
         )
     return None
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for messages."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if at and ":" in creds:
-        creds = creds.split(":", 1)[0] + ":***"
-    return f"{scheme}{sep}{creds}{at}{host}"
 
 
 def _listening(port: int) -> bool:
