@@ -22,11 +22,11 @@ from perfdash.ingest.models import PendingBatch
 from perfdash.ingest.tasks import wake
 from perfdash.ingest.validate import Limits, ProtocolError, decode_body, parse_batch
 from perfdash.lib.durations import DAY_S, parse_duration
+from perfdash.lib.unavailable import RETRY_AFTER_S
 from perfdash.metrics import query
 from perfdash.metrics.scope import window_seconds
 
 log = logging.getLogger(__name__)
-RETRY_AFTER_S = 5
 
 
 def method(*names: str):

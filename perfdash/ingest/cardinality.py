@@ -31,11 +31,11 @@ from django.conf import settings
 from django.http import JsonResponse
 
 from perfdash.lib.redis import client, key
+from perfdash.lib.unavailable import RETRY_AFTER_S
 from perfdash.metrics import cardinality
 from perfdash.metrics.batch import Batch, SeriesKey
 
 log = logging.getLogger(__name__)
-RETRY_AFTER_S = 5
 # New series per token per UTC day, for the admin's list of the biggest contributors.
 DAY_TTL_S = 2 * 86400
 
@@ -106,7 +106,7 @@ def check(token_id: int, batch: Batch, now: float) -> Refusal | None:
         return None
     # Metric names first: they need no look-up of the batch's series, often thousands.
     refused = _metric_names({s[0] for s in batch.series})
-    if refused:
+    if refused or not (settings.INGEST_MAX_SERIES_PER_METRIC or settings.INGEST_NEW_SERIES_PER_MINUTE):
         return refused
     new = _known.new_of(batch.series)
     if not new:
@@ -124,11 +124,11 @@ def _metric_names(metrics: set[str]) -> Refusal | None:
     unknown = metrics - _known.metrics
     if not most or not unknown:
         return None
-    counts, total = cardinality.series_counts(sorted(unknown))
+    counts = cardinality.series_counts(sorted(unknown))
     with _known.lock:
         _known.metrics.update(counts)
     new = sorted(unknown - counts.keys())
-    if new and total + len(new) > most:
+    if new and (total := cardinality.metric_count()) + len(new) > most:
         return _too_many(
             f"the batch brings {len(new)} new metric names (the first {new[0]!r}); "
             f"the store has {total} of at most {most}",
@@ -146,7 +146,7 @@ def _series_per_metric(new: list[SeriesKey]) -> Refusal | None:
     if not most:
         return None
     per_metric = Counter(s[0] for s in new)
-    counts, _ = cardinality.series_counts(sorted(per_metric))
+    counts = cardinality.series_counts(sorted(per_metric))
     over = [(counts.get(m, 0) + n, m) for m, n in per_metric.items() if counts.get(m, 0) + n > most]
     if not over:
         return None

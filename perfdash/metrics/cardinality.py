@@ -145,11 +145,15 @@ def existing(series: list[SeriesKey]) -> set[SeriesKey]:
         return {tuple(r) for r in cur.fetchall()}
 
 
-def series_counts(metrics: list[str]) -> tuple[dict[str, int], int]:
-    """The number of series of each of these metrics (those without any are absent), and the
-    number of metrics the store has."""
+def series_counts(metrics: list[str]) -> dict[str, int]:
+    """The number of series of each of these metrics (those without any are absent)."""
     with connection.cursor() as cur:
         cur.execute("SELECT metric, series FROM metrics_metricseries WHERE metric = ANY(%s)", [metrics])
-        counts = dict(cur.fetchall())
+        return dict(cur.fetchall())
+
+
+def metric_count() -> int:
+    """The number of metrics the store has."""
+    with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM metrics_metricseries")
-        return counts, cur.fetchone()[0]
+        return cur.fetchone()[0]
