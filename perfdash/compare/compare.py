@@ -41,15 +41,14 @@ import numpy as np
 from scipy.special import stdtrit
 
 from perfdash.metrics.rollup import Groups, split_label
-from perfdash.metrics.sketch import BASE, GAMMA
+from perfdash.metrics.sketch import ALPHA, BASE, GAMMA, PERCENTILES
 
-QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
-STATS = ("mean", *QUANTILES)
+STATS = ("mean", *PERCENTILES)
 COUNTER_STATS = ("rate",)
 SLOWER, FASTER, NO_CHANGE, INSUFFICIENT = "slower", "faster", "no_change", "insufficient_data"
 PRECISION_NOTE = (
-    "Quantiles are read from sketches that place every value within 0.5 %, so each is within 1 % "
-    "of exact before its interval; counts, means and rates are exact."
+    f"Quantiles are read from sketches that place every value within {ALPHA * 100:g} %, so each is "
+    f"within {2 * ALPHA * 100:g} % of exact before its interval; counts, means and rates are exact."
 )
 # Below this many agents of its own, a cohort's intervals are wide (t with few degrees of
 # freedom): a note says why.
@@ -275,9 +274,9 @@ def _replicates(c: Cells, draw: _Draw, stats: tuple[str, ...]) -> dict[str, _Fou
         found["mean"] = (g.sum.sum() / g.count.sum(), reps, g.count.astype(np.float64))
     if "rate" in stats:
         found["rate"] = (g.sum.sum() / c.seconds.sum(), _rates(c, draw), np.abs(g.sum))
-    wanted = [s for s in stats if s in QUANTILES]
+    wanted = [s for s in stats if s in PERCENTILES]
     if wanted:
-        point, reps, above = _quantile_replicates(g, w, [QUANTILES[s] for s in wanted])
+        point, reps, above = _quantile_replicates(g, w, [PERCENTILES[s] for s in wanted])
         found.update((s, (point[j], reps[:, j], above[:, j])) for j, s in enumerate(wanted))
     unit, slot = split_label(g.label)
     slots, slot_of = np.unique(slot, return_inverse=True)
@@ -419,10 +418,10 @@ class _Design:
         return cls(_Clusters.between(a.by_unit, b.by_unit), _Clusters.between(a.by_block, b.by_block), cells)
 
 
-def _present(c: Cells) -> tuple[set, set]:
-    """The units and the blocks that have points."""
-    unit, slot = split_label(c.groups.label[c.groups.count > 0])
-    return set(unit.tolist()), set(slot.tolist())
+def _present(c: Cells) -> set:
+    """The units that have points."""
+    unit, _ = split_label(c.groups.label[c.groups.count > 0])
+    return set(unit.tolist())
 
 
 def _spread(
@@ -482,7 +481,7 @@ def _blocks(slot_s: int) -> str:
 
 
 def _method(a: Cells, b: Cells, options: Options) -> str:
-    units = {(c.level, c.units[u]) for c in (a, b) for u in _present(c)[0]}
+    units = {(c.level, c.units[u]) for c in (a, b) for u in _present(c)}
     levels = " and ".join(sorted({f"{c.level}s" for c in (a, b)}))
     blocks = len(np.union1d(a.slots, b.slots))
     return (
@@ -511,7 +510,7 @@ def design_notes(a: Cells, b: Cells) -> list[str]:
                 "are not counted."
             )
     if a.level == b.level == "agent":
-        units_a, units_b = ({c.units[u] for u in _present(c)[0]} for c in (a, b))
+        units_a, units_b = ({c.units[u] for u in _present(c)} for c in (a, b))
         shared = len(units_a & units_b)
         if shared == 0:
             notes.append(

@@ -23,9 +23,8 @@ from perfdash.metrics.dimensions import dimension_tags
 from perfdash.metrics.models import WELL_KNOWN_METRICS
 from perfdash.metrics.rollup import ROW_COLUMNS, Groups, Rows, combine
 from perfdash.metrics.scope import FLEET, QueryError, Scope, UnknownMetric, check_text
-from perfdash.metrics.sketch import key_values, quantiles
+from perfdash.metrics.sketch import PERCENTILES, key_values, quantiles
 
-PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 STATS = ("count", "min", "max", "avg", "sum", "rate", *PERCENTILES)
 MAX_SERIES_POINTS = 1500
 

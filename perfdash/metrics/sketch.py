@@ -19,6 +19,8 @@ import math
 import numpy as np
 
 ALPHA = 0.005  # relative accuracy of every quantile; the read API promises 1 %
+# The quantiles every read and comparison offers.
+PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 GAMMA = (1 + ALPHA) / (1 - ALPHA)
 LOG_GAMMA = math.log(GAMMA)
 BASE = 1 << 30
