@@ -12,10 +12,11 @@ from django.conf import settings
 from django.core.checks import Error, register
 
 from collectors.protocol import ProtocolError, check_name
+from perfdash.metrics.models import RollupKey
 
 MAX_DIMENSION_TAGS = 8
-# RollupKey.tag_key's width, and the alert rule's.
-MAX_TAG_LENGTH = 128
+# The column a dimension tag's name is stored in (the alert rule's takes the same width).
+MAX_TAG_LENGTH = RollupKey._meta.get_field("tag_key").max_length
 # Names a read already uses for its breakdowns (`by=node`): a tag of that name would be ambiguous.
 RESERVED = ("node", "agent")
 
