@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from collectors import event as event_protocol
 from perfdash.api.decorators import error, token_required
-from perfdash.compare import cohorts
+from perfdash.compare import cohorts, words
 from perfdash.compare import params as compare_params
 from perfdash.events.models import Event
 from perfdash.ingest import cardinality, ratelimit
@@ -257,9 +257,41 @@ def compare(request):
     now = time.time()
     try:
         asked = compare_params.parse(request.GET, now)
-        result = cohorts.compare_cohorts(asked.metric, asked.a, asked.b, asked.options, now)
+        result = cohorts.compare_cohorts(
+            asked.metric, asked.a, asked.b, asked.options, now, histograms=asked.histograms
+        )
+        rows, left_out = (
+            cohorts.breakdown(asked.metric, asked.a, asked.b, asked.by, asked.options, now)
+            if asked.by
+            else ([], 0)
+        )
     except query.QueryError as exc:
         return error(str(exc), 400, param=exc.param)
     except query.UnknownMetric:
         return error(f"unknown metric {request.GET.get('metric')!r}", 404, param="metric")
-    return JsonResponse({"metric": asked.metric, **result.as_json()})
+    a, b = words.labels(asked.a, asked.b)
+    body = {
+        "metric": asked.metric,
+        **result.as_json(),
+        "summary": _said(asked, result, a, b),
+        "labels": {"a": a, "b": b},
+        "ranges": {"a": [asked.a.start, asked.a.end], "b": [asked.b.start, asked.b.end]},
+    }
+    if asked.by:
+        body["breakdown"] = {
+            "by": asked.by,
+            "rows": [_row(asked, row, a, b) for row in rows],
+            "left_out": left_out,
+        }
+    return JsonResponse(body)
+
+
+def _said(asked, result, a: str, b: str) -> str:
+    o = asked.options
+    return words.sentence(asked.metric, result, a, b, o.confidence, o.min_effect)
+
+
+def _row(asked, row: dict, a: str, b: str) -> dict:
+    """One value of a breakdown: its statistics, differences and verdict in words."""
+    result = row.pop("comparison")
+    return {**row, "summary": _said(asked, result, f"{a} ({row['value']})", f"{b} ({row['value']})")}

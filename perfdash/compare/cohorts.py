@@ -18,7 +18,16 @@ import numpy as np
 from django.conf import settings
 
 from collectors.protocol import COUNTER_SUFFIX
-from perfdash.compare.compare import COUNTER_STATS, STATS, Cells, Comparison, Options, compare
+from perfdash.compare.compare import (
+    COUNTER_STATS,
+    INSUFFICIENT,
+    STATS,
+    Cells,
+    Comparison,
+    Options,
+    compare,
+    histogram_pair,
+)
 from perfdash.lib.durations import DAY_S, HOUR_S
 from perfdash.metrics import keys, query
 from perfdash.metrics.models import WELL_KNOWN_METRICS
@@ -79,8 +88,9 @@ def aligned(cohort: Cohort, plan: Plan, now: float) -> Cohort:
 
 
 def compare_cohorts(
-    metric: str, a: Cohort, b: Cohort, options: Options, now: float | None = None
+    metric: str, a: Cohort, b: Cohort, options: Options, now: float | None = None, *, histograms: bool = False
 ) -> Comparison:
+    """With `histograms`, the answer carries both cohorts' points binned alike for a chart."""
     if not query.known_metric(metric):
         raise UnknownMetric(metric)
     now = time.time() if now is None else now
@@ -89,6 +99,8 @@ def compare_cohorts(
     with keys.pinned():
         cells_a, cells_b = read(metric, a, how, now), read(metric, b, how, now)
     result = compare(cells_a, cells_b, options)
+    if histograms:
+        result.histograms = histogram_pair(cells_a, cells_b)
     result.notes.append(f"a: {_range(a)}; b: {_range(b)}.")
     if how.hourly:
         result.notes.append(
@@ -109,7 +121,7 @@ def _range(c: Cohort) -> str:
 def read(metric: str, cohort: Cohort, plan: Plan, now: float) -> Cells:
     """The cohort's points as cells of (agent or node, time block)."""
     start, end = cohort.start, cohort.end
-    h0, h1 = _whole_hours(start, end) if plan.hourly else (end, end)
+    h0, h1 = query.whole_hours(start, end) if plan.hourly else (end, end)
     periods = (h1 - h0) // HOUR_S + (end - start - (h1 - h0)) // 60
     ids, unit_of_id, level, agents = _units(metric, cohort.scope, periods)
     rows = query.read_rows(ids, start, end, h0, h1)
@@ -149,11 +161,6 @@ def read(metric: str, cohort: Cohort, plan: Plan, now: float) -> Cells:
     )
 
 
-def _whole_hours(start: int, end: int) -> tuple[int, int]:
-    h0, h1 = -(-start // HOUR_S) * HOUR_S, end // HOUR_S * HOUR_S
-    return (h0, h1) if h0 < h1 else (end, end)
-
-
 def _units(metric: str, scope: Scope, periods: int) -> tuple[list[int], list[str], str, int]:
     """The keys to read, the unit of each (its agent, or its node), the level, and how many
     agents the cohort has."""
@@ -166,3 +173,43 @@ def _units(metric: str, scope: Scope, periods: int) -> tuple[list[int], list[str
         return [k.id for k in of_agents], [k.agent for k in of_agents], "agent", agents
     of_nodes = [(i, n) for i, n in keys.members(metric, "node", scope) if not scope.node or n == scope.node]
     return [i for i, _ in of_nodes], [n for _, n in of_nodes], "node", agents
+
+
+# A breakdown compares at most this many values (those with the most points in both cohorts):
+# each is a comparison of its own.
+BREAKDOWN_VALUES = 12
+
+
+def breakdown(
+    metric: str, a: Cohort, b: Cohort, by: str, options: Options, now: float | None = None
+) -> tuple[list[dict], int]:
+    """The same comparison for each value of the dimension tag `by` (tool, model, ...) within
+    both cohorts, largest effect first and undecided ones last; and how many values were left
+    out. Cohorts that already filter on a tag cannot be narrowed by another: the rollups keep
+    one tag per row."""
+    now = time.time() if now is None else now
+    totals: dict[str, int] = {}
+    for c in (a, b):
+        pairs = keys.members(metric, by, c.scope)
+        if not pairs:
+            continue
+        name_of = dict(pairs)
+        hours = query.whole_hours(c.start, c.end)
+        for key, count, *_ in query.key_totals(sorted(name_of), c.start, c.end, *hours):
+            totals[name_of[key]] = totals.get(name_of[key], 0) + count
+    chosen = sorted(totals, key=lambda v: (-totals[v], v))[:BREAKDOWN_VALUES]
+    rows = []
+    for value in chosen:
+        narrowed = [replace(c, scope=replace(c.scope, tag_key=by, tag_value=value)) for c in (a, b)]
+        result = compare_cohorts(metric, *narrowed, options, now)
+        answer = result.as_json()
+        shown = {k: answer[k] for k in ("a", "b", "diff", "verdict")}
+        rows.append({"value": value, **shown, "comparison": result})
+    rows.sort(key=lambda r: _effect(r["diff"][options.stat]))
+    return rows, len(totals) - len(chosen)
+
+
+def _effect(diff: dict) -> tuple[int, float]:
+    if diff["verdict"] == INSUFFICIENT or diff["rel"] is None:
+        return 2, 0.0
+    return (0 if diff["verdict"] != "no_change" else 1), -abs(diff["rel"])

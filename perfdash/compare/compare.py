@@ -114,6 +114,7 @@ class Comparison:
     stat: str
     method: str
     notes: list[str]
+    histograms: tuple[dict, dict] | None = None
 
     @property
     def verdict(self) -> str:
@@ -128,7 +129,7 @@ class Comparison:
             "stat": self.stat,
             "method": self.method,
             "notes": self.notes,
-        }
+        } | ({"histograms": {"a": self.histograms[0], "b": self.histograms[1]}} if self.histograms else {})
 
 
 def _cohort_json(count: int, estimates: dict[str, Estimate | None]) -> dict:
@@ -323,6 +324,37 @@ def _quantile_replicates(
     from_bin = np.searchsorted(np.cumsum(merged), np.asarray(qs) * merged.sum())
     at_or_above = (np.arange(len(keys))[:, None] >= from_bin[None, :]).astype(np.float32)
     return np.clip(point, floor, ceiling), np.clip(reps, floor, ceiling), dense @ at_or_above
+
+
+HISTOGRAM_BINS = 60
+
+
+def histogram_pair(a: Cells, b: Cells, bins: int = HISTOGRAM_BINS) -> tuple[dict, dict]:
+    """Both cohorts' points in the same bins, about `bins` of them of equal width on a log
+    scale (whole sketch bins merged): {"lo": [...], "hi": [...], "count": [...], "not_positive":
+    points at or below zero, which a log axis cannot show}."""
+    positive = [c.groups.pair_key[c.groups.pair_key > 0].astype(np.int64) - BASE for c in (a, b)]
+    every = np.concatenate(positive)
+    if not len(every):
+        empty = {"lo": [], "hi": [], "count": []}
+        return tuple({**empty, "not_positive": c.count} for c in (a, b))  # type: ignore[return-value]
+    first, last = int(every.min()), int(every.max())
+    step = max(1, math.ceil((last - first + 1) / bins))
+    edges = np.arange(first, last + step + 1, step)  # bin j holds sketch indexes [edges[j], edges[j+1])
+    lo, hi = GAMMA ** (edges[:-1] - 1.0), GAMMA ** (edges[1:] - 1.0)
+    out = []
+    for c, index in zip((a, b), positive, strict=True):
+        counts = c.groups.pair_count[c.groups.pair_key > 0]
+        binned = np.bincount((index - first) // step, counts, minlength=len(lo))
+        out.append(
+            {
+                "lo": lo.tolist(),
+                "hi": hi.tolist(),
+                "count": binned.astype(np.int64).tolist(),
+                "not_positive": int(c.count - counts.sum()),
+            }
+        )
+    return out[0], out[1]
 
 
 def bin_edges(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

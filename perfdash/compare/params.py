@@ -20,11 +20,12 @@ from perfdash.compare.cohorts import Cohort, stats_for
 from perfdash.compare.compare import Options
 from perfdash.lib.durations import DAY_S
 from perfdash.metrics import query
+from perfdash.metrics.dimensions import dimension_tags
 from perfdash.metrics.scope import QueryError, Scope, check_text, window_seconds
 
 PREFIXES = ("a.", "b.")
 COHORT_PARAMS = ("window", "from", "to", "node", "agent")
-OTHER_PARAMS = ("metric", "stat", "min_effect", "confidence")
+OTHER_PARAMS = ("metric", "stat", "min_effect", "confidence", "by", "histograms")
 DEFAULT_WINDOW = "1h"
 
 
@@ -34,6 +35,8 @@ class Asked:
     a: Cohort
     b: Cohort
     options: Options
+    by: str  # a dimension tag to break the comparison down by, or ""
+    histograms: bool
 
 
 def parse(params: Mapping[str, str], now: float) -> Asked:
@@ -50,7 +53,28 @@ def parse(params: Mapping[str, str], now: float) -> Asked:
             "a and b are the same cohort: give them different filters (a.tag.version=...) or "
             "times (a.to=...)",
         )
-    return Asked(metric, a, b, _options(params, stats_for(metric)))
+    options = _options(params, stats_for(metric))
+    return Asked(metric, a, b, options, _by(params, a, b), _flag(params, "histograms"))
+
+
+def _by(params: Mapping[str, str], a: Cohort, b: Cohort) -> str:
+    by = params.get("by", "")
+    if not by:
+        return ""
+    if by not in (tags := dimension_tags()):
+        raise QueryError("by", f"by must be one of {', '.join(tags)}")
+    if a.scope.tag_key or b.scope.tag_key:
+        raise QueryError(
+            "by", "a breakdown needs cohorts without a tag filter: each rollup row holds one tag"
+        )
+    return by
+
+
+def _flag(params: Mapping[str, str], name: str) -> bool:
+    text = params.get(name, "0")
+    if text not in ("0", "1", "true", "false"):
+        raise QueryError(name, f"{name} must be 1 or 0")
+    return text in ("1", "true")
 
 
 def _check_names(params: Mapping[str, str]) -> None:

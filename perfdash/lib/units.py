@@ -113,3 +113,21 @@ def _plain(number: Decimal) -> str:
     """Without an exponent and without trailing zeros: 100, 1.5, 0.000001."""
     text = f"{number.normalize():f}"
     return text if text != "-0" else "0"
+
+
+def readable(value: float | None, kind: Kind) -> str:
+    """The value to three significant digits in the largest unit it is at least one of
+    ("1.98 s", "250 ms", "3.2 MB"): for reading, not for typing back."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    units = [(unit, float(kind.factor(unit))) for unit in kind.shown]
+    unit, factor = next(((u, f) for u, f in reversed(units) if abs(value) >= f), units[0])
+    number = value / factor
+    text = f"{number:,.0f}" if abs(number) >= 1000 else f"{number:.3g}"
+    return f"{text}{kind.joiner}{unit}".rstrip()
+
+
+def percent(fraction: float) -> str:
+    """A signed relative change: "+17 %", "-3.4 %"."""
+    digits = 1 if abs(fraction) < 0.1 else 0
+    return f"{fraction * 100:+.{digits}f} %"

@@ -46,10 +46,10 @@ def _bounds(window_s: int, now: float, step_s: int = 60) -> tuple[int, int, int,
     start = end - window_s
     if start < now - settings.MINUTE_ROLLUP_RETENTION_DAYS * DAY_S + 3600:
         start = start // 3600 * 3600
-    return start, end, *_hours(start, end)
+    return start, end, *whole_hours(start, end)
 
 
-def _hours(start: int, end: int) -> tuple[int, int]:
+def whole_hours(start: int, end: int) -> tuple[int, int]:
     """The whole hours [h0, h1) inside [start, end) (both `end` if there are none)."""
     h0, h1 = -(-start // 3600) * 3600, end // 3600 * 3600
     return (h0, h1) if h0 < h1 else (end, end)
@@ -253,7 +253,7 @@ class Window:
         added up in PostgreSQL, from hour rows where whole hours allow (another read)."""
         if not ids:
             return {}
-        fetched = _key_totals(sorted(ids), self.start, self.end, *_hours(self.start, self.end))
+        fetched = key_totals(sorted(ids), self.start, self.end, *whole_hours(self.start, self.end))
         return {key: (n, total) for key, n, total, _, _ in fetched}
 
     @property
@@ -368,7 +368,7 @@ def breakdown(
     return {members.names[label]: _stat_values(g, i, elapsed) for i, label in enumerate(g.label)}
 
 
-def _key_totals(ids: list[int], start: int, end: int, h0: int, h1: int) -> list[tuple]:
+def key_totals(ids: list[int], start: int, end: int, h0: int, h1: int) -> list[tuple]:
     """(key, count, sum, min, max) per key over [start, end), summed in PostgreSQL."""
     with binary_cursor() as cur:
         cur.execute(_TOTALS, {"keys": _array(ids), "start": start, "end": end, "h0": h0, "h1": h1})
@@ -380,7 +380,7 @@ def _totals(
 ) -> dict[str, dict]:
     """count, min, max, avg, sum and rate per name, never reading a sketch: for a thousand
     agents' memory that is far less work."""
-    fetched = _key_totals(ids.tolist(), *bounds)
+    fetched = key_totals(ids.tolist(), *bounds)
     if not fetched:
         return {}
     key, n, total, lo, hi = (np.array(column) for column in zip(*fetched, strict=True))

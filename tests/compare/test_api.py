@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from django.contrib.auth.models import User
 
-from tests.compare.conftest import DEPLOY
+from perfdash.api.models import ApiToken
+from perfdash.ingest.models import IngestedBatch
+from perfdash.metrics.batch import Batch
+from tests.compare.conftest import DEPLOY, NOW, tags
 
 A_B = "metric=agent_response_ms&window=1h&a.tag.version=1.2.0&b.tag.version=1.3.0"
 
@@ -21,7 +25,10 @@ def test_two_versions_compared_give_each_ones_statistics_the_differences_and_a_v
     r = get(client, A_B, read_token)
     assert r.status_code == 200, r.content
     body = r.json()
-    assert set(body) == {"metric", "a", "b", "diff", "verdict", "stat", "method", "notes"}
+    assert set(body) == {
+        *("metric", "a", "b", "diff", "verdict", "stat", "method", "notes"),
+        *("summary", "labels", "ranges"),
+    }
     assert body["metric"] == "agent_response_ms" and body["stat"] == "p95"
     stats = {"mean", "p50", "p90", "p95", "p99"}
     for name in ("a", "b"):
@@ -33,6 +40,35 @@ def test_two_versions_compared_give_each_ones_statistics_the_differences_and_a_v
     assert p95["lo"] < 0.3 < p95["hi"] and p95["verdict"] == "slower" == body["verdict"]
     assert "bootstrap" in body["method"]
     assert any("0.5 %" in n for n in body["notes"])
+
+
+def test_the_verdict_is_said_in_words_naming_what_differs(client, read_token, fleet):
+    body = get(client, A_B, read_token).json()
+    assert body["labels"] == {"a": "version 1.2.0", "b": "version 1.3.0"}
+    p95 = body["diff"]["p95"]
+    said = body["summary"]
+    assert said.startswith("version 1.3.0 is slower than version 1.2.0: p95 ")
+    assert (
+        f"+{p95['rel'] * 100:.0f} % (95 % interval +{p95['lo'] * 100:.0f} % to +{p95['hi'] * 100:.0f} %)"
+        in said
+    )
+    assert " s vs " in said  # values above a second are given in seconds
+
+
+def test_histograms_bin_both_cohorts_alike_on_a_log_scale(client, read_token, fleet):
+    body = get(client, A_B + "&histograms=1", read_token).json()
+    a, b = body["histograms"]["a"], body["histograms"]["b"]
+    assert a["lo"] == b["lo"] and a["hi"] == b["hi"] and len(a["lo"]) <= 61
+    assert sum(a["count"]) == body["a"]["count"] and sum(b["count"]) == body["b"]["count"]
+    widths = [h / lo for lo, h in zip(a["lo"], a["hi"], strict=True)]
+    assert max(widths) / min(widths) == pytest.approx(1)  # equal widths on a log axis
+    # Version 1.3.0 is 30 % slower: its median bin lies above 1.2.0's.
+    median = [
+        next(i for i, c in enumerate(h["count"]) if sum(h["count"][: i + 1]) * 2 >= sum(h["count"]))
+        for h in (a, b)
+    ]
+    assert median[1] > median[0]
+    assert "histograms" not in get(client, A_B, read_token).json()
 
 
 def test_variants_on_the_same_agents_are_compared_agent_by_agent(client, read_token, fleet):
@@ -137,3 +173,40 @@ def test_comparing_needs_a_read_token_or_a_session(client, ingest_token, fleet):
 def test_comparing_is_get_only(client, read_token, fleet):
     r = client.post(f"/api/v1/compare?{A_B}", HTTP_AUTHORIZATION=f"Bearer {read_token}")
     assert r.status_code == 405
+
+
+@pytest.fixture
+def tools(db) -> None:
+    """Over the last 50 minutes, tool_execution_ms of three tools on 6 agents: `search` 40 %
+    slower after DEPLOY, `fetch` unchanged, `rare` with too few calls to compare."""
+    rng = np.random.default_rng(2)
+    token = ApiToken.issue("tools", ["ingest"])[0]
+    names = ("search", "fetch", "rare")
+    series = [
+        ("tool_execution_ms", f"node-{a % 2}", f"agent-{a}", tags(tool=t)) for t in names for a in range(6)
+    ]
+    n = 9000
+    idx = rng.choice(len(series), n, p=[0.5 / 6] * 6 + [0.495 / 6] * 6 + [0.005 / 6] * 6).astype(np.int32)
+    ts = NOW - rng.uniform(30, 3000, n)
+    slower = (idx < 6) & (ts >= DEPLOY)
+    values = 200 * np.exp(0.4 * rng.standard_normal(n)) * np.where(slower, 1.4, 1.0)
+    assert IngestedBatch.store(token.id, Batch("tools", series, idx, ts, np.round(values, 2)), now=NOW)
+
+
+BEFORE_AFTER = f"metric=tool_execution_ms&window=20m&a.to={int(DEPLOY)}&b.from={int(DEPLOY) + 60}"
+
+
+def test_a_breakdown_compares_each_tool_largest_effect_first(client, read_token, tools):
+    body = get(client, BEFORE_AFTER + "&by=tool", read_token).json()
+    rows = body["breakdown"]["rows"]
+    assert [r["value"] for r in rows] == ["search", "fetch", "rare"]
+    assert [r["verdict"] for r in rows] == ["slower", "no_change", "insufficient_data"]
+    assert rows[0]["diff"]["p95"]["lo"] < 0.4 < rows[0]["diff"]["p95"]["hi"]
+    assert rows[0]["summary"].endswith(")") and "(search) is slower than" in rows[0]["summary"]
+    assert body["breakdown"]["left_out"] == 0
+
+
+def test_a_breakdown_of_cohorts_that_filter_on_a_tag_is_refused(client, read_token, fleet):
+    r = get(client, A_B + "&by=tool", read_token)
+    assert r.status_code == 400 and r.json()["param"] == "by"
+    assert get(client, BEFORE_AFTER + "&by=colour", read_token).json()["param"] == "by"
