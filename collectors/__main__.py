@@ -1,10 +1,10 @@
-"""python -m collectors agent … | python -m collectors simulate … | python -m collectors event …"""
+"""python -m collectors agent … | simulate … | event … | check …"""
 
 from __future__ import annotations
 
 import sys
 
-COMMANDS = ("agent", "simulate", "event")
+COMMANDS = ("agent", "simulate", "event", "check")
 
 
 def main(argv: list[str]) -> int:
@@ -18,8 +18,10 @@ def main(argv: list[str]) -> int:
         from collectors.agent import main as run
     elif argv[0] == "simulate":
         from collectors.simulate import main as run
-    else:
+    elif argv[0] == "event":
         from collectors.event import main as run
+    else:
+        from collectors.check import main as run
     return run(argv[1:])
 
 
