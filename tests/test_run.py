@@ -167,7 +167,17 @@ def test_the_demo_fleet_runs_a_release_with_two_variants_one_slower():
     fleet = demo_fleet(config, Demo(token="t", first_start=False, login="admin"))
     simulate = fleet.command.index("simulate")
     args = parse_args([*fleet.command[simulate + 1 :], "--token", "t"])
-    assert (args.version, args.variants, args.slowdown) == ("1.3.0", ("a", "b"), {"b": 1.15})
+    assert (args.version, args.variants) == ("1.3.0", ("a", "b"))
+    assert args.slowdown == {"b": 1.15, "1.3.0": 1.12}
+
+
+def test_the_demo_fleets_history_runs_the_release_before_so_its_deploy_has_a_slowdown():
+    config = Config(DB, REDIS, 8000, 8001, 3, demo=True, demo_agents=20, demo_nodes=2)
+    fleet = demo_fleet(config, Demo(token="t", first_start=True, login="admin"))
+    simulate = fleet.command.index("simulate")
+    args = parse_args([*fleet.command[simulate + 1 :], "--token", "t"])
+    assert (args.previous_version, args.version, args.deploy_event) == ("1.2.0", "1.3.0", "1.3.0")
+    assert "--previous-version" not in fleet.restart_command
 
 
 def test_nothing_is_restarted_once_stopping(supervisor, clock, capsys):

@@ -34,16 +34,17 @@ class _Run:
     sink: Senders | DrySink
     stats: Stats
     batch_size: int
+    earlier: Fleet | None = None  # the release the backfill runs, if not the live one
 
-    def emit(self, w: Window, phase: str) -> bool:
+    def emit(self, w: Window, phase: str, fleet: Fleet | None = None) -> bool:
         """Generate, encode and hand over a window's batches; False once sending stopped."""
-        batches = self.fleet.batches(*w, size=self.batch_size)
+        batches = (fleet or self.fleet).batches(*w, size=self.batch_size)
         return all(self.sink.put(Batch.of(points, phase)) for points in batches)
 
     def backfill(self, end: float, seconds: float, step: float) -> bool:
         for w in backfill_windows(self.fleet, end, seconds, step, self.batch_size):
             self.stats.stage = f"backfill {100 * (1 - (end - w.t0) / seconds):3.0f}%"
-            if not self.emit(w, "backfill"):
+            if not self.emit(w, "backfill", self.earlier):
                 return False
         return True
 
@@ -83,7 +84,11 @@ def _intro(args: argparse.Namespace, fleet: Fleet, step: float) -> str:
     target = "generating only (dry run)" if args.dry_run else f"sending to {args.url}"
     lines = [f"simulating {args.agents:,} agents on {args.nodes:,} nodes (seed {args.seed}), {target}"]
     if fleet.version:
-        lines.append(f"version {fleet.version}")
+        factor = fleet.slowdown.get(fleet.version, 1.0)
+        slower = f" ({factor - 1:+.0%} latency)" if factor != 1.0 else ""
+        lines.append(f"version {fleet.version}{slower}")
+    if args.previous_version:
+        lines.append(f"the backfill runs version {args.previous_version}")
     if fleet.variants:
         lines.append("variants (agent i runs variant i mod their number): " + ", ".join(_variants(fleet)))
     if args.backfill:
@@ -200,7 +205,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="VARIANT=PERCENT%",
-        help="make a variant's response, tool, LLM and memory-op latencies slower, e.g. b=15%%; repeatable",
+        help="make a variant's response, tool, LLM and memory-op latencies slower, e.g. b=15%%; "
+        "naming the --version, every agent's (1.3.0=10%%); repeatable",
+    )
+    ap.add_argument(
+        "--previous-version",
+        type=_tag_value,
+        help="the backfill runs this version (without --version's slowdown) and live traffic "
+        "--version: with --deploy-event, a release whose marker a before/after comparison can check",
     )
     args = ap.parse_args(argv)
     args.slowdown = {k: v for given in args.slowdown for k, v in given.items()}
@@ -212,9 +224,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ap.error("--backfill can be at most 89d (the server keeps 90 days)")
     if not args.token and not args.dry_run:
         ap.error("--token (or $PERFDASH_TOKEN) is required, unless --dry-run")
-    unknown = sorted(set(args.slowdown) - set(args.variants))
+    unknown = sorted(set(args.slowdown) - set(args.variants) - {args.version})
     if unknown:
-        ap.error(f"--slowdown names {', '.join(unknown)}, not one of --variants")
+        ap.error(f"--slowdown names {', '.join(unknown)}, neither one of --variants nor --version")
+    if args.previous_version and not (args.version and args.backfill):
+        ap.error("--previous-version needs --version and --backfill")
     if args.deploy_event is not None:
         try:
             _deploy(args.deploy_event, time.time())
@@ -260,6 +274,18 @@ def run(args: argparse.Namespace) -> int:
         variants=args.variants,
         slowdown=args.slowdown,
     )
+    earlier = None
+    if args.previous_version:
+        slowdown = {k: v for k, v in args.slowdown.items() if k != args.version}
+        earlier = Fleet(
+            args.agents,
+            args.nodes,
+            args.seed,
+            full_at=start,
+            version=args.previous_version,
+            variants=args.variants,
+            slowdown=slowdown,
+        )
     stats = Stats()
     try:
         sink = DrySink(stats) if args.dry_run else Senders(args.url, args.token, args.senders, stats)
@@ -271,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
     if args.deploy_event is not None and not args.dry_run:
         _post_deploy(args, start)
     progress = Progress(stats)
-    simulation = _Run(fleet, sink, stats, args.batch_size)
+    simulation = _Run(fleet, sink, stats, args.batch_size, earlier)
     try:
         if not args.backfill or simulation.backfill(start, args.backfill, step):
             simulation.live(start, args.duration, realtime=not args.dry_run)

@@ -147,7 +147,7 @@ class Fleet:
     A `version` tags every point. `variants` split the agents among them by index (agent i
     runs variant i mod their number, so every node runs each), tag their points, and
     `slowdown` makes a variant's latencies (responses, tools, LLM calls, memory ops) slower
-    by a factor, e.g. {"b": 1.15}."""
+    by a factor, e.g. {"b": 1.15}; naming the version, every agent's: {"1.3.0": 1.1}."""
 
     def __init__(
         self,
@@ -163,9 +163,9 @@ class Fleet:
         if not 1 <= nodes <= agents:
             raise ValueError("need at least one agent per node")
         slowdown = dict(slowdown or {})
-        unknown = sorted(set(slowdown) - set(variants))
+        unknown = sorted(set(slowdown) - set(variants) - {version})
         if unknown:
-            raise ValueError(f"a slowdown names no variant: {', '.join(unknown)}")
+            raise ValueError(f"a slowdown names neither a variant nor the version: {', '.join(unknown)}")
         self.agents, self.nodes, self.seed = agents, nodes, seed
         self.full_at = time.time() if full_at is None else full_at
         self.node_of = np.arange(agents) * nodes // agents
@@ -182,9 +182,10 @@ class Fleet:
         self.version, self.variants, self.slowdown = version, tuple(variants), slowdown
         self.variant_of = np.arange(agents) % max(1, len(self.variants))
         self._release_tags, self._release_of = self._release(version)
-        self.latency_factor = (
-            np.array([slowdown.get(v, 1.0) for v in self.variants])[self.variant_of] if slowdown else None
-        )
+        self.latency_factor = None
+        if slowdown:
+            of_variant = np.array([slowdown.get(v, 1.0) for v in self.variants] or [1.0])
+            self.latency_factor = of_variant[self.variant_of] * slowdown.get(version, 1.0)
 
     def _release(self, version: str) -> tuple[tuple[dict[str, str], ...] | None, np.ndarray | None]:
         """The tag sets of the version and variants (None without either), and the one each
@@ -356,7 +357,8 @@ class _Ticks:
         return self.lognormal(kinds.median_ms[kind], kinds.sigma[kind], kind.size)
 
     def slower(self, agent: np.ndarray, value: np.ndarray) -> np.ndarray:
-        """Latencies of these agents' events as their variants' slowdowns make them."""
+        """Latencies of these agents' events as their version's and variants' slowdowns make
+        them."""
         factor = self.fleet.latency_factor
         return value if factor is None else value * factor[agent]
 

@@ -274,9 +274,13 @@ def compare(request):
         "metric": asked.metric,
         **result.as_json(),
         "summary": _said(asked, result, a, b),
+        "shown": words.shown(asked.metric, result, asked.options.confidence),
         "labels": {"a": a, "b": b},
         "ranges": {"a": [asked.a.start, asked.a.end], "b": [asked.b.start, asked.b.end]},
     }
+    if asked.histograms and body["histograms"]["a"]["lo"]:
+        edges = body["histograms"]["a"]
+        body["histograms"]["ticks"] = words.ticks(asked.metric, edges["lo"][0], edges["hi"][-1])
     if asked.by:
         body["breakdown"] = {
             "by": asked.by,
@@ -294,4 +298,8 @@ def _said(asked, result, a: str, b: str) -> str:
 def _row(asked, row: dict, a: str, b: str) -> dict:
     """One value of a breakdown: its statistics, differences and verdict in words."""
     result = row.pop("comparison")
-    return {**row, "summary": _said(asked, result, f"{a} ({row['value']})", f"{b} ({row['value']})")}
+    return {
+        **row,
+        "summary": _said(asked, result, f"{a} ({row['value']})", f"{b} ({row['value']})"),
+        "shown": words.shown(asked.metric, result, asked.options.confidence),
+    }

@@ -51,6 +51,9 @@ class Cohort:
     scope: Scope
     start: int  # Unix seconds, on a minute
     end: int
+    # An agent left out of a node's: "the other agents of its node", read agent by agent
+    # whatever ROW_BUDGET says (one node's agents), since a node's own rows include it.
+    except_agent: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,7 @@ def read(metric: str, cohort: Cohort, plan: Plan, now: float) -> Cells:
     start, end = cohort.start, cohort.end
     h0, h1 = query.whole_hours(start, end) if plan.hourly else (end, end)
     periods = (h1 - h0) // HOUR_S + (end - start - (h1 - h0)) // 60
-    ids, unit_of_id, level, agents = _units(metric, cohort.scope, periods)
+    ids, unit_of_id, level, agents = _units(metric, cohort, periods)
     rows = query.read_rows(ids, start, end, h0, h1)
     names = sorted(set(unit_of_id))
     position = {name: i for i, name in enumerate(names)}
@@ -161,15 +164,16 @@ def read(metric: str, cohort: Cohort, plan: Plan, now: float) -> Cells:
     )
 
 
-def _units(metric: str, scope: Scope, periods: int) -> tuple[list[int], list[str], str, int]:
+def _units(metric: str, cohort: Cohort, periods: int) -> tuple[list[int], list[str], str, int]:
     """The keys to read, the unit of each (its agent, or its node), the level, and how many
     agents the cohort has."""
+    scope = cohort.scope
     if scope.agent:
         ids = keys.ids(metric, scope)
         return ids, [scope.agent] * len(ids), "agent", int(bool(ids))
-    of_agents = keys.agents(metric, scope)
+    of_agents = [k for k in keys.agents(metric, scope) if k.agent != cohort.except_agent]
     agents = len({k.agent for k in of_agents})
-    if len(of_agents) * periods <= ROW_BUDGET:
+    if len(of_agents) * periods <= ROW_BUDGET or cohort.except_agent:
         return [k.id for k in of_agents], [k.agent for k in of_agents], "agent", agents
     of_nodes = [(i, n) for i, n in keys.members(metric, "node", scope) if not scope.node or n == scope.node]
     return [i for i, _ in of_nodes], [n for _, n in of_nodes], "node", agents

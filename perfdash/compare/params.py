@@ -24,7 +24,7 @@ from perfdash.metrics.dimensions import dimension_tags
 from perfdash.metrics.scope import QueryError, Scope, check_text, window_seconds
 
 PREFIXES = ("a.", "b.")
-COHORT_PARAMS = ("window", "from", "to", "node", "agent")
+COHORT_PARAMS = ("window", "from", "to", "node", "agent", "except_agent")
 OTHER_PARAMS = ("metric", "stat", "min_effect", "confidence", "by", "histograms")
 DEFAULT_WINDOW = "1h"
 
@@ -105,7 +105,15 @@ def _cohort(params: Mapping[str, str], prefix: str, now: float) -> Cohort:
     except QueryError as exc:  # named as Scope knows it: name it as it was given
         given = {"node": node_param, "agent": agent_param, f"tag.{tag_key}": tags[0] if tags else ""}
         raise QueryError(given.get(exc.param, exc.param), str(exc)) from None
-    return Cohort(scope, *_range(params, prefix, now))
+    except_param, except_agent = _own_or_shared(params, prefix, "except_agent")
+    if except_agent:
+        check_text(except_param, except_agent)
+        if not scope.node or scope.agent:
+            raise QueryError(
+                except_param,
+                f"{except_param} leaves one agent out of a node: give {prefix}node, not an agent",
+            )
+    return Cohort(scope, *_range(params, prefix, now), except_agent=except_agent or "")
 
 
 def _range(params: Mapping[str, str], prefix: str, now: float) -> tuple[int, int]:

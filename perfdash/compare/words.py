@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 from perfdash.compare.cohorts import Cohort
@@ -19,7 +20,9 @@ def labels(a: Cohort, b: Cohort) -> tuple[str, str]:
         s, o = this.scope, other.scope
         if (s.tag_key, s.tag_value) != (o.tag_key, o.tag_value):
             parts.append(f"{s.tag_key} {s.tag_value}" if s.tag_key else "all versions and variants")
-        if s.agent != o.agent:
+        if this.except_agent:
+            parts.append(f"the other agents of node {s.node}")
+        elif s.agent != o.agent:
             parts.append(f"agent {s.agent}" if s.agent else "the other agents")
         elif s.node != o.node:
             parts.append(f"node {s.node}" if s.node else "the fleet")
@@ -68,3 +71,31 @@ def sentence(metric: str, result: Comparison, a: str, b: str, confidence: float,
     else:
         why = "the interval includes no change"
     return f"No change beyond noise between {a} and {b} ({why}): {values}"
+
+
+def shown(metric: str, result: Comparison, confidence: float) -> dict:
+    """Every value of the answer as people read it: {"unit": the values' base unit, "a"/"b":
+    {stat: {"value", "lo", "hi"}}, "diff": {stat: "+17 % (95 % interval ...)"}}."""
+    out: dict = {"unit": units.base_unit(units.of_metric(metric, result.stat))}
+    for name, estimates in (("a", result.a), ("b", result.b)):
+        out[name] = {
+            stat: None
+            if e is None
+            else {k: value(metric, stat, getattr(e, k)) for k in ("value", "lo", "hi")}
+            for stat, e in estimates.items()
+        }
+    out["diff"] = {stat: None if d.rel is None else change(d, confidence) for stat, d in result.diff.items()}
+    return out
+
+
+def ticks(metric: str, lo: float, hi: float) -> dict:
+    """Ticks for a log axis from lo to hi at 1, 2 and 5 of each power of ten, with their text
+    in the metric's units: {"values": [...], "text": [...]}."""
+    kind = units.of_metric(metric, "p50")
+    values = [
+        m * 10.0**k
+        for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+        for m in (1, 2, 5)
+        if lo <= m * 10.0**k <= hi
+    ]
+    return {"values": values, "text": [units.readable(v, kind) for v in values]}

@@ -11,6 +11,7 @@ urlpatterns = [
     path("agents/<path:agent>/", views.overview, name="agent"),
     path("tools/", views.tools, name="tools"),
     path("capacity/", views.capacity, name="capacity"),
+    path("compare/", views.compare, name="compare"),
     path("capacity/refit", views.refit, name="capacity-refit"),
     path("data/<str:page>", views.data, name="data"),
     path("login/", auth_views.LoginView.as_view(), name="login"),

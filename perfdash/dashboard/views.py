@@ -5,7 +5,7 @@ from django.http import HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
-from perfdash.dashboard import panels
+from perfdash.dashboard import compare_page, panels
 from perfdash.forecasting.models import CapacityForecast
 from perfdash.forecasting.tasks import refit as refit_task
 from perfdash.lib.redis import client as redis_client
@@ -19,6 +19,8 @@ def _page(request, template: str, **fixed: str):
     except QueryError as exc:
         return HttpResponseBadRequest(f"Bad filter: {exc}", content_type="text/plain")
     context = {"view": view, "windows": list(panels.WINDOWS), "growth_percent": f"{view.growth * 100:g}"}
+    if view.agent:
+        context["compare_url"] = compare_page.against_its_node(view.agent, view.node, view.window)
     return render(request, template, context)
 
 
@@ -43,6 +45,14 @@ def capacity(request):
     if not CapacityForecast.objects.exists():
         _queue_refit()  # a new installation: the first forecasts should not wait for the hourly beat
     return _page(request, "dashboard/capacity.html", page="capacity")
+
+
+@login_required
+@require_GET
+def compare(request):
+    """Two cohorts of a metric compared: the page reads the comparison its URL describes."""
+    context = compare_page.choices(request.GET.get("metric") or compare_page.DEFAULT_METRIC)
+    return render(request, "dashboard/compare.html", {**context, "windows": list(panels.WINDOWS)})
 
 
 @login_required

@@ -131,3 +131,8 @@ def percent(fraction: float) -> str:
     """A signed relative change: "+17 %", "-3.4 %"."""
     digits = 1 if abs(fraction) < 0.1 else 0
     return f"{fraction * 100:+.{digits}f} %"
+
+
+def base_unit(kind: Kind) -> str:
+    """The unit values of this kind are stored in ("ms", "B", "/s"; "" for plain numbers)."""
+    return next((unit for unit in kind.shown if kind.factor(unit) == 1), "")

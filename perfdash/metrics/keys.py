@@ -202,6 +202,15 @@ def _of_agent(index: _Index, agent: str) -> dict[str, list[Key]]:
     return of_agent
 
 
+def nodes_of(agent: str) -> list[str]:
+    """The nodes an agent ran on, the one with most of its series first."""
+    counts: dict[str, int] = {}
+    for of_metric in _of_agent(_current(), agent).values():
+        for k in of_metric:
+            counts[k.node] = counts.get(k.node, 0) + 1
+    return sorted(counts, key=lambda n: (-counts[n], n))
+
+
 def ids(metric: str, scope: Scope) -> list[int]:
     """The keys holding the scope's points: the agent's (on its node, or on any node it ran
     on), else the node's or the fleet's; each narrowed to the scope's tag, if any."""

@@ -36,6 +36,9 @@ QUEUES = "ingest,alerts,notify,forecast"
 WORKER_PROCESSES = 3
 # The release the demo fleet runs and announces with a deploy marker.
 DEMO_VERSION = "1.3.0"
+# The release its history ran, and how much slower the new one is.
+DEMO_PREVIOUS_VERSION = "1.2.0"
+DEMO_RELEASE_SLOWDOWN = "12%"
 NO_LOGIN = "create one with `.venv/bin/python manage.py createsuperuser`"
 
 
@@ -153,10 +156,13 @@ def demo_fleet(config: Config, demo: Demo) -> Program:
         "a,b",
         "--slowdown",
         "b=15%",
+        "--slowdown",
+        f"{DEMO_VERSION}={DEMO_RELEASE_SLOWDOWN}",
     ]
     # Backfill batches carry fresh ids: a restarted fleet that backfilled again would store
-    # the history twice.
-    backfill = ["--backfill", "6h"] if demo.first_start else []
+    # the history twice. The history runs the release before, so the deploy marker where live
+    # traffic begins has a slowdown for its comparison and its verification to find.
+    backfill = ["--backfill", "6h", "--previous-version", DEMO_PREVIOUS_VERSION] if demo.first_start else []
     # A deploy marker where this run's live traffic begins; a fleet restarted after a crash is
     # no new release.
     deploy = ["--deploy-event", DEMO_VERSION]

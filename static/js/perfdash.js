@@ -158,10 +158,27 @@ const PD = (() => {
   const isTimeChart = (traces, lay) => (lay.xaxis && lay.xaxis.type === "date")
     || traces.some((t) => Array.isArray(t.x) && t.x[0] instanceof Date);
 
+  // What a deploy's verification found (perfdash/compare/verify.py), one line per metric.
+  function verified(v) {
+    if (!v) return "";
+    const lines = Object.entries(v.metrics || {}).map(([m, r]) => `${esc(m)}: ${esc(r.summary || r.verdict)}`);
+    return `<br><b>verified: ${esc(v.verdict)}</b>${lines.length ? `<br>${lines.join("<br>")}` : ""}`;
+  }
+
   function eventText(e) {
     const tags = Object.entries(e.tags || {}).map(([k, v]) => `${esc(k)}=${esc(v)}`).join(", ");
     const when = new Date(e.ts * 1000).toLocaleString();
-    return `<b>${esc(e.title)}</b><br>${esc(e.kind)} · ${esc(when)}${tags ? `<br>${tags}` : ""}`;
+    return `<b>${esc(e.title)}</b><br>${esc(e.kind)} · ${esc(when)}${tags ? `<br>${tags}` : ""}`
+      + `${verified(e.verification)}<br><i>click: the hour before against the hour after</i>`;
+  }
+
+  // The compare page for an event: the hour before it against the hour after, on its node if
+  // it names one.
+  function compareAround(e) {
+    const t = Math.floor(e.ts);
+    const p = new URLSearchParams({ metric: "agent_response_ms", window: "1h", "a.to": t, "b.from": t });
+    if (e.tags && e.tags.node) p.set("node", e.tags.node);
+    return `/compare/?${p}`;
   }
 
   function withEvents(traces, lay) {
@@ -174,7 +191,7 @@ const PD = (() => {
     const hover = {
       type: "scatter", mode: "markers", name: "events", showlegend: false, yaxis: "y9", cliponaxis: false,
       x: points.map((p) => new Date(p.e.ts * 1000)), y: points.map((p) => p.y),
-      hovertext: points.map((p) => eventText(p.e)), hoverinfo: "text",
+      hovertext: points.map((p) => eventText(p.e)), hoverinfo: "text", customdata: points.map((p) => compareAround(p.e)),
       marker: { symbol: "triangle-down", size: 11, color: points.map((p) => color(p.e)),
                 opacity: points.map((p) => (p.y === 1 ? 1 : 0)) },
     };
@@ -189,7 +206,15 @@ const PD = (() => {
 
   function draw(id, traces, lay) {
     const el = document.getElementById(id);
-    if (el) Plotly.react(el, ...withEvents(traces, lay), config);
+    if (!el) return el;
+    Plotly.react(el, ...withEvents(traces, lay), config);
+    if (!el.dataset.eventClicks) {
+      el.dataset.eventClicks = "1";
+      el.on("plotly_click", (click) => {
+        const point = click.points[0];
+        if (point && point.data.name === "events") window.location = point.customdata;
+      });
+    }
     return el;
   }
 
@@ -240,5 +265,18 @@ const PD = (() => {
     return a;
   }
 
-  return { start, esc, ms, fmt, dates, layout, draw, hline, cells, link };
+  // Seconds in a window such as "5m", "1h", "24h" or "7d".
+  function seconds(window) {
+    const m = /^(\d+)([mhd])$/.exec(window || "1h");
+    return m ? Number(m[1]) * { m: 60, h: 3600, d: 86400 }[m[2]] : 3600;
+  }
+
+  // The compare page for the page's window against the one before it.
+  function compareWindows(extra) {
+    const window = new URLSearchParams(location.search).get("window") || "1h";
+    const t = Math.floor(Date.now() / 1000) - seconds(window);
+    return `/compare/?${new URLSearchParams({ window, "a.to": t, "b.from": t, ...extra })}`;
+  }
+
+  return { start, esc, ms, fmt, dates, layout, draw, hline, cells, link, compareWindows };
 })();

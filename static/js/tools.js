@@ -11,7 +11,10 @@
   }
 
   const COLUMNS = [["name", "name"], ["count", "calls"], ["p50", "p50"], ["p90", "p90"], ["p95", "p95"],
-                   ["p99", "p99"], ["p95_change", "p95 trend"]];
+                   ["p99", "p99"], ["p95_change", "p95 trend"], ["compare", "against the window before"]];
+  // Each table's metric and tag, for its rows' links to the compare page.
+  const COMPARED = { tools: ["tool_execution_ms", "tool"], models: ["llm_call_ms", "model"],
+                     providers: ["llm_call_ms", "provider"] };
 
   // The most called ones, sortable, then one row that merges all the others (always last).
   function table(id, rows, drill) {
@@ -19,13 +22,18 @@
     const named = rows.filter((r) => r.others === undefined);
     const sorted = named.sort((a, b) => (key === "name" ? String(a.name).localeCompare(b.name) : (b[key] ?? -1) - (a[key] ?? -1)))
       .concat(rows.filter((r) => r.others !== undefined));
-    const columns = COLUMNS.filter(([k]) => k in (rows[0] || { name: 1, count: 1, p50: 1, p95: 1, p99: 1 }));
+    const columns = COLUMNS.filter(([k]) => k === "compare" || k in (rows[0] || { name: 1, count: 1, p50: 1, p95: 1, p99: 1 }));
     const el = document.getElementById(id);
     PD.cells(el, columns.map(([, label]) => label), sorted, (r) => columns.map(([k]) => {
       if (k === "name" && r.others !== undefined) return `others (${r.others} ${id})`;
       if (k === "name") return drill ? PD.link(`/?${drill}=${encodeURIComponent(r.name)}`, r.name) : r.name;
       if (k === "count") return r.count;
       if (k === "p95_change") return trend(r[k]);
+      if (k === "compare") {
+        if (r.others !== undefined) return "";
+        const [metric, tag] = COMPARED[id];
+        return PD.link(PD.compareWindows({ metric, [`tag.${tag}`]: r.name }), "compare");
+      }
       return PD.ms(r[k]);
     }));
     el.tHead.querySelectorAll("th").forEach((th, i) => {

@@ -256,8 +256,18 @@ def test_the_slower_variants_medians_are_15_percent_higher():
         assert np.median(b) / np.median(a) == pytest.approx(1.15, abs=0.05), metric
 
 
-def test_a_slowdown_must_name_a_variant():
-    with pytest.raises(ValueError, match="names no variant: c"):
+def test_a_slowdown_naming_the_version_makes_every_agents_latencies_slower():
+    t0 = MIDNIGHT + 15 * HOUR
+    plain = release().points(t0, t0 + 60)
+    slowed = release(slowdown={"1.3.0": 1.1, "b": 1.15}).points(t0, t0 + 60)
+    for before, after in zip(plain, slowed, strict=True):
+        factor = 1.1 * (1.15 if after.get("tags", {}).get("variant") == "b" else 1.0)
+        if after["metric"] in LATENCIES and before["value"] < 27_000:
+            assert after["value"] == pytest.approx(min(30_000, before["value"] * factor), abs=0.02)
+
+
+def test_a_slowdown_must_name_a_variant_or_the_version():
+    with pytest.raises(ValueError, match="neither a variant nor the version: c"):
         release(slowdown={"c": 1.15})
 
 
@@ -298,7 +308,10 @@ def test_it_backfills_and_streams_to_the_real_server_and_everything_sent_is_stor
 ):
     token, raw = ApiToken.issue("sim", ["ingest"])
     run = simulate(
-        live_server_url, raw, "--agents", "20", "--nodes", "2", "--duration", "3", "--backfill", "1h"
+        live_server_url,
+        raw,
+        *("--agents", "20", "--nodes", "2", "--duration", "3", "--backfill", "1h"),
+        *("--version", "1.3.0", "--previous-version", "1.2.0"),
     )
     assert run.returncode == 0, run.stderr
     counts = summary(run)
@@ -308,6 +321,9 @@ def test_it_backfills_and_streams_to_the_real_server_and_everything_sent_is_stor
     assert set(memory.values_list("agent", flat=True)) >= {f"agent-{i}" for i in range(20)}
     nodes = Series.objects.filter(metric="active_agents").values_list("node", flat=True)
     assert set(nodes) >= {"node-0", "node-1"}
+    # The history ran the release before; live traffic the new one.
+    versions = Series.objects.filter(metric="agent_response_ms").values_list("tags__version", flat=True)
+    assert set(versions) == {"1.2.0", "1.3.0"}
 
 
 @pytest.mark.slow

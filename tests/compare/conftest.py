@@ -55,3 +55,21 @@ def fleet(db) -> None:
         np.round(np.concatenate([values, llm]), 2),
     )
     assert IngestedBatch.store(token.id, batch, now=NOW)
+
+
+@pytest.fixture
+def tools(db) -> None:
+    """Over the last 50 minutes, tool_execution_ms of three tools on 6 agents: `search` 40 %
+    slower after DEPLOY, `fetch` unchanged, `rare` with too few calls to compare."""
+    rng = np.random.default_rng(2)
+    token = ApiToken.issue("tools", ["ingest"])[0]
+    names = ("search", "fetch", "rare")
+    series = [
+        ("tool_execution_ms", f"node-{a % 2}", f"agent-{a}", tags(tool=t)) for t in names for a in range(6)
+    ]
+    n = 9000
+    idx = rng.choice(len(series), n, p=[0.5 / 6] * 6 + [0.495 / 6] * 6 + [0.005 / 6] * 6).astype(np.int32)
+    ts = NOW - rng.uniform(30, 3000, n)
+    slower = (idx < 6) & (ts >= DEPLOY)
+    values = 200 * np.exp(0.4 * rng.standard_normal(n)) * np.where(slower, 1.4, 1.0)
+    assert IngestedBatch.store(token.id, Batch("tools", series, idx, ts, np.round(values, 2)), now=NOW)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from django.contrib.auth.models import User
 
-from perfdash.api.models import ApiToken
-from perfdash.ingest.models import IngestedBatch
-from perfdash.metrics.batch import Batch
-from tests.compare.conftest import DEPLOY, NOW, tags
+from tests.compare.conftest import DEPLOY
 
 A_B = "metric=agent_response_ms&window=1h&a.tag.version=1.2.0&b.tag.version=1.3.0"
 
@@ -27,7 +23,7 @@ def test_two_versions_compared_give_each_ones_statistics_the_differences_and_a_v
     body = r.json()
     assert set(body) == {
         *("metric", "a", "b", "diff", "verdict", "stat", "method", "notes"),
-        *("summary", "labels", "ranges"),
+        *("summary", "shown", "labels", "ranges"),
     }
     assert body["metric"] == "agent_response_ms" and body["stat"] == "p95"
     stats = {"mean", "p50", "p90", "p95", "p99"}
@@ -175,24 +171,6 @@ def test_comparing_is_get_only(client, read_token, fleet):
     assert r.status_code == 405
 
 
-@pytest.fixture
-def tools(db) -> None:
-    """Over the last 50 minutes, tool_execution_ms of three tools on 6 agents: `search` 40 %
-    slower after DEPLOY, `fetch` unchanged, `rare` with too few calls to compare."""
-    rng = np.random.default_rng(2)
-    token = ApiToken.issue("tools", ["ingest"])[0]
-    names = ("search", "fetch", "rare")
-    series = [
-        ("tool_execution_ms", f"node-{a % 2}", f"agent-{a}", tags(tool=t)) for t in names for a in range(6)
-    ]
-    n = 9000
-    idx = rng.choice(len(series), n, p=[0.5 / 6] * 6 + [0.495 / 6] * 6 + [0.005 / 6] * 6).astype(np.int32)
-    ts = NOW - rng.uniform(30, 3000, n)
-    slower = (idx < 6) & (ts >= DEPLOY)
-    values = 200 * np.exp(0.4 * rng.standard_normal(n)) * np.where(slower, 1.4, 1.0)
-    assert IngestedBatch.store(token.id, Batch("tools", series, idx, ts, np.round(values, 2)), now=NOW)
-
-
 BEFORE_AFTER = f"metric=tool_execution_ms&window=20m&a.to={int(DEPLOY)}&b.from={int(DEPLOY) + 60}"
 
 
@@ -210,3 +188,25 @@ def test_a_breakdown_of_cohorts_that_filter_on_a_tag_is_refused(client, read_tok
     r = get(client, A_B + "&by=tool", read_token)
     assert r.status_code == 400 and r.json()["param"] == "by"
     assert get(client, BEFORE_AFTER + "&by=colour", read_token).json()["param"] == "by"
+
+
+def test_an_agent_against_the_other_agents_of_its_node(client, read_token, fleet):
+    query = "metric=agent_response_ms&window=1h&a.node=node-1&a.except_agent=agent-7&b.agent=agent-7"
+    body = get(client, query, read_token).json()
+    assert body["labels"] == {"a": "the other agents of node node-1", "b": "agent agent-7"}
+    # node-1 holds agents 1, 3, 5, 7 and 9: 1.2.0 on 1 and 3, 1.3.0 (30 % slower) on the rest.
+    whole_node = get(client, "metric=agent_response_ms&window=1h&a.node=node-1&b.agent=agent-7", read_token)
+    assert body["a"]["count"] + body["b"]["count"] == whole_node.json()["a"]["count"]
+    assert any("run on different agents (4 and 1)" in n for n in body["notes"])
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "metric=agent_response_ms&a.except_agent=x&b.agent=x",
+        "metric=agent_response_ms&a.agent=y&a.except_agent=x&b.agent=x",
+    ],
+)
+def test_leaving_an_agent_out_needs_a_node(client, read_token, fleet, query):
+    r = get(client, query, read_token)
+    assert r.status_code == 400 and r.json()["param"] == "a.except_agent"

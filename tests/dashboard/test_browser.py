@@ -9,6 +9,7 @@ import gzip
 import re
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, quote, urlparse
 
 import httpx
 import orjson
@@ -19,6 +20,7 @@ from playwright.sync_api import sync_playwright
 
 from perfdash.alerts.models import AlertRule, AlertState
 from perfdash.api.models import ApiToken
+from tests.compare.conftest import DEPLOY, fleet, tools  # noqa: F401 (fixtures)
 from tests.conftest import ROOT, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -129,13 +131,13 @@ def test_the_capacity_page_fits_on_first_visit_and_draws_its_charts(live_server_
     from tests.forecasting.conftest import Fleet
 
     User.objects.create_user("planner", password="planner-password")
-    fleet = Fleet(ApiToken.issue("history", ["ingest"])[0].id)
+    history = Fleet(ApiToken.issue("history", ["ingest"])[0].id)
     for node, start in [("node-1", 500), ("node-2", 300)]:
-        fleet.hourly(
+        history.hourly(
             "active_agents", node, "collector", 21 * 24, lambda ago, s=start: s + (21 * 24 - ago) / 2
         )
-        fleet.hourly("agent_memory_bytes", node, "agent-1", 21 * 24, lambda ago: 60e6 + 0 * ago)
-    fleet.store()
+        history.hourly("agent_memory_bytes", node, "agent-1", 21 * 24, lambda ago: 60e6 + 0 * ago)
+    history.store()
     worker = start_worker(tmp_path, "forecast", queues="forecast")
     ARTIFACTS.mkdir(exist_ok=True)
     errors: list[str] = []
@@ -293,3 +295,71 @@ def test_an_event_posted_through_the_api_is_a_marker_whose_hover_shows_its_title
         browser.close()
     assert errors == []
     assert title in text and "deploy" in text and "version=1.3.0" in text
+    # A click on the marker opens the comparison of the hour before it with the hour after.
+    with sync_playwright() as pw:
+        browser, page = open_page(pw, errors)
+        page.goto(f"{live_server_url}/login/?next=/")
+        log_in(page, "viewer")
+        page.wait_for_selector("body[data-rendered]")
+        page.locator(f"#{chart}").scroll_into_view_if_needed()
+        page.mouse.click(x, y)
+        page.wait_for_url("**/compare/**")
+        asked = parse_qs(urlparse(page.url).query)
+        page.wait_for_selector("body[data-rendered]")
+        said = page.locator("#verdict").text_content()
+        browser.close()
+    ts = int(r.json()["ts"]) if "ts" in r.json() else None
+    assert asked["a.to"] == asked["b.from"] and asked["window"] == ["1h"], asked
+    assert ts is None or asked["a.to"] == [str(ts)]
+    assert "not enough data" in said.lower() or "cannot compare" in said.lower(), said
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by .ci/run")
+def test_the_compare_page_shows_the_verdict_both_distributions_the_table_and_the_breakdown(
+    live_server_url,
+    fleet,  # noqa: F811 (the fixture)
+    tools,  # noqa: F811
+):
+    User.objects.create_user("viewer", password="viewer-password")
+    ARTIFACTS.mkdir(exist_ok=True)
+    versions = "metric=agent_response_ms&window=1h&a.tag.version=1.2.0&b.tag.version=1.3.0"
+    around = f"metric=tool_execution_ms&window=20m&a.to={int(DEPLOY)}&b.from={int(DEPLOY) + 60}"
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser, page = open_page(pw, errors)
+        page.goto(f"{live_server_url}/login/?next=/compare/%3F{quote(versions)}")
+        log_in(page, "viewer")
+        page.wait_for_selector("body[data-rendered]")
+        said = page.locator("#verdict").text_content()
+        chart = page.evaluate(
+            """() => { const el = document.getElementById('chart-histograms');
+                       return [el.data.map((t) => t.name), el._fullLayout.xaxis.type,
+                               el._fullLayout.xaxis.title.text, el._fullLayout.yaxis.title.text]; }"""
+        )
+        rows = page.locator("#stats tbody tr").all_inner_texts()
+        tagged = page.locator("#by-tool").text_content()
+        page.screenshot(path=str(ARTIFACTS / "compare-versions.png"), full_page=True)
+        # The form keeps the URL's cohorts; changing one and submitting asks for the new pair.
+        assert page.locator("fieldset[data-cohort=b] [name=value]").input_value() == "1.3.0"
+        page.fill("fieldset[data-cohort=b] [name=value]", "1.2.0")
+        page.fill("fieldset[data-cohort=b] [name=node]", "node-1")
+        page.click("#compare-form button[type=submit]")
+        page.wait_for_url("**b.node=node-1**")
+        page.wait_for_selector("body[data-rendered]")
+        same_version = page.locator("#verdict").text_content()
+        page.goto(f"{live_server_url}/compare/?{around}")
+        page.wait_for_selector("body[data-rendered]")
+        by_tool = page.locator("#by-tool tbody tr").all_inner_texts()
+        page.screenshot(path=str(ARTIFACTS / "compare-deploy.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    assert said.startswith("version 1.3.0 is slower than version 1.2.0: p95 ")
+    names, axis, x_title, y_title = chart
+    assert [n.split(" (n=")[0] for n in names] == ["a: version 1.2.0", "b: version 1.3.0"]
+    assert axis == "log" and "ms, log scale" in x_title and "share of points" in y_title
+    assert [r.split("\t")[0] for r in rows] == ["p50", "p90", "p95", "p99", "mean"]
+    assert all("[" in r and "slower" in r for r in rows[:3])
+    assert "needs cohorts that do not filter on a tag" in tagged
+    assert "node node-1" in same_version
+    assert [r.split("\t")[0] for r in by_tool] == ["search", "fetch", "rare"]
+    assert by_tool[0].endswith("slower") and by_tool[2].endswith("not enough data")

@@ -33,7 +33,9 @@ def fleet(db):
     IngestedBatch.store(token.id, Batch("f", series, idx, np.full(100, now - 30), values), now=now)
 
 
-@pytest.mark.parametrize("path", ["/", "/nodes/node-1/", "/agents/agent-1/", "/tools/", "/data/overview"])
+@pytest.mark.parametrize(
+    "path", ["/", "/nodes/node-1/", "/agents/agent-1/", "/tools/", "/data/overview", "/compare/"]
+)
 def test_pages_need_a_login(client, db, path):
     r = client.get(path)
     assert r.status_code == 302 and r["Location"].startswith("/login/")
@@ -44,6 +46,22 @@ def test_a_viewer_sees_every_page(viewer, fleet, path):
     r = viewer.get(path)
     assert r.status_code == 200
     assert b"vendor/plotly.min.js" in r.content or b"tools.js" in r.content
+
+
+def test_the_compare_page_offers_the_metrics_and_each_tags_values_that_exist(viewer, fleet):
+    r = viewer.get("/compare/?metric=tool_execution_ms&window=1h")
+    assert r.status_code == 200 and b"js/compare.js" in r.content
+    assert r.context["metric"] == "tool_execution_ms"
+    assert {"agent_response_ms", "tool_execution_ms", "agent_memory_bytes"} <= set(r.context["metrics"])
+    assert r.context["tags"]["tool"] == ["web_search"] and r.context["tags"]["model"] == []
+
+
+def test_an_agents_page_links_to_it_against_the_other_agents_of_its_node(viewer, fleet):
+    url = viewer.get("/agents/agent-1/?window=24h").context["compare_url"]
+    assert url == (
+        "/compare/?metric=agent_response_ms&window=24h&a.node=node-1&a.except_agent=agent-1&b.agent=agent-1"
+    )
+    assert viewer.get("/").context.get("compare_url") is None
 
 
 def test_the_error_ratio_is_errors_per_response_in_the_window(viewer, fleet):
