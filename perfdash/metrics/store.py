@@ -16,9 +16,9 @@ from django.db import connection, transaction
 
 from perfdash.lib.durations import DAY_S
 from perfdash.metrics import cardinality, copydata, keys, partitions
-from perfdash.metrics.batch import Batch, SeriesKey
+from perfdash.metrics.batch import Aggregates, Batch, SeriesKey
 from perfdash.metrics.dimensions import dimension_tags
-from perfdash.metrics.rollup import group_label, group_values
+from perfdash.metrics.rollup import Groups, combine, group_label, group_values
 
 KeyTuple = tuple[str, str, str, str, str]  # metric, node, agent, tag_key, tag_value
 
@@ -208,7 +208,8 @@ def copy_data(
     batch: Batch, series_ids: np.ndarray, level_keys: np.ndarray, now: float
 ) -> tuple[bytes | None, bytes]:
     """Binary COPY streams of a batch: its raw points (None if all are older than the raw
-    retention) and one rollup delta per (rollup key, minute) it touches."""
+    retention) and one rollup delta per (rollup key, minute) it touches. Pre-aggregated
+    entries have no raw rows: they count in the rollups only."""
     fresh = batch.ts >= now - settings.RAW_RETENTION_DAYS * DAY_S
     raw = None
     if fresh.any():
@@ -218,7 +219,37 @@ def copy_data(
     point_of = np.nonzero(valid)[0]
     minutes = (batch.ts // 60).astype(np.int64)
     groups = group_values(group_label(keys[valid], minutes[point_of]), batch.value[point_of])
+    if batch.aggregates is not None and len(batch.aggregates):
+        groups = _with_aggregates(groups, batch.aggregates, level_keys)
     return raw, copydata.rollups(groups, 60)
+
+
+def _with_aggregates(groups: Groups, agg: Aggregates, level_keys: np.ndarray) -> Groups:
+    """The points' groups merged with the entries', each entry counting towards every rollup
+    key of its series in the minute of its time, as a point would."""
+    keys = level_keys[agg.series_idx]
+    valid = keys >= 0
+    entry_of = np.nonzero(valid)[0]
+    labels = group_label(keys[valid], (agg.ts // 60).astype(np.int64)[entry_of])
+    sizes = np.diff(agg.pair_start)[entry_of]
+    offsets = np.cumsum(sizes) - sizes
+    pair_idx = np.repeat(agg.pair_start[entry_of] - offsets, sizes) + np.arange(int(sizes.sum()))
+    n = len(groups)
+    return combine(
+        np.concatenate([groups.label, labels]),
+        np.concatenate([groups.count, agg.count[entry_of]]),
+        np.concatenate([groups.sum, agg.sum[entry_of]]),
+        np.concatenate([groups.min, agg.min[entry_of]]),
+        np.concatenate([groups.max, agg.max[entry_of]]),
+        np.concatenate(
+            [
+                np.repeat(np.arange(n), np.diff(groups.pair_start)),
+                n + np.repeat(np.arange(len(labels)), sizes),
+            ]
+        ),
+        np.concatenate([groups.pair_key, agg.pair_key[pair_idx]]),
+        np.concatenate([groups.pair_count, agg.pair_count[pair_idx]]),
+    )
 
 
 RAW_COPY = f"COPY metrics_point {copydata.RAW_COLUMNS} FROM STDIN (FORMAT BINARY)"
