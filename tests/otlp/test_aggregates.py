@@ -60,7 +60,7 @@ def test_a_batch_with_aggregates_reads_back_the_same_in_both_forms(values):
     for copy in (Batch.from_bytes(batch.to_bytes()), Batch.from_message(batch.to_message(1))):
         assert copy.series == batch.series
         assert np.array_equal(copy.value, batch.value)
-        for name in ("series_idx", "ts", "count", "sum", "min", "max", "pair_start", "pair_key", "pair_count"):
+        for name in Aggregates.__dataclass_fields__:
             assert np.array_equal(getattr(copy.aggregates, name), getattr(agg, name)), name
 
 
@@ -91,7 +91,8 @@ def test_aggregates_count_in_the_rollups_as_their_points_would(db, values, compa
         summarised([0, 1, 0], ts, values),
     )
     plain.series_idx = np.concatenate([plain.series_idx, [0, 1]]).astype(np.int32)
-    plain.ts, plain.value = np.concatenate([plain.ts, [NOW - 5, NOW - 5]]), np.concatenate([plain.value, extra])
+    plain.ts = np.concatenate([plain.ts, [NOW - 5, NOW - 5]])
+    plain.value = np.concatenate([plain.value, extra])
     assert IngestedBatch.store(token.id, plain, now=NOW)
     assert IngestedBatch.store(token.id, aggregated, now=NOW)
     if compacted:
