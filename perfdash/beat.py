@@ -18,6 +18,7 @@ TASK_ROUTES = {
     "metrics.*": {"queue": "ingest"},
     "alerts.evaluate": {"queue": "alerts"},
     "alerts.sweep": {"queue": "alerts"},
+    "alerts.verify_deploys": {"queue": "alerts"},
     "alerts.deliver": {"queue": "notify"},
     "forecast.*": {"queue": "forecast"},
 }
@@ -29,6 +30,9 @@ BEAT_SCHEDULE = {
     # The alert outbox: a notification still undelivered once its own retries are over
     # (delivery.STUCK_AFTER_S) is queued again within a minute of that.
     "sweep-alert-outbox": {"task": "alerts.sweep", "schedule": timedelta(seconds=60)},
+    # Deploy verification: a deploy is due DEPLOY_VERIFY_AFTER (30 min) after it, and rollups
+    # are per minute; verified within a minute of being due is soon enough.
+    "verify-deploys": {"task": "alerts.verify_deploys", "schedule": timedelta(seconds=60)},
     # Folds rollup deltas into minute and hour rollups. Reads merge deltas on the fly, so the
     # cadence only bounds how many delta rows a read has to merge; 5 s keeps that small.
     "compact-rollups": {"task": "metrics.compact_rollups", "schedule": timedelta(seconds=5)},

@@ -187,6 +187,18 @@ LATENCY_TARGETS = {
     "memory_op_ms": {"stat": "p99", "value": 100},
 }
 
+# Deploy verification (docs/alerts.md): a deploy event tagged with a version is compared with
+# the version before it once this long has passed (a duration from 10m to 12h), on the p95 of
+# these metrics. `manage.py check` refuses bad values (alerts.E001, alerts.E002).
+DEPLOY_VERIFY_AFTER = env("DEPLOY_VERIFY_AFTER", default="30m")
+DEPLOY_VERIFY_METRICS = tuple(
+    m.strip()
+    for m in env.list(
+        "DEPLOY_VERIFY_METRICS",
+        default=["agent_response_ms", "tool_execution_ms", "llm_call_ms", "memory_op_ms"],
+    )
+)
+
 # --- Capacity planning ---------------------------------------------------------------------
 # Defaults for the capacity targets (each can be overridden per target in the admin).
 NODE_MEMORY_BYTES = env.int("NODE_MEMORY_BYTES", default=16 * 1024**3)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -66,10 +68,18 @@ class NotificationChannelAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{channel.name}: test notification sent.")
 
 
+# A deploy rule's threshold: the smallest slowdown that notifies, typed as a percentage and
+# stored as a fraction (10 % is 0.1), as the verification's relative changes are.
+PERCENT = units.Kind("a percentage (10 or 10 %)", {"": Decimal("0.01"), "%": Decimal("0.01")}, ("%",))
+
+
 def threshold_kind(kind: str, metric: str, statistic: str) -> units.Kind:
-    """What a rule's thresholds measure: days for a forecast rule, else the statistic's unit."""
+    """What a rule's thresholds measure: days for a forecast rule, a relative change for a
+    deploy rule, else the statistic's unit."""
     if kind == AlertRule.Kind.FORECAST:
         return units.DAYS
+    if kind == AlertRule.Kind.DEPLOY:
+        return PERCENT
     return units.of_metric(metric, statistic)
 
 
@@ -87,7 +97,8 @@ def measured(rule: AlertRule, value: float | None) -> str | None:
 
 QUANTITY_HELP = (
     "With or without a unit: 2 s or 250 ms for a _ms metric, 100 MB for a _bytes one, 5/s for a "
-    "rate; a bare number is in ms for _ms metrics, in bytes for _bytes ones. Forecast rules: days."
+    "rate; a bare number is in ms for _ms metrics, in bytes for _bytes ones. Forecast rules: days. "
+    "Deploy rules: the smallest slowdown that notifies, in % (empty: any slowdown found)."
 )
 
 
@@ -97,7 +108,7 @@ class RuleForm(forms.ModelForm):
 
     QUANTITIES = ("threshold", "recovery_threshold")
 
-    threshold = forms.CharField(help_text=QUANTITY_HELP)
+    threshold = forms.CharField(required=False, help_text=QUANTITY_HELP)
     recovery_threshold = forms.CharField(
         required=False,
         help_text=f"{AlertRule._meta.get_field('recovery_threshold').help_text} Units as the threshold's.",
@@ -120,6 +131,11 @@ class RuleForm(forms.ModelForm):
                 cleaned[name] = units.parse(text, kind) if text else None
             except ValueError as exc:
                 self.add_error(name, str(exc))
+        if cleaned.get("threshold", "") is None:  # typed empty
+            if kind is PERCENT:
+                cleaned["threshold"] = 0.0
+            else:
+                self.add_error("threshold", forms.Field.default_error_messages["required"])
         return cleaned
 
 
@@ -183,7 +199,11 @@ class AlertRuleAdmin(admin.ModelAdmin):
             {
                 "description": "A forecast rule needs only its capacity target, and the number of days "
                 "as its threshold: it fires when the target is projected to reach its limit within "
-                "that many days (each node, for per-node targets).",
+                "that many days (each node, for per-node targets). A deploy rule takes only an "
+                "optional metric (one of DEPLOY_VERIFY_METRICS; empty: any of them), an optional "
+                "node (that node's deploys and fleet-wide ones) and, as its threshold, the smallest "
+                "slowdown that notifies: it notifies once for each verified deploy that made one of "
+                "those metrics' p95 slower.",
                 "fields": [
                     "kind",
                     "capacity_target",
@@ -221,9 +241,10 @@ class AlertEventAdmin(ReadOnlyAdmin):
         "value_shown",
         "threshold_shown",
         "silenced",
+        "deploy",
     ]
     list_filter = ["to_state", "silenced", "rule"]
-    list_select_related = ["rule"]
+    list_select_related = ["rule", "deploy"]
     search_fields = ["subject", "rule__name"]
     date_hierarchy = "at"
 

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from perfdash.alerts import transports
+from perfdash.alerts import deploys, transports
 from perfdash.alerts.models import AlertEvent, AlertRule, Delivery, NotificationChannel
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ def dashboard_url(rule: AlertRule, subjects: list[str]) -> str:
 
 
 def notification(rule: AlertRule, events: list[AlertEvent]) -> transports.Notification:
+    if rule.kind == AlertRule.Kind.DEPLOY:
+        return deploys.notification(rule, events)
     state = events[0].to_state
     offenders = [transports.Offender(e.subject or "fleet", e.value) for e in events]
     forecast = rule.kind == AlertRule.Kind.FORECAST
@@ -56,6 +58,7 @@ def notification(rule: AlertRule, events: list[AlertEvent]) -> transports.Notifi
         dashboard_url=dashboard_url(rule, [e.subject for e in events]),
         at=events[0].at,
         scope=rule.scope,
+        kind=rule.kind,
     )
 
 
@@ -94,13 +97,14 @@ STUCK_AFTER_S = sum(backoff(a) for a in range(1, MAX_ATTEMPTS)) + 60
 
 def pending(older_than_s: float = STUCK_AFTER_S, now: datetime | None = None) -> list[list[int]]:
     """The outbox: notifications recorded but never finished, as the event groups they were
-    queued as (one evaluation pass, one rule, one kind of change), so that a re-sent group has
-    the same idempotency key as the original and no channel hears of it twice."""
+    queued as (one evaluation pass, one rule, one kind of change; one deploy), so that a
+    re-sent group has the same idempotency key as the original and no channel hears of it
+    twice."""
     cutoff = (now or timezone.now()) - timedelta(seconds=older_than_s)
     stuck = AlertEvent.objects.filter(notification_pending=True, at__lt=cutoff).order_by("id")
     groups: dict[tuple, list[int]] = {}
-    for event_id, rule_id, to_state, at in stuck.values_list("id", "rule_id", "to_state", "at"):
-        groups.setdefault((rule_id, to_state, at), []).append(event_id)
+    for event_id, *key in stuck.values_list("id", "rule_id", "to_state", "at", "deploy_id"):
+        groups.setdefault(tuple(key), []).append(event_id)
     return list(groups.values())
 
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import numpy as np
 from django.db import connection, transaction
 
+from perfdash.alerts import deploys
 from perfdash.alerts.decide import COMPARE, Current, Observation, Spec, decide
 from perfdash.alerts.models import AlertEvent, AlertRule, AlertState, Silence
 from perfdash.forecasting.models import CapacityForecast
@@ -159,7 +160,9 @@ def evaluate(rule_id: int | None = None, now: float | None = None) -> list[int]:
     now = time.time() if now is None else now
     at = datetime.fromtimestamp(now, UTC)
     with transaction.atomic():
+        # Deploy rules are not evaluated: each verified deploy alerts them once (deploys.py).
         rules = AlertRule.objects.select_for_update(skip_locked=True).filter(enabled=True)
+        rules = rules.exclude(kind=AlertRule.Kind.DEPLOY)
         rules = list(rules.filter(pk=rule_id) if rule_id is not None else rules)
         if not rules:
             return []
@@ -277,10 +280,10 @@ class _Changes:
 
 
 def group(event_ids: list[int]) -> list[list[int]]:
-    """One notification per rule and kind of change: many offenders, one message."""
-    groups: dict[tuple[int, str], list[int]] = defaultdict(list)
+    """One notification per rule and kind of change (and deploy): many offenders, one message."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
     for event in AlertEvent.objects.filter(id__in=event_ids).order_by("id"):
-        groups[(event.rule_id, event.to_state)].append(event.id)
+        groups[(event.rule_id, event.to_state, event.deploy_id)].append(event.id)
     return list(groups.values())
 
 
@@ -296,6 +299,8 @@ def preview(rule: AlertRule, now: float | None = None, hours: int = 24, step_s: 
     """How `rule` (saved or not) would have behaved over the last `hours` of real data,
     evaluated every `step_s`: the state changes it would have made. Writes nothing."""
     now = time.time() if now is None else now
+    if rule.kind == AlertRule.Kind.DEPLOY:  # a deploy rule sees only deploys verified already
+        return [Change(at, subject, "firing", rel) for at, subject, rel in deploys.preview(rule, now, hours)]
     spec = spec_of(rule)
     current: dict[str, Current] = {}
     changes: list[Change] = []

@@ -76,6 +76,7 @@ class AlertRule(models.Model):
     class Kind(models.TextChoices):
         THRESHOLD = "threshold", "A metric crosses a threshold"
         FORECAST = "forecast", "A capacity target is projected to reach its limit within N days"
+        DEPLOY = "deploy", "A deploy made a metric slower"
 
     class Scope(models.TextChoices):
         FLEET = "fleet", "The whole fleet"
@@ -147,6 +148,9 @@ class AlertRule(models.Model):
         if self.kind == self.Kind.FORECAST:
             self._clean_forecast()
             return
+        if self.kind == self.Kind.DEPLOY:
+            self._clean_deploy()
+            return
         errors = {}
         if not self.metric:
             errors["metric"] = "Give the metric to watch."
@@ -187,6 +191,24 @@ class AlertRule(models.Model):
         self.no_data = self.NoData.KEEP  # no forecast (too little data) changes nothing
         if self.recovery_threshold is not None and self.recovery_threshold < self.threshold:
             raise ValidationError({"recovery_threshold": "Resolving needs more days than firing."})
+
+    def _clean_deploy(self) -> None:
+        """A deploy rule notifies once per verified deploy that made a metric (this one, if
+        given) slower by at least `threshold` (a fraction: 0.1 is 10 %); nothing else applies."""
+        from django.conf import settings
+
+        verified = settings.DEPLOY_VERIFY_METRICS
+        if self.metric and self.metric not in verified:
+            raise ValidationError(
+                {"metric": f"Deploys are verified on {', '.join(verified)} (DEPLOY_VERIFY_METRICS) only."}
+            )
+        if self.threshold is None or self.threshold < 0:
+            raise ValidationError({"threshold": "Give the smallest slowdown that notifies: 0 % or more."})
+        self.capacity_target, self.statistic, self.scope = None, "p95", self.Scope.FLEET
+        self.agent, self.tag_key, self.tag_value = "", "", ""
+        self.comparison, self.recovery_threshold = self.Comparison.GTE, None
+        self.for_seconds, self.min_samples, self.no_data = 0, 1, self.NoData.KEEP
+        self.repeat_seconds, self.send_resolved = None, False  # once per deploy: nothing repeats or resolves
 
     # Changing any of these makes the rule watch something else: its old states go.
     SUBJECT_FIELDS = (
@@ -246,12 +268,24 @@ class AlertEvent(models.Model):
     # The outbox: set in the transaction that records the change, cleared once every channel
     # is done with it; a sweeper re-queues what a crash or a broker outage left behind.
     notification_pending = models.BooleanField(default=False)
+    # Deploy rules: the deploy that made `subject` (a metric) slower; `value` is by how much.
+    deploy = models.ForeignKey(
+        "events.Event", null=True, blank=True, on_delete=models.CASCADE, related_name="alert_events"
+    )
 
     class Meta:
         ordering = ["-at"]
         indexes = [
             models.Index(fields=["rule", "-at"], name="event_rule_at"),
             models.Index(fields=["at"], condition=models.Q(notification_pending=True), name="event_pending"),
+        ]
+        constraints = [
+            # A deploy alerts a rule about a metric once, however often it were verified.
+            models.UniqueConstraint(
+                fields=["rule", "deploy", "subject"],
+                condition=models.Q(deploy__isnull=False),
+                name="deploy_alert_once",
+            )
         ]
 
 
@@ -295,14 +329,16 @@ class Silence(models.Model):
         if self.ends_at and self.starts_at and self.ends_at <= self.starts_at:
             raise ValidationError({"ends_at": "A silence must end after it starts."})
 
-    def matches(self, rule: AlertRule, subject: str, at) -> bool:
-        """Whether this silence covers the alert of `rule` for `subject` at time `at`."""
+    def matches(self, rule: AlertRule, subject: str, at, node: str | None = None) -> bool:
+        """Whether this silence covers the alert of `rule` for `subject` at time `at`; `node`
+        is the node a deploy alert's deploy was on ("" for the fleet)."""
         if not self.starts_at <= at < self.ends_at:
             return False
         if self.rule_id and self.rule_id != rule.id:
             return False
         if self.severity and self.severity != rule.severity:
             return False
-        node = subject if rule.scope == AlertRule.Scope.NODE else rule.node
+        if node is None:
+            node = subject if rule.scope == AlertRule.Scope.NODE else rule.node
         agent = subject if rule.scope == AlertRule.Scope.AGENT else rule.agent
         return (not self.node or self.node == node) and (not self.agent or self.agent == agent)

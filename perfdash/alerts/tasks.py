@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from perfdash.alerts import delivery, engine
+from perfdash.alerts import delivery, deploys, engine
 from perfdash.live import publish
 
 
@@ -16,6 +16,13 @@ def evaluate_rules() -> int:
     if groups:
         publish.alerts_changed(sum(map(len, groups)))
     return len(groups)
+
+
+@shared_task(name="alerts.verify_deploys", queue="alerts", ignore_result=True)
+def verify_deploys() -> int:
+    """Verify the deploys that are due, and queue the notifications of those that made a
+    metric slower (each once its deploy's transaction has committed)."""
+    return deploys.verify_due(notify=deliver.delay)
 
 
 @shared_task(name="alerts.sweep", queue="alerts", ignore_result=True)

@@ -13,7 +13,7 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from smtplib import SMTPAuthenticationError, SMTPRecipientsRefused, SMTPSenderRefused
 
@@ -22,11 +22,13 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 
 from perfdash.alerts.models import AlertRule, NotificationChannel
+from perfdash.lib import units
 from perfdash.lib.http import HttpResult, UnsafeUrlError, post_bytes, post_json
 
 EMAIL_OFFENDERS = 50
 SLACK_OFFENDERS = 10
 STATE_LABELS = {"firing": "FIRING", "resolved": "RESOLVED", "repeat": "STILL FIRING"}
+DEPLOY_LABEL = "SLOWER AFTER DEPLOY"
 # Slack's answers for a webhook that is gone for good
 # (https://api.slack.com/messaging/webhooks#handling_errors).
 SLACK_DEAD_HOOK = {
@@ -60,8 +62,12 @@ class Notification:
     runbook_url: str
     dashboard_url: str
     at: datetime
-    scope: str = ""  # the rule's scope ("fleet", "node", "agent"): names what is counted
-    unit: str = ""  # "days" for a forecast rule (the value is the time to the limit)
+    scope: str = ""  # the rule's scope ("fleet", "node", "agent"), or "metric": names what is counted
+    unit: str = ""  # "days" for a forecast rule (the value is the time to the limit), "change" for a deploy's
+    kind: str = AlertRule.Kind.THRESHOLD
+    headline: str = ""  # the summary, when the rule's kind says it in its own words
+    details: dict[str, str] = field(default_factory=dict)  # an offender's value in words
+    deploy: dict | None = None  # deploy rules: {"event_id", "version", "against", "how", "node"}
 
     def format(self, value: float | None) -> str:
         """A value of this metric for people: 2410 -> "2.41 s" for a *_ms metric."""
@@ -71,6 +77,8 @@ class Notification:
             return "not within the horizon"
         if value is None or not math.isfinite(value):
             return "no data"
+        if self.unit == "change":
+            return units.percent(value)
         if self.metric.endswith("_ms"):
             return f"{_number(value / 1000)} s" if abs(value) >= 1000 else f"{_number(value)} ms"
         if self.metric.endswith("_bytes"):
@@ -84,6 +92,8 @@ class Notification:
     @property
     def summary(self) -> str:
         """One line on the worst offender: "p95 of agent_response_ms is 2.41 s (threshold > 2 s)"."""
+        if self.headline:
+            return self.headline
         ranked = self.ranked()
         value = _finite(ranked[0].value) if ranked else None
         now = "has no data" if value is None else f"is {self.format(value)}"
@@ -91,14 +101,27 @@ class Notification:
 
     @property
     def state_label(self) -> str:
+        if self.kind == AlertRule.Kind.DEPLOY:
+            return DEPLOY_LABEL
         return STATE_LABELS.get(self.state, self.state.upper())
+
+    @property
+    def heading(self) -> str:
+        """What the list of offenders shows: "p95 of agent_response_ms (threshold > 2 s)"."""
+        if self.kind == AlertRule.Kind.DEPLOY:
+            against = (
+                self.deploy["against"] if self.deploy and self.deploy["against"] else "before the deploy"
+            )
+            least = f" (notifies from {self.format(self.threshold)})" if self.threshold else ""
+            return f"change against {against}{least}"
+        return f"{self.statistic} of {self.metric} (threshold {self.threshold_text})"
 
     @property
     def who(self) -> str:
         """What is affected: the offender's name if there is one, else a count like "3 agents"."""
         if len(self.offenders) == 1:
             return self.offenders[0].subject
-        noun = self.scope if self.scope in ("agent", "node") else "subject"
+        noun = self.scope if self.scope in ("agent", "node", "metric") else "subject"
         return f"{len(self.offenders)} {noun}s" if self.offenders else ""
 
     def ranked(self) -> list[Offender]:
@@ -111,7 +134,8 @@ class Notification:
     def rows(self, limit: int) -> tuple[list[tuple[str, str]], int]:
         """The `limit` worst offenders as (subject, formatted value), and how many are left out."""
         ranked = self.ranked()
-        return [(o.subject, self.format(o.value)) for o in ranked[:limit]], max(0, len(ranked) - limit)
+        shown = [(o.subject, self.details.get(o.subject) or self.format(o.value)) for o in ranked[:limit]]
+        return shown, max(0, len(ranked) - limit)
 
 
 class TransportError(Exception):
@@ -251,9 +275,12 @@ def webhook_payload(notification: Notification, sent_at: int) -> dict:
     people), offenders ([{"subject", "value"}], value null when there is no data),
     at (the state change, ISO 8601 UTC), sent_at (Unix seconds, equal to the
     X-Perfdash-Timestamp header; it is inside the signed body, so a receiver can reject
-    replays), dashboard_url, runbook_url ("" if none).
+    replays), dashboard_url, runbook_url ("" if none), kind ("threshold", "forecast",
+    "deploy"); and for a deploy rule deploy ({"event_id", "version", "against", "how",
+    "node"}), its offenders being the metrics it made slower with their relative change.
     """
     n = notification
+    extra = {"deploy": n.deploy} if n.deploy is not None else {}
     return {
         "version": WEBHOOK_VERSION,
         "rule_id": n.rule_id,
@@ -270,6 +297,8 @@ def webhook_payload(notification: Notification, sent_at: int) -> dict:
         "sent_at": sent_at,
         "dashboard_url": n.dashboard_url,
         "runbook_url": n.runbook_url,
+        "kind": n.kind,
+        **extra,
     }
 
 

@@ -1,5 +1,6 @@
 """Events that collectors post (deploys, config changes, incidents, notes): the dashboard draws
-them as markers on its time charts, and the read API lists them."""
+them as markers on its time charts, and the read API lists them. A deploy tagged with a
+version carries its verification (perfdash/compare/verify.py) once it has been checked."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collectors import event as protocol
 
 # What one read returns at most, newest first.
 MAX_ROWS = 500
+COLUMNS = ("id", "ts", "kind", "title", "tags", "verification")
 
 
 class Event(models.Model):
@@ -23,10 +25,22 @@ class Event(models.Model):
         "api.ApiToken", on_delete=models.PROTECT, related_name="+", help_text="The token that sent it."
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    verification = models.JSONField(
+        null=True, blank=True, help_text="Deploys: the new version compared with the one before it."
+    )
+    verified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-ts"]
-        indexes = [models.Index(fields=["ts"], name="event_ts")]
+        indexes = [
+            models.Index(fields=["ts"], name="event_ts"),
+            # What the verifier looks for every minute: deploys not verified yet.
+            models.Index(
+                fields=["ts"],
+                condition=Q(kind="deploy", verified_at__isnull=True),
+                name="event_unverified_deploy",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.title}"
@@ -52,8 +66,9 @@ class Event(models.Model):
         agent: str = "",
         limit: int = MAX_ROWS,
     ) -> list[dict]:
-        """{"id", "ts" (a datetime), "kind", "title", "tags"} of the events from `start` to
-        `end` (Unix seconds), newest first, at most `limit`.
+        """{"id", "ts" (a datetime), "kind", "title", "tags", "verification"} of the events from
+        `start` to `end` (Unix seconds), newest first, at most `limit`. "verification" is None
+        but for a deploy that has been verified.
 
         `node` and `agent` choose a page's events: an event tagged node=X belongs to node X,
         one tagged agent=Y to agent Y, and one tagged with neither to everything. So a node's
@@ -66,7 +81,7 @@ class Event(models.Model):
             rows = rows.filter(~Q(tags__has_key="node") | Q(tags__node=node))
         if agent:
             rows = rows.filter(~Q(tags__has_key="agent") | Q(tags__agent=agent))
-        return list(rows.order_by("-ts", "-id").values("id", "ts", "kind", "title", "tags")[:limit])
+        return list(rows.order_by("-ts", "-id").values(*COLUMNS)[:limit])
 
 
 def _dt(ts: float) -> datetime:

@@ -334,6 +334,7 @@ def test_a_webhook_gets_the_documented_payload_signed(receiver: tuple[Receiver, 
         "at": "2026-11-28T10:00:05Z",
         "dashboard_url": DASHBOARD,
         "runbook_url": RUNBOOK,
+        "kind": "threshold",
     }
 
 

@@ -74,3 +74,46 @@ def test_the_admin_lists_events_by_kind_and_never_adds_changes_or_deletes_them(a
     assert admin_client.post(f"{url}/delete/", {"post": "yes"}).status_code == 403
     row.refresh_from_db()
     assert row.title == "everywhere"
+
+
+VERIFICATION = {
+    "version": "1.3.0",
+    "against": "1.2.0",
+    "how": "canary",
+    "node": "",
+    "a": {"label": "version 1.2.0", "version": "1.2.0", "node": "", "from": "x", "to": "y"},
+    "b": {"label": "version 1.3.0", "version": "1.3.0", "node": "", "from": "x", "to": "y"},
+    "metrics": {
+        "agent_response_ms": {
+            "verdict": "slower",
+            "summary": "version 1.3.0 is slower than version 1.2.0: p95 2.31 s vs 1.98 s, +17 %",
+        }
+    },
+    "verdict": "slower",
+    "notes": [],
+}
+
+
+def test_a_verified_deploy_carries_its_verification_to_the_read_api(client, events, read_token):
+    Event.objects.filter(title="node-1 deploy").update(
+        verification=VERIFICATION, verified_at=datetime.now(UTC)
+    )
+    now = time.time()
+    rows = {e["title"]: e for e in Event.between(now - 3600, now)}
+    assert rows["node-1 deploy"]["verification"] == VERIFICATION
+    assert rows["node-2 deploy"]["verification"] is None and rows["everywhere"]["verification"] is None
+
+    r = client.get("/api/v1/events?kind=deploy", HTTP_AUTHORIZATION=f"Bearer {read_token}")
+    assert r.status_code == 200
+    shown = {e["title"]: e["verification"] for e in r.json()["events"]}
+    assert shown == {"node-1 deploy": VERIFICATION, "node-2 deploy": None}
+
+
+def test_the_admin_shows_a_deploys_verification_in_words(admin_client, events):
+    row = Event.objects.get(title="node-1 deploy")
+    Event.objects.filter(pk=row.pk).update(verification=VERIFICATION, verified_at=datetime.now(UTC))
+    listing = admin_client.get("/admin/events/event/?kind__exact=deploy")
+    assert b"slower against 1.2.0 (canary)" in listing.content
+    page = admin_client.get(f"/admin/events/event/{row.pk}/change/").content.decode()
+    assert "slower against 1.2.0 (canary): version 1.3.0 against version 1.2.0" in page
+    assert "agent_response_ms: version 1.3.0 is slower than version 1.2.0: p95 2.31 s vs 1.98 s" in page
