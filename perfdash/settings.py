@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "channels",
     "perfdash.api",
     "perfdash.ingest",
+    "perfdash.otlp",
     "perfdash.metrics",
     "perfdash.dashboard",
     "perfdash.alerts",
@@ -151,6 +152,16 @@ INGEST_IDEMPOTENCY_DAYS = env.int("INGEST_IDEMPOTENCY_DAYS", default=7)
 # seconds after its worker was woken gets another wake-up: its message was lost (a worker
 # killed while holding it, Redis restarted without its data) or waits behind a backlog.
 INGEST_REQUEUE_AFTER_S = env.int("INGEST_REQUEUE_AFTER_S", default=60)
+
+# --- OTLP in (docs/otlp.md) -------------------------------------------------------------------
+# Which attributes (of the data point, else of the resource) name the node and the agent: the
+# first one present wins.
+OTLP_NODE_ATTRIBUTES = env.list("OTLP_NODE_ATTRIBUTES", default=["host.name", "k8s.node.name"])
+OTLP_AGENT_ATTRIBUTES = env.list(
+    "OTLP_AGENT_ATTRIBUTES", default=["gen_ai.agent.id", "gen_ai.agent.name", "service.instance.id", "service.name"]
+)
+# Resource attributes that become tags (attribute=tag,...): a release's version, for comparisons.
+OTLP_RESOURCE_TAGS = env.dict("OTLP_RESOURCE_TAGS", default={"service.version": "version"})
 
 # --- Retention (days) -----------------------------------------------------------------------
 RAW_RETENTION_DAYS = env.int("RAW_RETENTION_DAYS", default=7)

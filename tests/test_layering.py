@@ -19,6 +19,7 @@ LAYERS = [
     "metrics",
     "live",
     "ingest",
+    "otlp",
     "events",
     "forecasting",
     "compare",

@@ -1,0 +1,113 @@
+"""Cumulative streams' last values, so each export of a cumulative sum or histogram is stored
+as what it added since the one before (the Collector's `cumulativetodelta`, kept in
+PostgreSQL: it survives restarts and every web process shares it).
+
+Conversion happens in the web process, in the transaction that also keeps the batch in the
+ingest outbox: the new state and the batch commit together, so an acknowledged export has
+moved the state exactly once, and an export whose transaction failed moved nothing.
+"""
+
+from __future__ import annotations
+
+import orjson
+from django.db import connection, models
+
+from perfdash.otlp.histograms import Histogram
+from perfdash.otlp.translate import Point
+
+
+class Stream(models.Model):
+    """A cumulative stream: a digest of (token, resource, scope, metric, attributes), its start
+    time and the last export taken (time and value, or histogram)."""
+
+    key = models.BinaryField(primary_key=True)
+    start_ns = models.BigIntegerField(null=True)
+    time_ns = models.BigIntegerField(null=True)
+    state = models.BinaryField(null=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["updated_at"], name="otlp_stream_updated")]
+
+    def __str__(self) -> str:
+        return self.key.hex()
+
+
+def deltas(points: list[Point]) -> list[float | Histogram | None]:
+    """For each point, what it adds: the value itself for a gauge or delta point; for a
+    cumulative one, the difference to the stream's last export, the whole value at the
+    stream's first export or after a reset (a new start time, or a value that went down),
+    and None for an export not newer than the last one taken (a duplicate, or out of order).
+
+    Must run inside the caller's transaction: the streams' rows stay locked until it ends."""
+    out: list[float | Histogram | None] = [p.value if p.histogram is None else p.histogram for p in points]
+    cumulative = sorted(
+        (i for i, p in enumerate(points) if p.stream is not None),
+        key=lambda i: (points[i].stream, points[i].time_ns),
+    )
+    if not cumulative:
+        return out
+    keys = sorted({points[i].stream for i in cumulative})
+    with connection.cursor() as cur:
+        # Rows first, in key order, so that concurrent exports of new streams wait for each
+        # other instead of both counting from zero; then every row locked, in the same order.
+        cur.execute(
+            "INSERT INTO otlp_stream (key, updated_at) SELECT k, now() FROM unnest(%s::bytea[]) AS k "
+            "ORDER BY k ON CONFLICT DO NOTHING",
+            [keys],
+        )
+        cur.execute(
+            "SELECT key, start_ns, time_ns, state FROM otlp_stream WHERE key = ANY(%s::bytea[]) "
+            "ORDER BY key FOR UPDATE",
+            [keys],
+        )
+        state = {bytes(r[0]): (r[1], r[2], _load(r[3])) for r in cur.fetchall()}
+        changed = {}
+        for i in cumulative:
+            p = points[i]
+            start, time, last = state[p.stream]
+            current = p.value if p.histogram is None else p.histogram
+            if time is not None and p.time_ns <= time:
+                out[i] = None
+                continue
+            out[i] = (
+                current
+                if last is None or (p.start_ns and start and p.start_ns != start)
+                else _less(current, last)
+            )
+            state[p.stream] = changed[p.stream] = (p.start_ns, p.time_ns, current)
+        if changed:
+            cur.execute(
+                "UPDATE otlp_stream s SET start_ns = x.s, time_ns = x.t, state = x.v, updated_at = now() "
+                "FROM unnest(%s::bytea[], %s::int8[], %s::int8[], %s::bytea[]) AS x(k, s, t, v) "
+                "WHERE s.key = x.k",
+                [
+                    list(changed),
+                    [v[0] for v in changed.values()],
+                    [v[1] for v in changed.values()],
+                    [_dump(v[2]) for v in changed.values()],
+                ],
+            )
+    return out
+
+
+def _less(current: float | Histogram, last: float | Histogram) -> float | Histogram:
+    """current - last, or the whole of current when it went down (a reset)."""
+    if isinstance(current, Histogram):
+        if not isinstance(last, Histogram):
+            return current
+        return current.minus(last) or current
+    if isinstance(last, Histogram) or current < last:
+        return current
+    return current - last
+
+
+def _dump(value: float | Histogram) -> bytes:
+    return orjson.dumps(value.to_state() if isinstance(value, Histogram) else {"value": value})
+
+
+def _load(raw) -> float | Histogram | None:
+    if raw is None:
+        return None
+    state = orjson.loads(bytes(raw))
+    return state["value"] if "value" in state else Histogram.from_state(state)

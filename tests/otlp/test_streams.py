@@ -1,0 +1,88 @@
+"""Cumulative streams into deltas, with the state in PostgreSQL: the first export counts from
+its start, duplicates and exports out of order count nothing, a reset (a new start time, or a
+value that went down) counts from zero again."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+from perfdash.api.models import ApiToken
+from perfdash.metrics import query
+from perfdash.otlp.histograms import Histogram
+from perfdash.otlp.models import Stream
+from tests.otlp.conftest import store
+
+NOW = time.time()
+CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
+
+
+def counter_export(value: int, start: float, at: float) -> bytes:
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    kv = rm.resource.attributes.add(key="gen_ai.agent.id")
+    kv.value.string_value = "agent-1"
+    metric = rm.scope_metrics.add().metrics.add(name="requests", unit="{request}")
+    metric.sum.is_monotonic = True
+    metric.sum.aggregation_temporality = CUMULATIVE
+    dp = metric.sum.data_points.add(as_int=value, time_unix_nano=int(at * 1e9))
+    dp.start_time_unix_nano = int(start * 1e9) if start else 0
+    return request.SerializeToString()
+
+
+@pytest.fixture
+def token_id(db) -> int:
+    return ApiToken.issue("otel", ["ingest"])[0].id
+
+
+def total() -> float:
+    return query.stats("requests_total", 3600, now=NOW)["sum"] or 0
+
+
+def test_a_cumulative_counter_counts_each_increment_once(token_id):
+    start = NOW - 300
+    steps = [
+        (10, start, NOW - 200, 10),  # the first export counts from the stream's start
+        (15, start, NOW - 190, 15),
+        (15, start, NOW - 190, 15),  # the same export again
+        (12, start, NOW - 195, 15),  # an older export arriving late
+        (3, NOW - 100, NOW - 90, 18),  # a restart: a new start time
+        (1, NOW - 100, NOW - 80, 19),  # went down: a reset even with the same start
+        (4, NOW - 100, NOW - 70, 22),
+    ]
+    for value, began, at, want in steps:
+        store(token_id, counter_export(value, began, at), now=NOW)
+        assert total() == want
+    assert Stream.objects.count() == 1
+
+
+def test_a_stream_without_start_times_resets_when_its_value_goes_down(token_id):
+    for value, at in [(5, NOW - 60), (7, NOW - 50), (2, NOW - 40)]:
+        store(token_id, counter_export(value, 0, at), now=NOW)
+    assert total() == 9
+
+
+def test_an_exponential_histogram_minus_an_earlier_one_at_a_finer_scale():
+    before = Histogram(3, 6.0, 1.0, 3.0, scale=1, pos_offset=0, pos=np.array([1, 1, 1], np.int64))
+    now = Histogram(5, 16.0, 1.0, 6.0, scale=0, pos_offset=0, pos=np.array([2, 1, 2], np.int64))
+    delta = now.minus(before)
+    # At scale 0 the earlier buckets 0, 1, 2 are 0, 0, 1.
+    assert (delta.scale, delta.pos_offset, delta.pos.tolist()) == (0, 0, [0, 0, 2])
+    assert (delta.count, delta.sum, delta.min, delta.max) == (2, 10.0, None, 6.0)
+
+
+def test_a_histogram_whose_buckets_went_down_is_a_reset():
+    before = Histogram(3, 6.0, 1.0, 3.0, np.array([1.0, 2.0]), np.array([1, 1, 1], np.int64))
+    after = Histogram(3, 6.0, 1.0, 3.0, np.array([1.0, 2.0]), np.array([2, 0, 1], np.int64))
+    assert after.minus(before) is None
+
+
+def test_a_retried_export_is_the_same_batch(token_id):
+    body = counter_export(10, NOW - 300, NOW - 200)
+    store(token_id, body, now=NOW)
+    store(token_id, body, now=NOW)
+    assert total() == 10
