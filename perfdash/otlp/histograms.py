@@ -196,20 +196,22 @@ def pairs(owner: np.ndarray, lower: np.ndarray, upper: np.ndarray, counts: np.nd
     Bounds must be closed (`close`) and not straddle zero. A bucket's count is placed evenly
     over its bins on a log scale; a degenerate bucket (lower == upper) in the one bin of its
     bound."""
-    lo_key = keys_for(np.where(lower == upper, upper, np.nextafter(lower, upper)))
-    hi_key = keys_for(upper)
-    first = lo_key.astype(np.int64)
-    width = np.minimum(hi_key.astype(np.int64) - first + 1, MAX_BINS)
+    first = keys_for(np.where(lower == upper, upper, np.nextafter(lower, upper))).astype(np.int64)
+    bins = np.minimum(keys_for(upper).astype(np.int64) - first + 1, MAX_BINS)
+    # The j-th of n values goes (j + ½)/n of the way through the bucket's k bins. With fewer
+    # values than bins, one entry per value; else one per bin, holding the values j with
+    # j < (i + 1)·n/k - ½ (counted in exact integer arithmetic).
+    width = np.minimum(bins, counts)
     bucket = np.repeat(np.arange(len(counts)), width)
     i = np.arange(int(width.sum())) - np.repeat(np.cumsum(width) - width, width)
-    k, n = width[bucket], counts[bucket]
-    # The j-th of n values (j + ½)/n of the way through k bins: bin i holds those with
-    # j < (i + 1)·n/k - ½, counted in exact integer arithmetic.
+    k, n = bins[bucket], counts[bucket]
+    per_value = n <= k
     below = np.clip(-((k - 2 * (i + 1) * n) // (2 * k)), 0, n)
     below_prev = np.clip(-((k - 2 * i * n) // (2 * k)), 0, n)
-    held = below - below_prev
+    held = np.where(per_value, 1, below - below_prev)
+    offset = np.where(per_value, (2 * i + 1) * k // (2 * n), i)
     keep = held > 0
-    keys = (first[bucket] + i)[keep].astype(np.int32)
+    keys = (first[bucket] + offset)[keep].astype(np.int32)
     held = held[keep]
     own = owner[bucket][keep]
     order = np.lexsort((keys, own))

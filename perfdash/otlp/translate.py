@@ -26,6 +26,8 @@ from perfdash.otlp.histograms import Histogram
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 NO_RECORDED_VALUE = DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 UNKNOWN = "unknown"
+# Buckets of one histogram (a side of an exponential one): the SDKs' defaults use 160 at most.
+MAX_BUCKETS = 4096
 _NOT_TAG_KEY = re.compile(r"[^a-zA-Z0-9_.]")
 
 
@@ -243,6 +245,16 @@ class Translator:
 
 
 def _histogram(kind: str, dp) -> Histogram:
+    try:
+        h = _read_histogram(kind, dp)
+    except OverflowError:  # counts beyond 2^63
+        raise Rejected("histogram counts are too large") from None
+    if not h.buckets_consistent():
+        raise Rejected("bucket counts do not add up to count")
+    return h
+
+
+def _read_histogram(kind: str, dp) -> Histogram:
     lo = dp.min if dp.HasField("min") else None
     hi = dp.max if dp.HasField("max") else None
     total = dp.sum if dp.HasField("sum") else None
@@ -260,18 +272,24 @@ def _histogram(kind: str, dp) -> Histogram:
         )
         if not np.isfinite(h.bounds).all() or (len(h.bounds) > 1 and (np.diff(h.bounds) <= 0).any()):
             raise Rejected("explicit_bounds must be finite and increasing")
+        if len(h.bounds) > MAX_BUCKETS:
+            raise Rejected(f"more than {MAX_BUCKETS} buckets")
         if not len(h.counts) and dp.count:
             # Buckets are optional: a histogram without them is its count, sum, min and max.
             h.bounds, h.counts = np.zeros(0), np.array([dp.count], np.int64)
     else:
         if not -10 <= dp.scale <= 20:
             raise Rejected("exponential histogram scale must be within -10 to 20")
+        for side in (dp.positive, dp.negative):
+            if len(side.bucket_counts) > MAX_BUCKETS:
+                raise Rejected(f"more than {MAX_BUCKETS} buckets")
+            # Every bound must be a finite float: |log2| of at most 1000.
+            if max(abs(side.offset), abs(side.offset + len(side.bucket_counts))) * 2.0**-dp.scale > 1000:
+                raise Rejected("exponential histogram buckets beyond the range of a float")
         h = Histogram(
             dp.count, total, lo, hi,
             scale=dp.scale, zero=dp.zero_count,
             pos_offset=dp.positive.offset, pos=np.array(dp.positive.bucket_counts, np.int64),
             neg_offset=dp.negative.offset, neg=np.array(dp.negative.bucket_counts, np.int64),
         )  # fmt: skip
-    if not h.buckets_consistent():
-        raise Rejected("bucket counts do not add up to count")
     return h
