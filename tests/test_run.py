@@ -177,6 +177,7 @@ def test_the_demo_fleets_history_runs_the_release_before_so_its_deploy_has_a_slo
     simulate = fleet.command.index("simulate")
     args = parse_args([*fleet.command[simulate + 1 :], "--token", "t"])
     assert (args.previous_version, args.version, args.deploy_event) == ("1.2.0", "1.3.0", "1.3.0")
+    assert args.deployed_ago == 3600 < args.backfill
     assert "--previous-version" not in fleet.restart_command
 
 
@@ -223,9 +224,10 @@ def test_a_signal_stops_every_child_and_the_supervisor(sig):
             os.kill(pid, 0)
 
 
-def test_each_start_of_the_demo_fleet_marks_a_deploy_and_a_restart_after_a_crash_does_not():
+def test_only_the_first_start_of_the_demo_fleet_marks_a_deploy_and_a_restart_does_not():
     config = Config(DB, REDIS, 8000, 8001, 3, demo=True, demo_agents=20, demo_nodes=2)
-    for first_start in (True, False):
-        fleet = demo_fleet(config, Demo(token="t", first_start=first_start, login="admin"))
-        assert fleet.command[-2:] == ["--deploy-event", "1.3.0"]
-        assert "--deploy-event" not in fleet.restart_command
+    first = demo_fleet(config, Demo(token="t", first_start=True, login="admin"))
+    assert first.command[-2:] == ["--deploy-event", "1.3.0"]
+    assert "--deploy-event" not in first.restart_command
+    later = demo_fleet(config, Demo(token="t", first_start=False, login="admin"))
+    assert "--deploy-event" not in later.command

@@ -34,7 +34,8 @@ class _Run:
     sink: Senders | DrySink
     stats: Stats
     batch_size: int
-    earlier: Fleet | None = None  # the release the backfill runs, if not the live one
+    earlier: Fleet | None = None  # the release before `release_at`, if not the live one
+    release_at: float = math.inf
 
     def emit(self, w: Window, phase: str, fleet: Fleet | None = None) -> bool:
         """Generate, encode and hand over a window's batches; False once sending stopped."""
@@ -44,8 +45,11 @@ class _Run:
     def backfill(self, end: float, seconds: float, step: float) -> bool:
         for w in backfill_windows(self.fleet, end, seconds, step, self.batch_size):
             self.stats.stage = f"backfill {100 * (1 - (end - w.t0) / seconds):3.0f}%"
-            if not self.emit(w, "backfill", self.earlier):
-                return False
+            cut = min(max(self.release_at, w.t0), w.t1)
+            before, after = w._replace(t1=cut), w._replace(t0=cut)
+            for part, fleet in ((before, self.earlier), (after, self.fleet)):
+                if part.t1 > part.t0 and not self.emit(part, "backfill", fleet):
+                    return False
         return True
 
     def live(self, t0: float, duration: float, realtime: bool) -> None:
@@ -88,7 +92,8 @@ def _intro(args: argparse.Namespace, fleet: Fleet, step: float) -> str:
         slower = f" ({factor - 1:+.0%} latency)" if factor != 1.0 else ""
         lines.append(f"version {fleet.version}{slower}")
     if args.previous_version:
-        lines.append(f"the backfill runs version {args.previous_version}")
+        ago = f"{_span(args.deployed_ago)} ago" if args.deployed_ago else "when live traffic begins"
+        lines.append(f"version {args.previous_version} until the release, {ago}")
     if fleet.variants:
         lines.append("variants (agent i runs variant i mod their number): " + ", ".join(_variants(fleet)))
     if args.backfill:
@@ -211,8 +216,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument(
         "--previous-version",
         type=_tag_value,
-        help="the backfill runs this version (without --version's slowdown) and live traffic "
+        help="the fleet runs this version (without --version's slowdown) until the release, then "
         "--version: with --deploy-event, a release whose marker a before/after comparison can check",
+    )
+    ap.add_argument(
+        "--deployed-ago",
+        type=_duration,
+        default=0,
+        metavar="DURATION",
+        help="the release (--previous-version to --version, and the --deploy-event marker) happened "
+        "this long before the start, within --backfill; the marker is posted once the backfill is "
+        "sent (default: when live traffic begins)",
     )
     args = ap.parse_args(argv)
     args.slowdown = {k: v for given in args.slowdown for k, v in given.items()}
@@ -229,6 +243,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ap.error(f"--slowdown names {', '.join(unknown)}, neither one of --variants nor --version")
     if args.previous_version and not (args.version and args.backfill):
         ap.error("--previous-version needs --version and --backfill")
+    if args.deployed_ago and not args.deployed_ago < args.backfill:
+        ap.error("--deployed-ago must be shorter than --backfill: the release happens within it")
     if args.deploy_event is not None:
         try:
             _deploy(args.deploy_event, time.time())
@@ -294,12 +310,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     step = args.backfill_step or backfill_step(args.agents, args.backfill)
     print(_intro(args, fleet, step), file=sys.stderr)
-    if args.deploy_event is not None and not args.dry_run:
-        _post_deploy(args, start)
+    release_at = start - args.deployed_ago
+    marker = args.deploy_event is not None and not args.dry_run
+    if marker and not args.deployed_ago:
+        _post_deploy(args, release_at)
     progress = Progress(stats)
-    simulation = _Run(fleet, sink, stats, args.batch_size, earlier)
+    simulation = _Run(fleet, sink, stats, args.batch_size, earlier, release_at)
     try:
         if not args.backfill or simulation.backfill(start, args.backfill, step):
+            # A release in the past is marked once its history is sent: a verification of it
+            # finds the data it compares.
+            if marker and args.deployed_ago:
+                _post_deploy(args, release_at)
             simulation.live(start, args.duration, realtime=not args.dry_run)
     except KeyboardInterrupt:
         stats.stage = "stopping"

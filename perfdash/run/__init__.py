@@ -160,13 +160,14 @@ def demo_fleet(config: Config, demo: Demo) -> Program:
         f"{DEMO_VERSION}={DEMO_RELEASE_SLOWDOWN}",
     ]
     # Backfill batches carry fresh ids: a restarted fleet that backfilled again would store
-    # the history twice. The history runs the release before, so the deploy marker where live
-    # traffic begins has a slowdown for its comparison and its verification to find.
-    backfill = ["--backfill", "6h", "--previous-version", DEMO_PREVIOUS_VERSION] if demo.first_start else []
-    # A deploy marker where this run's live traffic begins; a fleet restarted after a crash is
-    # no new release.
-    deploy = ["--deploy-event", DEMO_VERSION]
-    return Program("demo fleet", [*command, *backfill, *deploy], restart_command=command)
+    # the history twice; and a later start runs the same release, so it marks no deploy.
+    if not demo.first_start:
+        return Program("demo fleet", command, restart_command=command)
+    # The history runs the release before until an hour ago, and a deploy marker marks the
+    # switch: its comparison and verification have an hour on either side to find the slowdown.
+    release = ["--previous-version", DEMO_PREVIOUS_VERSION, "--deployed-ago", "1h"]
+    deploy = ["--backfill", "6h", *release, "--deploy-event", DEMO_VERSION]
+    return Program("demo fleet", [*command, *deploy], restart_command=command)
 
 
 def check_services(database_url: str, redis_url: str) -> str | None:

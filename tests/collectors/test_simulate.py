@@ -6,6 +6,7 @@ import math
 import re
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from datetime import UTC, datetime
 
@@ -16,6 +17,7 @@ from django.db.models import Sum
 
 from collectors.simulate import DAY, HOUR, MAX_BATCH_POINTS, MINUTE, Episode, Fleet, backfill_step
 from perfdash.api.models import ApiToken
+from perfdash.events.models import Event
 from perfdash.ingest.models import IngestedBatch
 from perfdash.metrics.models import Series
 from tests.conftest import ROOT, start_server, wait_until
@@ -311,7 +313,8 @@ def test_it_backfills_and_streams_to_the_real_server_and_everything_sent_is_stor
         live_server_url,
         raw,
         *("--agents", "20", "--nodes", "2", "--duration", "3", "--backfill", "1h"),
-        *("--version", "1.3.0", "--previous-version", "1.2.0"),
+        *("--version", "1.3.0", "--previous-version", "1.2.0", "--deployed-ago", "20m"),
+        *("--deploy-event", "1.3.0"),
     )
     assert run.returncode == 0, run.stderr
     counts = summary(run)
@@ -321,9 +324,21 @@ def test_it_backfills_and_streams_to_the_real_server_and_everything_sent_is_stor
     assert set(memory.values_list("agent", flat=True)) >= {f"agent-{i}" for i in range(20)}
     nodes = Series.objects.filter(metric="active_agents").values_list("node", flat=True)
     assert set(nodes) >= {"node-0", "node-1"}
-    # The history ran the release before; live traffic the new one.
-    versions = Series.objects.filter(metric="agent_response_ms").values_list("tags__version", flat=True)
-    assert set(versions) == {"1.2.0", "1.3.0"}
+    # The history ran the release before until the deploy 20 minutes ago, the new one since;
+    # the marker is where the versions switch.
+    deploy = Event.objects.get(kind="deploy")
+    assert deploy.tags == {"version": "1.3.0"}
+    cut = deploy.ts.timestamp()
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT s.tags->>'version', min(extract(epoch FROM p.ts)), max(extract(epoch FROM p.ts)) "
+            "FROM metrics_point p JOIN metrics_series s ON s.id = p.series_id "
+            "WHERE s.metric = 'agent_response_ms' GROUP BY 1"
+        )
+        spans = {v: (float(lo), float(hi)) for v, lo, hi in cur.fetchall()}
+    assert set(spans) == {"1.2.0", "1.3.0"}
+    assert spans["1.2.0"][1] < cut <= spans["1.3.0"][0]
+    assert cut == pytest.approx(time.time() - 20 * 60, abs=120)
 
 
 @pytest.mark.slow
