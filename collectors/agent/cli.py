@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from collectors.agent.local_ingest import LocalHttpServer, LocalIngest
+from collectors.agent.otlp import OTLP_PATH, OtlpForwarder
 from collectors.agent.processes import sample_forever
 from collectors.agent.udp import StatsdForwarder, UdpListener
 from collectors.client import Client, default_tags
@@ -144,9 +145,10 @@ class NodeAgent:
         self.stop = threading.Event()
         self.statsd = StatsdForwarder(client, args.default_agent)
         self.ingest = LocalIngest(client)
+        self.otlp = OtlpForwarder(args.url, args.token)
         self.udp = UdpListener(args.bind, args.statsd_port, self.statsd.handle)
         try:
-            self.http = LocalHttpServer(args.bind, args.http_port, self.ingest)
+            self.http = LocalHttpServer(args.bind, args.http_port, self.ingest, self.otlp)
         except OSError:
             self.udp.close()
             raise
@@ -171,6 +173,7 @@ class NodeAgent:
             thread.join()
         self.http.server_close()
         self.udp.close()
+        self.otlp.close()
         self.client.close()
 
     def describe(self) -> str:
@@ -178,7 +181,8 @@ class NodeAgent:
         http_host, http_port = self.http.server_address[:2]
         return (
             f"perfdash node agent for node {self.client.node}: StatsD on udp://{udp_host}:{udp_port}, "
-            f"ingest API v1 on http://{http_host}:{http_port}{INGEST_PATH}, {self._sampling_text()}; "
+            f"ingest API v1 on http://{http_host}:{http_port}{INGEST_PATH} "
+            f"and OTLP/HTTP on http://{http_host}:{http_port}{OTLP_PATH}, {self._sampling_text()}; "
             f"{self._tags_text()}sending to {self.args.url}"
         )
 
@@ -201,7 +205,8 @@ class NodeAgent:
         s, i, c = self.statsd, self.ingest, self.client
         return (
             f"perfdash node agent stopped: {s.points} StatsD points ({s.malformed} malformed, "
-            f"{s.ignored} ignored), {i.points} local ingest points ({i.refused} requests refused); "
+            f"{s.ignored} ignored), {i.points} local ingest points ({i.refused} requests refused), "
+            f"{self.otlp.exports} OTLP exports passed on ({self.otlp.failed} not); "
             f"{c.sent} sent, {c.spooled()} spooled, {c.dropped} dropped"
         )
 

@@ -1,4 +1,5 @@
-"""The node agent's local ingest endpoint: ingest API v1 bodies POSTed without a token."""
+"""The node agent's local ingest endpoint: ingest API v1 bodies POSTed without a token, and
+OTLP/HTTP metrics exports (otlp.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 
 from collectors import protocol
 from collectors.agent.forwarding import NODE_LIMITS, OncePerProblem, address_family, log, record
+from collectors.agent.otlp import OTLP_PATH, OtlpForwarder
 from collectors.client import Client
 from collectors.protocol import INGEST_PATH, Point, ProtocolError
 
@@ -68,6 +70,8 @@ class IngestHandler(BaseHTTPRequestHandler):
     server: LocalHttpServer
 
     def do_POST(self) -> None:
+        if urlsplit(self.path).path == OTLP_PATH:
+            return self._otlp()
         if urlsplit(self.path).path != INGEST_PATH:
             return self._reply(404, {"error": f"not found; POST to {INGEST_PATH}"}, close=True)
         length = self.headers.get("Content-Length", "")
@@ -81,6 +85,24 @@ class IngestHandler(BaseHTTPRequestHandler):
             body, self.headers.get("Content-Type", ""), self.headers.get("Content-Encoding", "")
         )
         self._reply(status, answer)
+
+    def _otlp(self) -> None:
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit() or int(length) > NODE_LIMITS.max_body:
+            return self._reply(
+                413 if length.isdigit() else 411, {"error": "a body of known size"}, close=True
+            )
+        body = self.rfile.read(int(length))
+        answer = self.server.otlp.forward(
+            body, self.headers.get("Content-Type", ""), self.headers.get("Content-Encoding", "")
+        )
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(answer.body)))
+        if answer.retry_after is not None:
+            self.send_header("Retry-After", answer.retry_after)
+        self.end_headers()
+        self.wfile.write(answer.body)
 
     def do_GET(self) -> None:
         if urlsplit(self.path).path != INGEST_PATH:
@@ -109,7 +131,8 @@ class IngestHandler(BaseHTTPRequestHandler):
 
 
 class LocalHttpServer(ThreadingHTTPServer):
-    def __init__(self, host: str, port: int, ingest: LocalIngest):
+    def __init__(self, host: str, port: int, ingest: LocalIngest, otlp: OtlpForwarder):
         self.address_family = address_family(host)
         self.ingest = ingest
+        self.otlp = otlp
         super().__init__((host, port), IngestHandler)
