@@ -131,7 +131,8 @@ def verify(ts: float, tags: dict, now: float, previous_deploy: str | None = None
     {"version", "against" (None: the fleet before the deploy), "how" ("canary" or
     "before/after"), "node" ("" for the fleet), "a" and "b" (the previous and the new cohort:
     {"label", "version", "node", "from", "to"}), "metrics": {metric: {"verdict", "stat",
-    "rel", "lo", "hi", "a", "b", "a_count", "b_count", "summary"}}, "verdict", "confidence",
+    "rel", "lo", "hi", "a", "b", "a_count", "b_count", "summary", "change" (the values and the
+    change in short, for a marker's hover)}}, "verdict", "confidence",
     "min_effect", "notes", "checked_at"}.
 
     Raises only for the database: a metric whose comparison fails otherwise is recorded as
@@ -163,7 +164,7 @@ def _compared(metric: str, d: Design, labels: tuple[str, str], now: float) -> di
     options = Options(stats=(stat,), stat=stat, min_count=settings.COMPARE_MIN_COUNT)
 
     def found(verdict: str, summary: str, **values) -> dict:
-        nothing = dict.fromkeys(("rel", "lo", "hi", "a", "b"))
+        nothing = dict.fromkeys(("rel", "lo", "hi", "a", "b", "change"))
         return {
             "verdict": verdict,
             "stat": stat,
@@ -195,6 +196,8 @@ def _compared(metric: str, d: Design, labels: tuple[str, str], now: float) -> di
         b=_round(b, 6, significant=True),
         a_count=result.a_count,
         b_count=result.b_count,
+        change=f"{stat} {words.value(metric, stat, b)} vs {words.value(metric, stat, a)}, "
+        + words.change(diff, options.confidence),
     )
 
 

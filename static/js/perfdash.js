@@ -161,8 +161,10 @@ const PD = (() => {
   // What a deploy's verification found (perfdash/compare/verify.py), one line per metric.
   function verified(v) {
     if (!v) return "";
-    const lines = Object.entries(v.metrics || {}).map(([m, r]) => `${esc(m)}: ${esc(r.summary || r.verdict)}`);
-    return `<br><b>verified: ${esc(v.verdict)}</b>${lines.length ? `<br>${lines.join("<br>")}` : ""}`;
+    const against = v.against ? `against ${esc(v.against)}, ${esc(v.how)}` : esc(v.how);
+    const lines = Object.entries(v.metrics || {}).map(
+      ([m, r]) => `${esc(m)}: ${esc(r.verdict.replace("_", " "))}${r.change ? ` · ${esc(r.change)}` : ""}`);
+    return `<br><b>verified ${against}: ${esc(v.verdict.replace("_", " "))}</b><br>${lines.join("<br>")}`;
   }
 
   function eventText(e) {

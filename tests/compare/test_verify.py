@@ -106,6 +106,10 @@ def test_a_rolled_out_version_that_is_slower_is_found_against_the_one_before(db)
         response["summary"].startswith("version 1.3.0, ")
         and " is slower than version 1.2.0, " in response["summary"]
     )
+    assert (
+        response["change"].startswith("p95 ")
+        and f"+{response['rel'] * 100:.0f} % (95 % interval" in response["change"]
+    )
     # The 20 minutes before the deploy against the 20 after it; the minute of the deploy in neither.
     assert v["a"]["to"] == iso(DEPLOY // 60 * 60) and v["b"]["from"] == iso(DEPLOY // 60 * 60 + 60)
     assert v["b"]["to"] == iso(DEPLOY // 60 * 60 + 60 + 1200) and v["a"]["version"] == "1.2.0"

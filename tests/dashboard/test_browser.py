@@ -20,6 +20,7 @@ from playwright.sync_api import sync_playwright
 
 from perfdash.alerts.models import AlertRule, AlertState
 from perfdash.api.models import ApiToken
+from perfdash.events.models import Event
 from tests.compare.conftest import DEPLOY, fleet, tools  # noqa: F401 (fixtures)
 from tests.conftest import ROOT, wait_until
 
@@ -259,6 +260,16 @@ def test_an_event_posted_through_the_api_is_a_marker_whose_hover_shows_its_title
         headers={"Authorization": f"Bearer {token}"},
     )
     assert r.status_code == 201, r.text
+    # As deploy verification stores it (perfdash/compare/verify.py), shortened.
+    response = {"verdict": "slower", "change": "p95 2.31 s vs 1.98 s, +17 % (95 % interval +12 % to +22 %)"}
+    Event.objects.filter(id=r.json()["id"]).update(
+        verification={
+            "verdict": "slower",
+            "against": "1.2.0",
+            "how": "before/after",
+            "metrics": {"agent_response_ms": response},
+        }
+    )
     ARTIFACTS.mkdir(exist_ok=True)
     chart = "chart-agent_response_ms-pct"
 
@@ -295,6 +306,8 @@ def test_an_event_posted_through_the_api_is_a_marker_whose_hover_shows_its_title
         browser.close()
     assert errors == []
     assert title in text and "deploy" in text and "version=1.3.0" in text
+    assert "verified against 1.2.0, before/after: slower" in text
+    assert "agent_response_ms: slower · p95 2.31 s vs 1.98 s, +17 % (95 % interval +12 % to +22 %)" in text
     # A click on the marker opens the comparison of the hour before it with the hour after.
     with sync_playwright() as pw:
         browser, page = open_page(pw, errors)
