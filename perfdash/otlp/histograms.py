@@ -31,20 +31,21 @@ OPEN_BUCKET_FACTOR = 10.0
 class Histogram:
     """One OTLP histogram data point: exact count and sum (min and max if sent), and either
     explicit buckets (`bounds`, `counts` with one more entry) or an exponential histogram
-    (`scale`, `zero`, positive and negative buckets each as an offset and counts)."""
+    (`scale`, `zero`, positive and negative buckets each as an offset and counts). Plain lists:
+    a histogram has a few dozen buckets, where numpy's cost per call would dominate."""
 
     count: int
     sum: float | None
     min: float | None
     max: float | None
-    bounds: np.ndarray | None = None
-    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    bounds: list[float] | None = None
+    counts: list[int] = field(default_factory=list)
     scale: int = 0
     zero: int = 0
     pos_offset: int = 0
-    pos: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    pos: list[int] = field(default_factory=list)
     neg_offset: int = 0
-    neg: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    neg: list[int] = field(default_factory=list)
     # Bounds every value lies within where min or max is not known (an interval of a
     # cumulative histogram lies within the cumulative min and max).
     within: tuple[float | None, float | None] = (None, None)
@@ -55,9 +56,9 @@ class Histogram:
 
     def buckets_consistent(self) -> bool:
         if self.exponential:
-            total = self.zero + int(self.pos.sum()) + int(self.neg.sum())
-            return total == self.count and (self.pos >= 0).all() and (self.neg >= 0).all()
-        return len(self.counts) == len(self.bounds) + 1 and int(self.counts.sum()) == self.count
+            total = self.zero + sum(self.pos) + sum(self.neg)
+            return total == self.count and min(self.pos, default=0) >= 0 and min(self.neg, default=0) >= 0
+        return len(self.counts) == len(self.bounds) + 1 and sum(self.counts) == self.count
 
     def minus(self, prev: Histogram) -> Histogram | None:
         """This cumulative histogram less an earlier one of the same stream, or None when it
@@ -76,10 +77,10 @@ class Histogram:
                 scale=scale, zero=zero, pos_offset=pos_offset, pos=pos, neg_offset=neg_offset, neg=neg,
             )  # fmt: skip
         else:
-            if len(self.bounds) != len(prev.bounds) or not np.array_equal(self.bounds, prev.bounds):
+            if self.bounds != prev.bounds or len(self.counts) != len(prev.counts):
                 return None
-            counts = self.counts - prev.counts
-            if (counts < 0).any():
+            counts = [a - b for a, b in zip(self.counts, prev.counts, strict=True)]
+            if min(counts, default=0) < 0:
                 return None
             delta = Histogram(
                 self.count - prev.count, _less(self.sum, prev.sum), None, None, self.bounds, counts
@@ -90,21 +91,36 @@ class Histogram:
         delta.within = (self.min, self.max)
         return delta
 
-    def ranges(self, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def ranges(self, factor: float) -> tuple[list[float], list[float], list[int]]:
         """(lower, upper, count) of each bucket holding values, in units scaled by `factor`."""
+        lower, upper, counts = [], [], []
         if self.exponential:
             base = 2.0 ** (2.0**-self.scale)
-            pos_i = np.flatnonzero(self.pos)
-            neg_i = np.flatnonzero(self.neg)
-            pos_lo = factor * base ** (self.pos_offset + pos_i).astype(np.float64)
-            neg_lo = factor * base ** (self.neg_offset + neg_i).astype(np.float64)
-            lower = np.concatenate([[0.0] if self.zero else [], pos_lo, -neg_lo * base])
-            upper = np.concatenate([[0.0] if self.zero else [], pos_lo * base, -neg_lo])
-            counts = np.concatenate([[self.zero] if self.zero else [], self.pos[pos_i], self.neg[neg_i]])
-            return lower, upper, counts.astype(np.int64)
-        edges = np.concatenate([[-math.inf], self.bounds * factor, [math.inf]])
-        held = np.flatnonzero(self.counts)
-        return edges[held], edges[held + 1], self.counts[held].astype(np.int64)
+            if self.zero:
+                lower.append(0.0)
+                upper.append(0.0)
+                counts.append(self.zero)
+            for i, c in enumerate(self.pos):
+                if c:
+                    lo = factor * base ** (self.pos_offset + i)
+                    lower.append(lo)
+                    upper.append(lo * base)
+                    counts.append(c)
+            for i, c in enumerate(self.neg):
+                if c:
+                    lo = factor * base ** (self.neg_offset + i)
+                    lower.append(-lo * base)
+                    upper.append(-lo)
+                    counts.append(c)
+            return lower, upper, counts
+        bounds = self.bounds
+        last = len(bounds)
+        for i, c in enumerate(self.counts):
+            if c:
+                lower.append(bounds[i - 1] * factor if i else -math.inf)
+                upper.append(bounds[i] * factor if i < last else math.inf)
+                counts.append(c)
+        return lower, upper, counts
 
     def to_state(self) -> dict:
         state = {"count": self.count, "sum": self.sum, "min": self.min, "max": self.max}
@@ -113,23 +129,22 @@ class Histogram:
                 "scale": self.scale,
                 "zero": self.zero,
                 "pos_offset": self.pos_offset,
-                "pos": self.pos.tolist(),
+                "pos": self.pos,
                 "neg_offset": self.neg_offset,
-                "neg": self.neg.tolist(),
+                "neg": self.neg,
             }
         else:
-            state |= {"bounds": self.bounds.tolist(), "counts": self.counts.tolist()}
+            state |= {"bounds": self.bounds, "counts": self.counts}
         return state
 
     @classmethod
     def from_state(cls, state: dict) -> Histogram:
         head = (state["count"], state["sum"], state["min"], state["max"])
         if "bounds" in state:
-            return cls(*head, np.array(state["bounds"], np.float64), np.array(state["counts"], np.int64))
+            return cls(*head, state["bounds"], state["counts"])
         return cls(
-            *head, scale=state["scale"], zero=state["zero"],
-            pos_offset=state["pos_offset"], pos=np.array(state["pos"], np.int64),
-            neg_offset=state["neg_offset"], neg=np.array(state["neg"], np.int64),
+            *head, scale=state["scale"], zero=state["zero"], pos_offset=state["pos_offset"], pos=state["pos"],
+            neg_offset=state["neg_offset"], neg=state["neg"],
         )  # fmt: skip
 
 
@@ -137,48 +152,49 @@ def _less(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def _downscale(h: Histogram, scale: int, side: str) -> tuple[int, np.ndarray]:
+def _downscale(h: Histogram, scale: int, side: str) -> tuple[int, list[int]]:
     """One side's buckets at a coarser scale: bucket i becomes i >> (h.scale - scale)."""
     offset, counts = (h.pos_offset, h.pos) if side == "pos" else (h.neg_offset, h.neg)
     shift = h.scale - scale
-    if not shift or not len(counts):
+    if not shift or not counts:
         return offset, counts
-    index = (offset + np.arange(len(counts))) >> shift
-    merged = np.zeros(int(index[-1] - index[0]) + 1, np.int64)
-    np.add.at(merged, index - index[0], counts)
-    return int(index[0]), merged
+    first = offset >> shift
+    merged = [0] * (((offset + len(counts) - 1) >> shift) - first + 1)
+    for i, c in enumerate(counts):
+        merged[((offset + i) >> shift) - first] += c
+    return first, merged
 
 
 def _subtract(
-    offset: int, counts: np.ndarray, p_offset: int, p_counts: np.ndarray
-) -> tuple[int, np.ndarray | None]:
-    if not len(p_counts):
+    offset: int, counts: list[int], p_offset: int, p_counts: list[int]
+) -> tuple[int, list[int] | None]:
+    if not p_counts:
         return offset, counts
     lo = min(offset, p_offset)
     hi = max(offset + len(counts), p_offset + len(p_counts))
-    out = np.zeros(hi - lo, np.int64)
-    out[offset - lo : offset - lo + len(counts)] += counts
-    out[p_offset - lo : p_offset - lo + len(p_counts)] -= p_counts
-    return (lo, out) if (out >= 0).all() else (lo, None)
+    out = [0] * (hi - lo)
+    for i, c in enumerate(counts):
+        out[offset - lo + i] += c
+    for i, c in enumerate(p_counts):
+        out[p_offset - lo + i] -= c
+    return (lo, out) if min(out) >= 0 else (lo, None)
 
 
-def close(lower: np.ndarray, upper: np.ndarray, h: Histogram) -> tuple[np.ndarray, np.ndarray]:
-    """Bucket bounds narrowed to the histogram's min and max (or the bounds it lies within),
-    then closed where still open: a decade below a bound towards zero or minus infinity, a
-    decade above one towards infinity. A bucket straddling zero is taken as its positive part;
-    one with no finite bound at all (a histogram without bounds, min or max) is placed at the
-    histogram's mean."""
-    lo = h.min if h.min is not None else h.within[0]
-    hi = h.max if h.max is not None else h.within[1]
+def close(
+    lower: np.ndarray, upper: np.ndarray, lo: np.ndarray, hi: np.ndarray, mean: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket bounds narrowed to their histogram's min and max (`lo`, `hi` per bucket, NaN
+    where not known), then closed where still open: a decade below a bound towards zero or
+    minus infinity, a decade above one towards infinity. A bucket straddling zero is taken as
+    its positive part; one with no finite bound at all (a histogram without bounds, min or
+    max) is placed at its histogram's `mean`."""
     lower, upper = lower.astype(np.float64), upper.astype(np.float64)
-    if lo is not None and math.isfinite(lo):
-        lower, upper = np.maximum(lower, lo), np.maximum(upper, lo)
-    if hi is not None and math.isfinite(hi):
-        lower, upper = np.minimum(lower, hi), np.minimum(upper, hi)
+    known = ~np.isnan(lo)
+    lower[known], upper[known] = np.maximum(lower[known], lo[known]), np.maximum(upper[known], lo[known])
+    known = ~np.isnan(hi)
+    lower[known], upper[known] = np.minimum(lower[known], hi[known]), np.minimum(upper[known], hi[known])
     unbounded = np.isinf(lower) & np.isinf(upper)
-    if unbounded.any():
-        mean = h.sum / h.count if h.sum is not None and h.count else 0.0
-        lower[unbounded] = upper[unbounded] = mean
+    lower[unbounded] = upper[unbounded] = mean[unbounded]
     up = upper == math.inf
     upper[up] = np.where(lower[up] > 0, lower[up] * OPEN_BUCKET_FACTOR, 0.0)
     lower[up] = np.maximum(lower[up], 0.0)

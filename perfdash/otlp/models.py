@@ -10,8 +10,9 @@ moved the state exactly once, and an export whose transaction failed moved nothi
 from __future__ import annotations
 
 import orjson
-from django.db import connection, models
+from django.db import models
 
+from perfdash.lib.pg import binary_cursor
 from perfdash.otlp.histograms import Histogram
 from perfdash.otlp.translate import Point
 
@@ -24,10 +25,9 @@ class Stream(models.Model):
     start_ns = models.BigIntegerField(null=True)
     time_ns = models.BigIntegerField(null=True)
     state = models.BinaryField(null=True)
+    # Not indexed: every export updates every row of its streams, and an index on a column
+    # that changes would make each of those updates write the primary key's index too.
     updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        indexes = [models.Index(fields=["updated_at"], name="otlp_stream_updated")]
 
     def __str__(self) -> str:
         return self.key.hex()
@@ -48,17 +48,19 @@ def deltas(points: list[Point]) -> list[float | Histogram | None]:
     if not cumulative:
         return out
     keys = sorted({points[i].stream for i in cumulative})
-    with connection.cursor() as cur:
+    # A server-side binding cursor, arrays in binary (%b): Django's cursors bind on the client,
+    # quoting each element of an array in Python.
+    with binary_cursor() as cur:
         # Rows first, in key order, so that concurrent exports of new streams wait for each
         # other instead of both counting from zero; then every row locked, in the same order.
         cur.execute(
-            "INSERT INTO otlp_stream (key, updated_at) SELECT k, now() FROM unnest(%s::bytea[]) AS k "
+            "INSERT INTO otlp_stream (key, updated_at) SELECT k, now() FROM unnest(%b::bytea[]) AS k "
             "ORDER BY k ON CONFLICT DO NOTHING",
             [keys],
         )
         cur.execute(
-            "SELECT key, start_ns, time_ns, state FROM otlp_stream WHERE key = ANY(%s::bytea[]) "
-            "ORDER BY key FOR UPDATE",
+            "SELECT key, start_ns, time_ns, state FROM otlp_stream WHERE key = ANY(%b::bytea[]) "
+            "ORDER BY key FOR NO KEY UPDATE",
             [keys],
         )
         state = {bytes(r[0]): (r[1], r[2], _load(r[3])) for r in cur.fetchall()}
@@ -79,7 +81,7 @@ def deltas(points: list[Point]) -> list[float | Histogram | None]:
         if changed:
             cur.execute(
                 "UPDATE otlp_stream s SET start_ns = x.s, time_ns = x.t, state = x.v, updated_at = now() "
-                "FROM unnest(%s::bytea[], %s::int8[], %s::int8[], %s::bytea[]) AS x(k, s, t, v) "
+                "FROM unnest(%b::bytea[], %b::int8[], %b::int8[], %b::bytea[]) AS x(k, s, t, v) "
                 "WHERE s.key = x.k",
                 [
                     list(changed),

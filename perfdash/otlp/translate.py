@@ -12,8 +12,8 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 
-import numpy as np
 import orjson
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, DataPointFlags
@@ -26,6 +26,10 @@ from perfdash.otlp.histograms import Histogram
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 NO_RECORDED_VALUE = DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 UNKNOWN = "unknown"
+# What each stream becomes, per process and set-up (token, identity settings, limits): a
+# stream's name, tags and digest are the same at every export.
+_described: dict[tuple, dict[tuple, tuple]] = {}
+_DESCRIBED_MAX = 200_000
 # Buckets of one histogram (a side of an exponential one): the SDKs' defaults use 160 at most.
 MAX_BUCKETS = 4096
 _NOT_TAG_KEY = re.compile(r"[^a-zA-Z0-9_.]")
@@ -125,6 +129,15 @@ class Translator:
         self.latest_ns = int((now + limits.max_future_s) * 1e9)
         self.report = Report()
         self.points: list[Point] = []
+        setup = (
+            token_id,
+            identity.node,
+            identity.agent,
+            tuple(sorted(identity.resource_tags.items())),
+            limits.max_tags,
+            limits.max_name,
+        )
+        self.described = _described.setdefault(setup, {})
 
     def request(self, req: ExportMetricsServiceRequest) -> list[Point]:
         for rm in req.resource_metrics:
@@ -169,8 +182,6 @@ class Translator:
             raise Rejected("a data point without time_unix_nano")
         if not self.earliest_ns <= dp.time_unix_nano <= self.latest_ns:
             raise Rejected("time_unix_nano is too far in the future or older than the rollup retention")
-        node = self.pick(self.identity.node, attrs, resource, "node")
-        agent = self.pick(self.identity.agent, attrs, resource, "agent")
         value = histogram = None
         if kind in ("gauge", "sum"):
             value = float(dp.as_int) if dp.WhichOneof("value") == "as_int" else dp.as_double
@@ -178,15 +189,35 @@ class Translator:
                 raise Rejected("value must be finite")
         else:
             histogram = _histogram(kind, dp)
+        # A stream repeats every export: what it becomes is worked out once per process.
+        key = (scope_id, metric.name, metric.unit, kind, counter, cumulative, tuple(attrs.items()))
+        described = self.described.get(key)
+        if described is None:
+            described = self.describe(
+                metric, kind, cumulative, counter, attrs, resource, extra_tags, scope_id
+            )
+            if len(self.described) >= _DESCRIBED_MAX:
+                self.described.clear()
+            self.described[key] = described
+        outputs, stream, dropped = described
+        self.report.dropped_attributes += dropped
+        if value is not None and value < 0 and outputs[0].series[0].endswith(NON_NEGATIVE_SUFFIXES):
+            raise Rejected(f"{outputs[0].series[0]} cannot be negative")
+        return Point(dp.time_unix_nano, dp.start_time_unix_nano, value, histogram, stream, outputs)
+
+    def describe(self, metric, kind, cumulative, counter, attrs, resource, extra_tags, scope_id):
+        """(outputs, the stream's digest if cumulative, attributes dropped) of a stream."""
+        node = self.pick(self.identity.node, attrs, resource, "node")
+        agent = self.pick(self.identity.agent, attrs, resource, "agent")
         stream = None
         if cumulative:
             identity = orjson.dumps([self.token_id, metric.name, kind, sorted(attrs.items())])
             stream = hashlib.blake2b(scope_id + b"\0" + identity, digest_size=16).digest()
-        rule = conventions.rule_for(metric.name, attrs) if histogram is not None else None
-        outputs = self.outputs(metric, rule, counter, histogram is not None, attrs, extra_tags, node, agent)
-        if value is not None and value < 0 and outputs[0].series[0].endswith(NON_NEGATIVE_SUFFIXES):
-            raise Rejected(f"{outputs[0].series[0]} cannot be negative")
-        return Point(dp.time_unix_nano, dp.start_time_unix_nano, value, histogram, stream, outputs)
+        is_histogram = kind not in ("gauge", "sum")
+        rule = conventions.rule_for(metric.name, attrs) if is_histogram else None
+        dropped = self.report.dropped_attributes
+        outputs = self.outputs(metric, rule, counter, is_histogram, attrs, extra_tags, node, agent)
+        return outputs, stream, self.report.dropped_attributes - dropped
 
     def outputs(self, metric, rule, counter, is_histogram, attrs, extra_tags, node, agent) -> list[Output]:
         used = self.identity.node + self.identity.agent
@@ -245,10 +276,9 @@ class Translator:
 
 
 def _histogram(kind: str, dp) -> Histogram:
-    try:
-        h = _read_histogram(kind, dp)
-    except OverflowError:  # counts beyond 2^63
-        raise Rejected("histogram counts are too large") from None
+    h = _read_histogram(kind, dp)
+    if max(h.count, *h.counts, *h.pos, *h.neg, h.zero) >= 1 << 63:
+        raise Rejected("histogram counts are too large")
     if not h.buckets_consistent():
         raise Rejected("bucket counts do not add up to count")
     return h
@@ -262,34 +292,27 @@ def _read_histogram(kind: str, dp) -> Histogram:
         if v is not None and not math.isfinite(v):
             raise Rejected(f"histogram {name} must be finite")
     if kind == "histogram":
-        h = Histogram(
-            dp.count,
-            total,
-            lo,
-            hi,
-            np.array(dp.explicit_bounds, np.float64),
-            np.array(dp.bucket_counts, np.int64),
-        )
-        if not np.isfinite(h.bounds).all() or (len(h.bounds) > 1 and (np.diff(h.bounds) <= 0).any()):
-            raise Rejected("explicit_bounds must be finite and increasing")
-        if len(h.bounds) > MAX_BUCKETS:
+        bounds = list(dp.explicit_bounds)
+        if len(bounds) > MAX_BUCKETS:
             raise Rejected(f"more than {MAX_BUCKETS} buckets")
-        if not len(h.counts) and dp.count:
+        if not all(map(math.isfinite, bounds)) or any(a >= b for a, b in pairwise(bounds)):
+            raise Rejected("explicit_bounds must be finite and increasing")
+        counts = list(dp.bucket_counts)
+        if not counts and dp.count:
             # Buckets are optional: a histogram without them is its count, sum, min and max.
-            h.bounds, h.counts = np.zeros(0), np.array([dp.count], np.int64)
-    else:
-        if not -10 <= dp.scale <= 20:
-            raise Rejected("exponential histogram scale must be within -10 to 20")
-        for side in (dp.positive, dp.negative):
-            if len(side.bucket_counts) > MAX_BUCKETS:
-                raise Rejected(f"more than {MAX_BUCKETS} buckets")
-            # Every bound must be a finite float: |log2| of at most 1000.
-            if max(abs(side.offset), abs(side.offset + len(side.bucket_counts))) * 2.0**-dp.scale > 1000:
-                raise Rejected("exponential histogram buckets beyond the range of a float")
-        h = Histogram(
-            dp.count, total, lo, hi,
-            scale=dp.scale, zero=dp.zero_count,
-            pos_offset=dp.positive.offset, pos=np.array(dp.positive.bucket_counts, np.int64),
-            neg_offset=dp.negative.offset, neg=np.array(dp.negative.bucket_counts, np.int64),
-        )  # fmt: skip
-    return h
+            bounds, counts = [], [dp.count]
+        return Histogram(dp.count, total, lo, hi, bounds, counts)
+    if not -10 <= dp.scale <= 20:
+        raise Rejected("exponential histogram scale must be within -10 to 20")
+    for side in (dp.positive, dp.negative):
+        if len(side.bucket_counts) > MAX_BUCKETS:
+            raise Rejected(f"more than {MAX_BUCKETS} buckets")
+        # Every bound must be a finite float: |log2| of at most 1000.
+        if max(abs(side.offset), abs(side.offset + len(side.bucket_counts))) * 2.0**-dp.scale > 1000:
+            raise Rejected("exponential histogram buckets beyond the range of a float")
+    return Histogram(
+        dp.count, total, lo, hi,
+        scale=dp.scale, zero=dp.zero_count,
+        pos_offset=dp.positive.offset, pos=list(dp.positive.bucket_counts),
+        neg_offset=dp.negative.offset, neg=list(dp.negative.bucket_counts),
+    )  # fmt: skip

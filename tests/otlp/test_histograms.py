@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from perfdash.metrics import sketch
-from perfdash.otlp.histograms import Histogram, close, pairs
+from perfdash.otlp.histograms import close, pairs
 
 
 def placed(lower, upper, counts):
@@ -40,10 +40,20 @@ def test_a_single_value_sits_in_the_middle_of_its_bucket():
 def test_open_buckets_are_closed_by_min_and_max_else_by_a_decade():
     lower = np.array([-math.inf, 5.0, 10.0])
     upper = np.array([5.0, 10.0, math.inf])
-    h = Histogram(3, 20.0, 2.0, 12.0)
-    assert [x.tolist() for x in close(lower, upper, h)] == [[2.0, 5.0, 10.0], [5.0, 10.0, 12.0]]
-    h = Histogram(3, 20.0, None, None)
-    assert [x.tolist() for x in close(lower, upper, h)] == [[0.5, 5.0, 10.0], [5.0, 10.0, 100.0]]
+    mean = np.full(3, 20.0 / 3)
+    lo, hi = np.full(3, 2.0), np.full(3, 12.0)
+    assert [x.tolist() for x in close(lower, upper, lo, hi, mean)] == [[2.0, 5.0, 10.0], [5.0, 10.0, 12.0]]
+    unknown = np.full(3, math.nan)
+    assert [x.tolist() for x in close(lower, upper, unknown, unknown, mean)] == [
+        [0.5, 5.0, 10.0],
+        [5.0, 10.0, 100.0],
+    ]
+
+
+def test_a_histogram_without_bounds_min_or_max_is_placed_at_its_mean():
+    nan = np.full(1, math.nan)
+    lower, upper = close(np.array([-math.inf]), np.array([math.inf]), nan, nan, np.array([7.0]))
+    assert (lower.tolist(), upper.tolist()) == ([7.0], [7.0])
 
 
 def test_negative_buckets_and_zero():
