@@ -51,19 +51,17 @@ def deltas(points: list[Point]) -> list[float | Histogram | None]:
     # A server-side binding cursor, arrays in binary (%b): Django's cursors bind on the client,
     # quoting each element of an array in Python.
     with binary_cursor() as cur:
-        # Rows first, in key order, so that concurrent exports of new streams wait for each
-        # other instead of both counting from zero; then every row locked, in the same order.
-        cur.execute(
-            "INSERT INTO otlp_stream (key, updated_at) SELECT k, now() FROM unnest(%b::bytea[]) AS k "
-            "ORDER BY k ON CONFLICT DO NOTHING",
-            [keys],
-        )
-        cur.execute(
-            "SELECT key, start_ns, time_ns, state FROM otlp_stream WHERE key = ANY(%b::bytea[]) "
-            "ORDER BY key FOR NO KEY UPDATE",
-            [keys],
-        )
-        state = {bytes(r[0]): (r[1], r[2], _load(r[3])) for r in cur.fetchall()}
+        state = _locked(cur, keys)
+        missing = [k for k in keys if k not in state]
+        if missing:
+            # New streams get their rows first, in key order, so that two exports of a new
+            # stream taken at once wait for each other instead of both counting from zero.
+            cur.execute(
+                "INSERT INTO otlp_stream (key, updated_at) SELECT k, now() FROM unnest(%b::bytea[]) AS k "
+                "ORDER BY k ON CONFLICT DO NOTHING",
+                [missing],
+            )
+            state |= _locked(cur, missing)
         changed = {}
         for i in cumulative:
             p = points[i]
@@ -91,6 +89,17 @@ def deltas(points: list[Point]) -> list[float | Histogram | None]:
                 ],
             )
     return out
+
+
+def _locked(cur, keys: list[bytes]) -> dict[bytes, tuple]:
+    """The rows of these streams that exist, locked until the transaction ends (in key
+    order, as every export locks them: two exports never wait for each other in a circle)."""
+    cur.execute(
+        "SELECT key, start_ns, time_ns, state FROM otlp_stream WHERE key = ANY(%b::bytea[]) "
+        "ORDER BY key FOR NO KEY UPDATE",
+        [keys],
+    )
+    return {bytes(r[0]): (r[1], r[2], _load(r[3])) for r in cur.fetchall()}
 
 
 def _less(current: float | Histogram, last: float | Histogram) -> float | Histogram:
