@@ -31,9 +31,9 @@ import os
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from datetime import datetime
 from urllib.parse import urlencode
 
+from collectors.protocol import instant
 from collectors.transport import Transport, _error_text
 
 COMPARE_PATH = "/api/v1/compare"
@@ -315,17 +315,10 @@ def _confidence(text: str) -> float:
 def _instant(text: str) -> str:
     """RFC 3339 with a time zone, or Unix seconds; sent as given."""
     try:
-        if math.isfinite(float(text)):
-            return text
-    except ValueError:
-        try:
-            if datetime.fromisoformat(text).tzinfo is not None:
-                return text
-        except ValueError:
-            pass
-    raise argparse.ArgumentTypeError(
-        f"{text!r} is neither RFC 3339 with a time zone (2026-12-05T10:00:00Z) nor Unix seconds"
-    )
+        instant(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _seconds(text: str) -> float:

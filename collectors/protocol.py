@@ -289,6 +289,26 @@ def check_tags(tags: object, limits: Limits) -> tuple[tuple[str, str], ...]:
     return items
 
 
+def instant(text: str) -> float:
+    """Unix seconds of a text that is RFC 3339 with a time zone or a number of Unix seconds, as
+    URLs and command lines give times. Raises ValueError saying which forms it takes."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return moment.timestamp()
+    else:
+        if math.isfinite(seconds):
+            return seconds
+    raise ValueError(
+        f"{text[:40]!r} is neither RFC 3339 with a time zone (2026-12-05T10:00:00Z) nor Unix seconds"
+    )
+
+
 def parse_ts(ts: object, now: float, limits: Limits) -> float:
     """Unix seconds of an RFC 3339 string with an offset or of a number, within the limits'
     window around `now`."""

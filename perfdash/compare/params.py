@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.conf import settings
 
+from collectors.protocol import instant
 from perfdash.compare.cohorts import Cohort, stats_for
 from perfdash.compare.compare import Options
 from perfdash.lib.durations import DAY_S
@@ -138,22 +138,10 @@ def _range(params: Mapping[str, str], prefix: str, now: float) -> tuple[int, int
 
 
 def _instant(param: str, text: str) -> float:
-    """RFC 3339 (with a time zone) or Unix seconds."""
     try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            moment = None
-        if moment is None or moment.tzinfo is None:
-            raise QueryError(
-                param, f"{param} must be RFC 3339 with a time zone (2026-12-05T10:00:00Z) or Unix seconds"
-            ) from None
-        return moment.timestamp()
-    if not math.isfinite(seconds):
-        raise QueryError(param, f"{param} must be a finite number of Unix seconds")
-    return seconds
+        return instant(text)
+    except ValueError as exc:
+        raise QueryError(param, f"{param}: {exc}") from None
 
 
 def _options(params: Mapping[str, str], stats: tuple[str, ...]) -> Options:
