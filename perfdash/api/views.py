@@ -24,7 +24,7 @@ from perfdash.ingest.validate import Limits, ProtocolError, decode_body, parse_b
 from perfdash.lib.durations import DAY_S, parse_duration
 from perfdash.lib.unavailable import RETRY_AFTER_S
 from perfdash.metrics import query
-from perfdash.metrics.scope import window_seconds
+from perfdash.metrics.scope import scope_from, window_seconds
 
 log = logging.getLogger(__name__)
 
@@ -98,24 +98,14 @@ COMMON_PARAMS = {"metric", "window", "node", "agent"}
 
 def _read_params(request, extra: set[str]) -> tuple[str, int, query.Scope]:
     params = request.GET
-    tags = [k for k in params if k.startswith("tag.")]
     for k in params:
         if k not in COMMON_PARAMS | extra and not k.startswith("tag."):
             raise query.QueryError(k, f"unknown parameter {k!r}")
-    if len(tags) > 1:
-        raise query.QueryError(tags[1], "at most one tag.K filter")
+    scope = scope_from(params)
     metric = params.get("metric", "")
     if not metric:
         raise query.QueryError("metric", "metric is required")
-    window = window_seconds("window", params.get("window", "1h"))
-    tag_key = tags[0][4:] if tags else ""
-    scope = query.Scope(
-        node=params.get("node", ""),
-        agent=params.get("agent", ""),
-        tag_key=tag_key,
-        tag_value=params.get(tags[0], "") if tags else "",
-    )
-    return metric, window, scope
+    return metric, window_seconds("window", params.get("window", "1h")), scope
 
 
 def _duration(text: str, param: str) -> int:

@@ -21,7 +21,7 @@ from perfdash.compare.compare import Options
 from perfdash.lib.durations import DAY_S
 from perfdash.metrics import query
 from perfdash.metrics.dimensions import dimension_tags
-from perfdash.metrics.scope import QueryError, Scope, check_text, window_seconds
+from perfdash.metrics.scope import QueryError, check_text, scope_from, window_seconds
 
 PREFIXES = ("a.", "b.")
 COHORT_PARAMS = ("window", "from", "to", "node", "agent", "except_agent")
@@ -94,17 +94,7 @@ def _own_or_shared(params: Mapping[str, str], prefix: str, name: str) -> tuple[s
 
 
 def _cohort(params: Mapping[str, str], prefix: str, now: float) -> Cohort:
-    node_param, node = _own_or_shared(params, prefix, "node")
-    agent_param, agent = _own_or_shared(params, prefix, "agent")
-    tags = [k for k in params if k.startswith(prefix + "tag.")] or [k for k in params if k.startswith("tag.")]
-    if len(tags) > 1:
-        raise QueryError(tags[1], "at most one tag.K filter per cohort")
-    tag_key = tags[0].split("tag.", 1)[1] if tags else ""
-    try:
-        scope = Scope(node or "", agent or "", tag_key, params[tags[0]] if tags else "")
-    except QueryError as exc:  # named as Scope knows it: name it as it was given
-        given = {"node": node_param, "agent": agent_param, f"tag.{tag_key}": tags[0] if tags else ""}
-        raise QueryError(given.get(exc.param, exc.param), str(exc)) from None
+    scope = scope_from(params, (prefix, ""))
     except_param, except_agent = _own_or_shared(params, prefix, "except_agent")
     if except_agent:
         check_text(except_param, except_agent)

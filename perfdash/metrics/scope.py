@@ -7,6 +7,7 @@ each other.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -68,3 +69,34 @@ class Scope:
 
 
 FLEET = Scope()
+
+
+def scope_from(params: Mapping[str, str], prefixes: tuple[str, ...] = ("",)) -> Scope:
+    """The scope a URL's parameters give: `node=`, `agent=` and at most one `tag.K=`, each
+    from the first of `prefixes` that gives it (the compare API's `a.node` before `node`).
+    Errors name the parameter as it was given."""
+    given: dict[str, tuple[str, str]] = {}  # field -> (parameter, value)
+    for field in ("node", "agent"):
+        param = next((p + field for p in prefixes if p + field in params), None)
+        if param is not None:
+            given[field] = (param, params[param])
+    tags: list[str] = []
+    for prefix in prefixes:
+        tags = [k for k in params if k.startswith(prefix + "tag.")]
+        if tags:
+            break
+    if len(tags) > 1:
+        raise QueryError(tags[1], "at most one tag.K filter")
+    tag_key = tags[0].split("tag.", 1)[1] if tags else ""
+    try:
+        return Scope(
+            given.get("node", ("", ""))[1],
+            given.get("agent", ("", ""))[1],
+            tag_key,
+            params[tags[0]] if tags else "",
+        )
+    except QueryError as exc:  # named as Scope knows it: name it as it was given
+        names = {field: param for field, (param, _) in given.items()} | {
+            f"tag.{tag_key}": tags[0] if tags else ""
+        }
+        raise QueryError(names.get(exc.param, exc.param), str(exc)) from None
