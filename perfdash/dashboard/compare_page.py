@@ -25,13 +25,17 @@ def choices(metric: str) -> dict:
         check_text("metric", metric)
     except QueryError:
         metric = DEFAULT_METRIC
-    metrics = sorted({*WELL_KNOWN_METRICS, *MetricSeries.objects.values_list("metric", flat=True)})
     return {
         "metric": metric,
-        "metrics": metrics,
+        "metrics": seen_metrics(),
         "tags": {tag: _values(metric, tag) for tag in dimension_tags()},
         "default_window": DEFAULT_WINDOW,
     }
+
+
+def seen_metrics() -> list[str]:
+    """Every metric stored, and the well-known ones (which may not have arrived yet)."""
+    return sorted({*WELL_KNOWN_METRICS, *MetricSeries.objects.values_list("metric", flat=True)})
 
 
 def against_its_node(agent: str, node: str, window: str) -> str | None:

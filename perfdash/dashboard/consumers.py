@@ -27,8 +27,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.http import QueryDict
 
-from perfdash.dashboard import panels, peaks
+from perfdash.dashboard import explore, panels, peaks
 from perfdash.dashboard.peaks import AgentPeaks
 from perfdash.live.publish import GROUP
 from perfdash.metrics.scope import QueryError
@@ -181,10 +182,16 @@ def _compute(view: panels.View, live: AgentPeaks | None) -> dict:
     connection and tries once more on a new one (PostgreSQL restarted since the last update:
     else that update, perhaps an hourly capacity one, would be lost)."""
     try:
-        return panels.build(view, live)
+        return _build(view, live)
     except (DatabaseError, psycopg.Error):  # psycopg's own: the binary cursors are not Django's
         connection.close()
-        return panels.build(view, live)
+        return _build(view, live)
+
+
+def _build(view: panels.View | explore.Explore, live: AgentPeaks | None) -> dict:
+    if isinstance(view, explore.Explore):
+        return explore.build(view)
+    return panels.build(view, live)
 
 
 class Announcements:
@@ -301,10 +308,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.accept()
             await self.close(code=TOO_MANY_SOCKETS)
             return
-        params = {k: v[0] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
+        query_string = self.scope["query_string"].decode()
+        params = {k: v[0] for k, v in parse_qs(query_string).items()}
         page = params.get("page", "overview")
         try:
-            self.view = panels.View.from_params(params, page=page if page in panels.PAGES else "overview")
+            if page == explore.PAGE:  # its own view: several `stat=` may repeat
+                self.view = explore.Explore.from_params(QueryDict(query_string))
+            else:
+                self.view = panels.View.from_params(params, page=page if page in panels.PAGES else "overview")
         except QueryError:  # accepted first, as above, so that the page can read the code
             await self.accept()
             await self.close(code=BAD_FILTER)

@@ -5,11 +5,12 @@ from django.http import HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
-from perfdash.dashboard import compare_page, panels
+from perfdash.dashboard import compare_page, explore, panels
 from perfdash.forecasting.models import CapacityForecast
 from perfdash.forecasting.tasks import refit as refit_task
 from perfdash.lib.redis import client as redis_client
 from perfdash.lib.redis import key as redis_key
+from perfdash.metrics import query
 from perfdash.metrics.scope import QueryError
 
 
@@ -53,6 +54,36 @@ def compare(request):
     """Two cohorts of a metric compared: the page reads the comparison its URL describes."""
     context = compare_page.choices(request.GET.get("metric") or compare_page.DEFAULT_METRIC)
     return render(request, "dashboard/compare.html", {**context, "windows": list(panels.WINDOWS)})
+
+
+@login_required
+@require_GET
+def explore_page(request):
+    """Any metric, statistics, filters and a breakdown, all from the URL; the page draws what
+    /data/explore answers and then updates live. A bad parameter is a 400 (the page says which)."""
+    status = 200
+    try:
+        view = explore.Explore.from_params(request.GET)
+    except QueryError:
+        view, status = explore.Explore(), 400
+    context = {
+        **compare_page.choices(view.metric),
+        "view": view,
+        "windows": list(panels.WINDOWS),
+        "ratios": explore.RATIOS,
+        "stats": query.STATS,
+        "groups": query.breakdowns(),
+    }
+    return render(request, "dashboard/explore.html", context, status=status)
+
+
+@login_required
+@require_GET
+def explore_data(request):
+    try:
+        return JsonResponse(explore.build(explore.Explore.from_params(request.GET)))
+    except QueryError as exc:
+        return JsonResponse({"error": str(exc), "param": exc.param}, status=400)
 
 
 @login_required

@@ -1,0 +1,431 @@
+"""The explorer (/explore/): any metric that has been seen, any statistics, filters and a
+breakdown, as plain data from the query module.
+
+The page's URL is the view (`Explore.from_params`): the read API's names where they exist
+(`metric`, `stat`, `window`, `step`, `node`, `agent`, `tag.K`), plus `group` and `top` for a
+breakdown and `ratio` for one of a few fixed ratios of two counters (`RATIOS`). The first
+paint reads `/data/explore` with the page's parameters; the live socket sends the same data
+again whenever points are committed (consumers.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from urllib.parse import urlencode
+
+from django.conf import settings
+
+from collectors.protocol import COUNTER_SUFFIX, LATENCY_SUFFIX
+from perfdash.dashboard import compare_page, panels
+from perfdash.lib import units
+from perfdash.lib.durations import DAY_S, HOUR_S, parse_duration
+from perfdash.metrics import keys, query
+from perfdash.metrics.models import WELL_KNOWN_METRICS
+from perfdash.metrics.scope import QueryError, Scope, check_text, window_seconds
+
+PAGE = "explore"
+DEFAULT_METRIC = compare_page.DEFAULT_METRIC
+DEFAULT_TOP = 5
+# Steps a default is chosen from: the first that gives at most MAX_DEFAULT_POINTS points.
+STEPS = (60, 300, 600, 1800, HOUR_S, 3 * HOUR_S, 6 * HOUR_S, 12 * HOUR_S, DAY_S)
+MAX_DEFAULT_POINTS = 120
+HISTOGRAM_BUCKETS = 40
+PARAMS = {"metric", "ratio", "stat", "window", "step", "node", "agent", "group", "top"}
+PRECISION = (
+    "Percentiles are read from sketches and are within 1 % of exact; counts, sums, minima "
+    "and maxima are exact."
+)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A ratio of sums: each term is (metric, "sum" of its values or "count" of its points)."""
+
+    title: str
+    formula: str
+    numerator: tuple[tuple[str, str], ...]
+    denominator: tuple[tuple[str, str], ...]
+
+    @property
+    def metrics(self) -> list[str]:
+        return sorted({m for m, _ in (*self.numerator, *self.denominator)})
+
+
+# The ratios the explorer offers, defined once: a fixed set, not a query language.
+RATIOS = {
+    "hit_rate": Ratio(
+        "Cache hit rate",
+        "cache_hits_total / (cache_hits_total + cache_misses_total)",
+        (("cache_hits_total", "sum"),),
+        (("cache_hits_total", "sum"), ("cache_misses_total", "sum")),
+    ),
+    "error_ratio": Ratio(
+        "Errors per response",
+        "errors_total / responses (points of agent_response_ms)",
+        (("errors_total", "sum"),),
+        (("agent_response_ms", "count"),),
+    ),
+    "tokens_per_response": Ratio(
+        "Tokens per response",
+        "tokens_total / responses (points of agent_response_ms)",
+        (("tokens_total", "sum"),),
+        (("agent_response_ms", "count"),),
+    ),
+}
+
+
+def kind_of(metric: str) -> str:
+    """latency, counter, gauge or "" (unknown), from the well-known list, else the name's suffix."""
+    if metric in WELL_KNOWN_METRICS:
+        return WELL_KNOWN_METRICS[metric]
+    if metric.endswith((LATENCY_SUFFIX, "_seconds")):
+        return "latency"
+    if metric.endswith(COUNTER_SUFFIX):
+        return "counter"
+    return ""
+
+
+DEFAULT_STATS = {"latency": ("p95",), "counter": ("rate",), "gauge": ("max",), "": ("avg",)}
+
+
+def default_step(window_s: int) -> int:
+    """About 60 to 120 points; whole hours where minute rollups may no longer be kept."""
+    hourly = window_s > settings.MINUTE_ROLLUP_RETENTION_DAYS * DAY_S - HOUR_S
+    for step in STEPS:
+        if window_s % step == 0 and window_s // step <= MAX_DEFAULT_POINTS and not (hourly and step % HOUR_S):
+            return step
+    return window_s  # one point: a window of odd length
+
+
+def seen_metrics() -> list[str]:
+    return compare_page.seen_metrics()
+
+
+@dataclass(frozen=True)
+class Explore:
+    """The explorer's view, as its URL gives it."""
+
+    page: str = PAGE
+    metric: str = DEFAULT_METRIC
+    ratio: str = ""
+    stats: tuple[str, ...] = ("p95",)
+    window: str = "1h"
+    step: str = ""
+    node: str = ""
+    agent: str = ""
+    tag_key: str = ""
+    tag_value: str = ""
+    group: str = ""
+    top: int = DEFAULT_TOP
+
+    @classmethod
+    def from_params(cls, params, strict: bool = True) -> Explore:
+        """From a QueryDict (several `stat=` may repeat). QueryError names the parameter at
+        fault; `strict`: unknown parameters are errors too (as in the read API)."""
+        get = lambda name: (params.get(name) or "").strip()  # noqa: E731
+        if strict:
+            for name in params:
+                if name not in PARAMS and not name.startswith("tag.") and name != "page":
+                    raise QueryError(name, f"unknown parameter {name!r}")
+        ratio = get("ratio")
+        if ratio and ratio not in RATIOS:
+            raise QueryError("ratio", f"ratio must be one of {', '.join(RATIOS)}")
+        metric = get("metric") or (RATIOS[ratio].metrics[0] if ratio else DEFAULT_METRIC)
+        check_text("metric", metric)
+        if len(metric) > 128:
+            raise QueryError("metric", "metric names have at most 128 characters")
+        stats = tuple(dict.fromkeys(s.strip() for s in params.getlist("stat") if s.strip()))
+        for stat in stats:
+            if stat not in query.STATS:
+                raise QueryError("stat", f"stat must be one of {', '.join(query.STATS)}")
+        window = get("window") or "1h"
+        seconds = window_seconds("window", window)
+        if seconds % 60:
+            raise QueryError("window", "window must be a whole number of minutes")
+        step = get("step")
+        if step:
+            _check_step(seconds, step)
+        tags = [k for k in params if k.startswith("tag.")]
+        if len(tags) > 1:
+            raise QueryError(tags[1], "at most one tag filter (tag.K=V)")
+        tag_key = tags[0][4:] if tags else ""
+        tag_value = get(tags[0]) if tags else ""
+        node, agent = get("node")[:128], get("agent")[:128]
+        Scope(node=node, agent=agent, tag_key=tag_key, tag_value=tag_value)  # checks them
+        group = get("group")
+        if group and group not in (allowed := query.breakdowns()):
+            raise QueryError("group", f"group must be one of {', '.join(allowed)}")
+        if group and ratio:
+            raise QueryError("group", "a ratio is shown for the whole of its filters: remove group")
+        if group and tag_key and group not in ("node", "agent"):
+            raise QueryError("group", "each stored row carries one tag: group by a tag without a tag filter")
+        top = get("top") or str(DEFAULT_TOP)
+        if not top.isdigit() or not 1 <= int(top) <= settings.BREAKDOWN_TOP_N:
+            raise QueryError("top", f"top must be a whole number from 1 to {settings.BREAKDOWN_TOP_N}")
+        return cls(
+            metric=metric,
+            ratio=ratio,
+            stats=stats or DEFAULT_STATS[kind_of(metric)],
+            window=window,
+            step=step,
+            node=node,
+            agent=agent,
+            tag_key=tag_key,
+            tag_value=tag_value,
+            group=group,
+            top=int(top),
+        )
+
+    @property
+    def seconds(self) -> int:
+        return parse_duration(self.window)
+
+    @property
+    def step_seconds(self) -> int:
+        return parse_duration(self.step) if self.step else default_step(self.seconds)
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(node=self.node, agent=self.agent, tag_key=self.tag_key, tag_value=self.tag_value)
+
+    @property
+    def counter(self) -> bool:
+        return kind_of(self.metric) == "counter"
+
+    def key(self) -> tuple:
+        return tuple(asdict(self).values())
+
+    def query(self) -> dict[str, str | list[str]]:
+        """The view as URL parameters (what the page's URL holds)."""
+        out: dict[str, str | list[str]] = {"ratio": self.ratio} if self.ratio else {"metric": self.metric}
+        if not self.ratio:
+            out["stat"] = list(self.stats)
+        out.update(window=self.window, step=self.step or duration(self.step_seconds))
+        for name in ("node", "agent", "group"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
+        if self.tag_key:
+            out[f"tag.{self.tag_key}"] = self.tag_value
+        if self.group:
+            out["top"] = str(self.top)
+        return out
+
+
+def _check_step(window_s: int, step: str) -> None:
+    """The rules query.read_window holds a series to, checked before any read so that the page
+    itself answers 400."""
+    try:
+        step_s = parse_duration(step)
+    except ValueError as exc:
+        raise QueryError("step", str(exc)) from None
+    if step_s % 60:
+        raise QueryError("step", "step must be a whole number of minutes")
+    if window_s % step_s or window_s // step_s > query.MAX_SERIES_POINTS:
+        most = query.MAX_SERIES_POINTS
+        raise QueryError("step", f"window must be a multiple of step, at most {most} steps")
+    if step_s % HOUR_S and window_s > settings.MINUTE_ROLLUP_RETENTION_DAYS * DAY_S - HOUR_S:
+        days = settings.MINUTE_ROLLUP_RETENTION_DAYS
+        raise QueryError("step", f"steps under 1h are kept for {days} days; use step=1h for this window")
+
+
+def duration(seconds: int) -> str:
+    for unit, size in (("d", DAY_S), ("h", HOUR_S), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def build(view: Explore, now: float | None = None) -> dict:
+    """The page's data: time series, histogram (latency-like metrics), the groups' table,
+    "alert on this", and the metrics there are (the list grows live)."""
+    now = time.time() if now is None else now
+    with keys.pinned():  # one look for new rollup keys, not one per read
+        data = _ratio(view, now) if view.ratio else _metric(view, now)
+        data["metrics"] = seen_metrics()
+    data["view"] = asdict(view)
+    data["query"] = view.query()
+    data["step"] = duration(view.step_seconds)
+    data["events"] = panels.events(view, now - view.seconds, now)
+    return data
+
+
+def _metric(view: Explore, now: float) -> dict:
+    metric, stats, counter = view.metric, list(view.stats), view.counter
+    # A counter's rate is the sum of its values per second (as compare's), not points per second.
+    read = sorted({"sum" if counter and s == "rate" else s for s in stats} | {"count"})
+    kind = kind_of(metric)
+    out = {
+        "kind": kind,
+        "title": metric,
+        "seen": query.known_metric(metric),
+        "stats": stats,
+        "units": {s: _unit(metric, s) for s in stats},
+        "notes": [PRECISION] if any(s in query.PERCENTILES for s in stats) else [],
+    }
+    if counter and "rate" in stats:
+        out["notes"].append(f"rate: the sum of {metric}'s values per second.")
+    elif "rate" in stats:
+        out["notes"].append("rate: points per second.")
+    if not out["seen"]:
+        out.update(t=[], lines=[], histogram=None, rows=[], alert=_no_alert("no data yet"))
+        return out
+    window_s, step_s = view.seconds, view.step_seconds
+    scope_ids = keys.ids(metric, view.scope)
+    names, members = [], {}
+    top = None
+    if view.group:
+        top = query.top(metric, window_s, view.group, view.top, view.scope, now=now)
+        names = list(top.rows)
+        for key, name in keys.members(metric, view.group, view.scope):
+            if name in top.rows:
+                members.setdefault(name, []).append(key)
+    window = query.read_window(
+        sorted({*scope_ids, *(k for ids in members.values() for k in ids)}), window_s, step_s, now
+    )
+    latency = kind == "latency"
+    whole = window.panel(scope_ids, read, buckets=HISTOGRAM_BUCKETS if latency else 1)
+    series = {"": whole["series"]} | {n: window.panel(members[n], read, buckets=0)["series"] for n in names}
+    out["t"] = [t for t, _ in whole["series"]["count"]]
+    out["lines"] = [
+        {"group": name, "stat": s, "values": _values(series[name], s, counter, step_s)}
+        for name in ([*names, ""] if names else [""])
+        for s in stats
+    ]
+    out["histogram"] = _rounded(whole["histogram"]) if latency else None
+    # The rate over the part of the window that has passed, as `top` gives its groups'.
+    everything = {**whole["stats"], "rate": whole["stats"]["count"] / window.elapsed}
+    rows = []
+    if top is not None:
+        rows = [_row(view, name, values) for name, values in top.rows.items()]
+        if top.others:
+            rows.append({**_row(view, "others", top.others), "others": top.folded})
+    if everything["count"]:
+        rows.append({**_row(view, "all", everything), "all": True})
+    out["rows"] = rows
+    out["alert"] = _alert(view, everything)  # a rule's rate is points per second
+    return out
+
+
+def _values(series: dict, stat: str, counter: bool, step_s: int) -> list[float | None]:
+    if counter and stat == "rate":
+        return [None if v is None else v / step_s for _, v in series["sum"]]
+    return [v for _, v in series[stat]]
+
+
+def _row(view: Explore, name: str, values: dict) -> dict:
+    values = dict(values)
+    if view.counter and values.get("count"):
+        values["rate"] *= values["sum"] / values["count"]  # points per second -> values per second
+    return {
+        "name": name,
+        "count": values["count"],
+        "values": {s: _clean(values.get(s)) for s in view.stats},
+        "shown": {s: units.readable(values.get(s), units.of_metric(view.metric, s)) for s in view.stats},
+    }
+
+
+def _clean(value) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _unit(metric: str, stat: str) -> str:
+    return units.base_unit(units.of_metric(metric, stat))
+
+
+def _rounded(histogram: dict) -> dict:
+    """Bucket edges to 4 significant digits: they only place bars on a log axis."""
+    return {
+        **histogram,
+        "buckets": [
+            {**b, "lower": float(f"{b['lower']:.4g}"), "upper": float(f"{b['upper']:.4g}")}
+            for b in histogram["buckets"]
+        ],
+    }
+
+
+# Statistics an alert rule can watch (perfdash/alerts/models.py: every one but the sum).
+ALERTABLE = tuple(s for s in query.STATS if s != "sum")
+
+
+def _alert(view: Explore, everything: dict) -> dict:
+    """The admin's rule form prefilled with this view: its metric, the first statistic a rule
+    can watch, the filters and the value over the window as the threshold, typed in the
+    statistic's units as the form takes it (perfdash/lib/units.py)."""
+    stat = next((s for s in view.stats if s in ALERTABLE), None)
+    if stat is None:
+        return _no_alert("alert rules cannot watch a sum: choose another statistic")
+    if view.counter and stat == "rate":
+        return _no_alert("alert rules read a rate as points per second, not a counter's values per second")
+    value = everything.get(stat)
+    if value is None or not math.isfinite(value):
+        return _no_alert("no value in this window to start the threshold from")
+    kind = units.of_metric(view.metric, stat)
+    threshold = units.display(float(f"{value:.4g}"), kind)
+    scope = view.group if view.group in ("node", "agent") else "fleet"
+    params = {
+        "name": f"{view.metric} {stat}"[:200],
+        "metric": view.metric,
+        "statistic": stat,
+        "scope": scope,
+        "node": view.node,
+        "agent": view.agent,
+        "tag_key": view.tag_key,
+        "tag_value": view.tag_value,
+        "threshold": threshold,
+        "window_seconds": view.seconds,
+    }
+    query_string = urlencode({k: v for k, v in params.items() if v != ""})
+    return {"url": f"/admin/alerts/alertrule/add/?{query_string}", "statistic": stat, "threshold": threshold}
+
+
+def _no_alert(why: str) -> dict:
+    return {"url": None, "why": why}
+
+
+def _ratio(view: Explore, now: float) -> dict:
+    """A fixed ratio of sums per step and over the window, from one read of its metrics."""
+    ratio = RATIOS[view.ratio]
+    out = {
+        "kind": "ratio",
+        "title": ratio.title,
+        "formula": ratio.formula,
+        "stats": ["ratio"],
+        "units": {"ratio": ""},
+        "notes": [f"{ratio.title}: {ratio.formula}, per step and over the window (exact)."],
+        "histogram": None,
+        "alert": _no_alert("alert rules watch one metric, not a ratio"),
+    }
+    ids = {m: keys.ids(m, view.scope) for m in ratio.metrics}
+    out["seen"] = any(ids.values())
+    every = sorted({k for i in ids.values() for k in i})
+    window = query.read_window(every, view.seconds, view.step_seconds, now)
+    series = {m: window.panel(i, ["count", "sum"], buckets=0)["series"] for m, i in ids.items()}
+    out["t"] = [t for t, _ in series[ratio.metrics[0]]["count"]]
+
+    def total(terms, i: int | None = None) -> float:
+        if i is None:
+            return sum(v or 0.0 for m, part in terms for _, v in series[m][part])
+        return sum(series[m][part][i][1] or 0.0 for m, part in terms)
+
+    def divided(a: float, b: float) -> float | None:
+        return a / b if b else None
+
+    steps = range(len(out["t"]))
+    values = [divided(total(ratio.numerator, i), total(ratio.denominator, i)) for i in steps]
+    out["lines"] = [{"group": "", "stat": "ratio", "values": values}]
+    over = divided(total(ratio.numerator), total(ratio.denominator))
+    out["rows"] = []
+    if over is not None:
+        shown = f"{over:.3g}" if view.ratio != "hit_rate" else f"{over * 100:.3g} %"
+        count = int(total(ratio.denominator))
+        row = {
+            "name": "all",
+            "all": True,
+            "count": count,
+            "values": {"ratio": over},
+            "shown": {"ratio": shown},
+        }
+        out["rows"] = [row]
+    return out

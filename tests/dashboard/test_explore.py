@@ -1,0 +1,204 @@
+"""The explorer's page and data on the real database: any metric, statistics, filters, groups,
+ratios, "alert on this", and clear 400s for bad input."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pytest
+from django.contrib.auth.models import User
+
+from perfdash.alerts.models import AlertRule
+from perfdash.api.models import ApiToken
+from perfdash.dashboard import explore
+from perfdash.ingest.models import IngestedBatch
+from perfdash.metrics.batch import Batch
+
+SCRIPT = '<script>alert("x")</script>'
+
+
+@pytest.fixture
+def fleet(db):
+    """Three agents' responses (agent-1 slow), tool calls, cache hits and misses, tokens and a
+    custom gauge, all in the last minute."""
+    token = ApiToken.issue("t", ["ingest"])[0]
+    now = time.time()
+    series = [
+        ("agent_response_ms", "node-1", "agent-1", "{}"),
+        ("agent_response_ms", "node-1", "agent-2", "{}"),
+        ("agent_response_ms", "node-2", SCRIPT, "{}"),
+        ("tool_execution_ms", "node-1", "agent-1", '{"tool":"web_search"}'),
+        ("cache_hits_total", "node-1", "agent-1", "{}"),
+        ("cache_misses_total", "node-1", "agent-1", "{}"),
+        ("tokens_total", "node-1", "agent-1", "{}"),
+        ("queue_depth", "node-1", "agent-1", '{"tool":"web_search"}'),
+    ]
+    counts = [30, 20, 10, 5, 6, 2, 4, 3]
+    values = [2000.0, 500.0, 1000.0, 300.0, 1.0, 1.0, 250.0, 7.0]
+    idx = np.repeat(np.arange(len(series), dtype=np.int32), counts)
+    IngestedBatch.store(
+        token.id,
+        Batch("x", series, idx, np.full(len(idx), now - 30), np.repeat(values, counts)),
+        now=now,
+    )
+
+
+@pytest.fixture
+def staff(client, db):
+    client.force_login(User.objects.create_user("staff", password="x" * 12, is_staff=True, is_superuser=True))
+    return client
+
+
+def test_the_explorer_needs_a_login(client, db):
+    for path in ["/explore/", "/data/explore"]:
+        r = client.get(path)
+        assert r.status_code == 302 and r["Location"].startswith("/login/")
+
+
+def test_the_page_offers_every_metric_seen_and_the_well_known_ones(viewer, fleet):
+    r = viewer.get("/explore/?metric=queue_depth&stat=max")
+    assert r.status_code == 200 and b"js/explore.js" in r.content
+    assert {"queue_depth", "agent_response_ms", "memory_op_ms"} <= set(r.context["metrics"])
+    assert r.context["view"].stats == ("max",)
+    assert b'value="max" checked' in r.content
+    assert r.context["tags"]["tool"] == ["web_search"] and r.context["tags"]["model"] == []
+
+
+def test_the_nav_links_to_the_explorer(viewer, fleet):
+    assert b'href="/explore/"' in viewer.get("/").content
+
+
+def test_a_latency_metric_has_its_series_histogram_and_statistics(viewer, fleet):
+    data = viewer.get("/data/explore?metric=agent_response_ms&stat=p50&stat=p95&window=5m").json()
+    assert data["kind"] == "latency" and data["seen"] and data["stats"] == ["p50", "p95"]
+    assert data["units"] == {"p50": "ms", "p95": "ms"} and data["step"] == "1m"
+    assert len(data["t"]) == 5 and [line["stat"] for line in data["lines"]] == ["p50", "p95"]
+    assert sum(b["count"] for b in data["histogram"]["buckets"]) == 60
+    [row] = data["rows"]
+    assert row["name"] == "all" and row["count"] == 60
+    assert row["values"]["p95"] == pytest.approx(2000, rel=0.01) and row["shown"]["p95"] == "2 s"
+    assert any("within 1 %" in note for note in data["notes"])
+
+
+def test_a_group_shows_the_top_n_the_others_together_and_all(viewer, fleet):
+    data = viewer.get("/data/explore?metric=agent_response_ms&stat=p95&stat=count&group=agent&top=2").json()
+    names = [(r["name"], r.get("others"), r["count"]) for r in data["rows"]]
+    assert names == [("agent-1", None, 30), ("agent-2", None, 20), ("others", 1, 10), ("all", None, 60)]
+    assert {line["group"] for line in data["lines"]} == {"agent-1", "agent-2", ""}
+    assert data["rows"][2]["shown"]["p95"] == "1 s"
+    agent_1 = next(line for line in data["lines"] if line["group"] == "agent-1" and line["stat"] == "count")
+    assert sum(agent_1["values"]) == 30
+
+
+def test_filters_narrow_the_data_with_the_read_apis_names(viewer, fleet):
+    node = viewer.get("/data/explore?metric=agent_response_ms&stat=count&node=node-2").json()
+    assert node["rows"][0]["count"] == 10
+    agent = viewer.get("/data/explore?metric=agent_response_ms&stat=count&agent=agent-2").json()
+    assert agent["rows"][0]["count"] == 20
+    tool = viewer.get("/data/explore?metric=tool_execution_ms&stat=p50&tag.tool=web_search").json()
+    assert tool["rows"][0]["count"] == 5
+    other = viewer.get("/data/explore?metric=tool_execution_ms&tag.tool=calculator").json()
+    assert other["rows"] == [] and other["seen"]
+
+
+def test_a_counter_is_drawn_as_its_values_per_second(viewer, fleet):
+    data = viewer.get("/data/explore?metric=tokens_total&window=5m").json()
+    assert data["stats"] == ["rate"] and data["units"] == {"rate": "/s"}
+    [row] = data["rows"]
+    step_sum = sum(v or 0 for v in data["lines"][0]["values"]) * 60
+    assert step_sum == pytest.approx(1000)  # 4 points of 250 tokens, per 60 s step
+    assert row["values"]["rate"] > row["count"] / 300  # values per second, not points
+    assert data["alert"]["url"] is None and "points per second" in data["alert"]["why"]
+
+
+def test_a_ratio_is_one_of_a_fixed_set(viewer, fleet):
+    data = viewer.get("/data/explore?ratio=hit_rate&window=5m").json()
+    assert data["kind"] == "ratio" and data["rows"][0]["values"]["ratio"] == pytest.approx(6 / 8)
+    assert data["rows"][0]["shown"]["ratio"] == "75 %"
+    assert [v for v in data["lines"][0]["values"] if v is not None] == [pytest.approx(0.75)]
+    tokens = viewer.get("/data/explore?ratio=tokens_per_response&window=5m").json()
+    assert tokens["rows"][0]["values"]["ratio"] == pytest.approx(1000 / 60)
+    assert set(explore.RATIOS) == {"hit_rate", "error_ratio", "tokens_per_response"}
+
+
+def test_a_metric_not_seen_yet_is_said_not_an_error(viewer, fleet):
+    data = viewer.get("/data/explore?metric=not_yet_ms").json()
+    assert data["seen"] is False and data["rows"] == [] and data["lines"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("metric=agent_response_ms&stat=p42", "stat"),
+        ("metric=agent_response_ms&window=forever", "window"),
+        ("metric=agent_response_ms&window=900d", "window"),
+        ("metric=agent_response_ms&window=1h&step=7m", "step"),
+        ("metric=agent_response_ms&window=7d&step=1m", "step"),
+        ("metric=agent_response_ms&group=colour", "group"),
+        ("metric=agent_response_ms&group=agent&top=0", "top"),
+        ("metric=agent_response_ms&group=agent&top=many", "top"),
+        ("metric=agent_response_ms&tag.colour=red", "tag.colour"),
+        ("metric=agent_response_ms&tag.tool=a&tag.model=b", "tag.model"),
+        ("metric=tool_execution_ms&tag.tool=a&group=model", "group"),
+        ("ratio=golden", "ratio"),
+        ("ratio=hit_rate&group=node", "group"),
+        ("metric=agent_response_ms&node=a%00b", "node"),
+        ("metric=a%01b", "metric"),
+        ("metric=agent_response_ms&colour=red", "colour"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_parameter(viewer, fleet, query, param):
+    r = viewer.get(f"/data/explore?{query}")
+    assert r.status_code == 400, r.content
+    assert r.json()["param"] == param
+    assert viewer.get(f"/explore/?{query}").status_code == 400
+
+
+def test_alert_on_this_prefills_the_rule_form_with_the_view_and_its_value(staff, fleet):
+    view = "metric=agent_response_ms&stat=p95&window=1h&node=node-1&group=agent"
+    data = staff.get(f"/data/explore?{view}").json()
+    url = data["alert"]["url"]
+    assert url.startswith("/admin/alerts/alertrule/add/?")
+    given = {k: v[0] for k, v in parse_qs(urlparse(url).query).items()}
+    assert given["metric"] == "agent_response_ms" and given["statistic"] == "p95"
+    assert given["node"] == "node-1" and given["scope"] == "agent" and given["window_seconds"] == "3600"
+    assert given["threshold"] == data["alert"]["threshold"]
+    form = staff.get(url)
+    assert form.status_code == 200
+    assert form.context["adminform"].form.initial["threshold"] == given["threshold"]
+    # Saved as it is prefilled, the rule holds the value in the metric's base unit.
+    required = {
+        "comparison": "gt",
+        "no_data": "keep",
+        "severity": "warning",
+        "kind": "threshold",
+        "min_samples": "1",
+        "for_seconds": "0",
+        "enabled": "on",
+        "send_resolved": "on",
+    }
+    saved = staff.post("/admin/alerts/alertrule/add/", {**given, **required})
+    assert saved.status_code == 302, saved.context["adminform"].form.errors
+    rule = AlertRule.objects.latest("id")
+    assert rule.threshold == pytest.approx(data["rows"][-1]["values"]["p95"], rel=1e-3)
+    assert (rule.metric, rule.statistic, rule.node) == ("agent_response_ms", "p95", "node-1")
+    assert rule.scope == "agent" and rule.window_seconds == 3600
+
+
+def test_a_ratio_or_a_sum_has_no_alert_and_says_why(viewer, fleet):
+    assert "ratio" in viewer.get("/data/explore?ratio=hit_rate").json()["alert"]["why"]
+    assert "sum" in viewer.get("/data/explore?metric=agent_response_ms&stat=sum").json()["alert"]["why"]
+
+
+def test_names_from_agents_stay_data(viewer, fleet):
+    data = viewer.get("/data/explore?metric=agent_response_ms&group=agent").json()
+    assert SCRIPT in [r["name"] for r in data["rows"]]
+    page = viewer.get(f"/explore/?metric=agent_response_ms&agent={SCRIPT}")
+    assert SCRIPT.encode() not in page.content
+
+
+def test_the_default_step_gives_a_readable_number_of_points():
+    assert explore.default_step(300) == 60 and explore.default_step(86400) == 1800
+    assert explore.default_step(7 * 86400) == 3 * 3600 and explore.default_step(4 * 86400) == 3600
