@@ -191,6 +191,9 @@ BREAKDOWN_TOP_N = env.int("BREAKDOWN_TOP_N", default=20)
 # A comparison answers "insufficient data" for a cohort with fewer points than this (or fewer
 # than ten minutes with data), never a guess.
 COMPARE_MIN_COUNT = env.int("COMPARE_MIN_COUNT", default=100)
+# Peer outliers: no agent is judged among fewer peers than this, nor with fewer points.
+OUTLIER_MIN_PEERS = env.int("OUTLIER_MIN_PEERS", default=5)
+OUTLIER_MIN_COUNT = env.int("OUTLIER_MIN_COUNT", default=20)
 # Targets drawn on the latency charts (the ElixirChain performance targets, docs/dashboard.md).
 LATENCY_TARGETS = {
     "agent_response_ms": {"stat": "p95", "value": 2000},

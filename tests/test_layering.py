@@ -23,6 +23,7 @@ LAYERS = [
     "events",
     "forecasting",
     "compare",
+    "detect",
     "alerts",
     "api",
     "dashboard",

@@ -11,4 +11,5 @@ urlpatterns = [
     path("series", views.series, name="api-series"),
     path("events", views.events, name="api-events"),
     path("compare", views.compare, name="api-compare"),
+    path("outliers", views.outlier_agents, name="api-outliers"),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import replace
 from functools import wraps
@@ -16,6 +17,7 @@ from collectors import event as event_protocol
 from perfdash.api.decorators import error, token_required
 from perfdash.compare import cohorts, words
 from perfdash.compare import params as compare_params
+from perfdash.detect import outliers
 from perfdash.events.models import Event
 from perfdash.ingest import cardinality, ratelimit
 from perfdash.ingest.models import PendingBatch
@@ -128,7 +130,8 @@ def read_view(extra: set[str] = frozenset()):
         def wrapper(request):
             try:
                 metric, window, scope = _read_params(request, set(extra))
-                return JsonResponse(view(request, metric, window, scope))
+                answer = view(request, metric, window, scope)
+                return JsonResponse(answer, safe=not isinstance(answer, list))
             except query.QueryError as exc:
                 return error(str(exc), 400, param=exc.param)
             except query.UnknownMetric:
@@ -168,6 +171,43 @@ def series(request, metric: str, window: int, scope: query.Scope) -> dict:
         "stat": stat,
         "points": [[time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)), v] for t, v in points],
     }
+
+
+@read_view({"stat", "peers", "tolerance"})
+def outlier_agents(request, metric: str, window: int, scope: query.Scope) -> list[dict]:
+    """The agents far above their peers (of their node, or of the fleet), farthest first."""
+    if scope.agent or scope.tag_key:
+        raise query.QueryError("agent" if scope.agent else f"tag.{scope.tag_key}", "outliers take only node=")
+    stat = request.GET.get("stat", "p95")
+    if stat not in (allowed := query.STATS):
+        raise query.QueryError("stat", f"stat must be one of {', '.join(allowed)}")
+    peers = request.GET.get("peers", "node")
+    if peers not in outliers.PEERS:
+        raise query.QueryError("peers", f"peers must be one of {', '.join(outliers.PEERS)}")
+    tolerance = _number(request.GET.get("tolerance", "5"), "tolerance", 0.5, 20)
+    if not query.known_metric(metric):
+        raise query.UnknownMetric(metric)
+    found = outliers.find(
+        metric,
+        stat,
+        window,
+        peers,
+        tolerance,
+        settings.OUTLIER_MIN_PEERS,
+        settings.OUTLIER_MIN_COUNT,
+        scope.node,
+    )
+    return [j.as_json() for j in sorted(found, key=lambda j: -(j.mads or 0)) if j.outlier()]
+
+
+def _number(text: str, param: str, lo: float, hi: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not lo <= value <= hi:
+        raise query.QueryError(param, f"{param} must be a number from {lo:g} to {hi:g}")
+    return value
 
 
 @csrf_exempt

@@ -1,0 +1,110 @@
+"""Peer outliers: agents whose statistic (a p95, a memory peak) lies far above their peers'.
+
+Peers are the agents of the same node, or of the whole fleet. Among the peers with enough
+points, the centre is the median and the spread the median absolute deviation scaled to a
+standard deviation (1.4826 x MAD): robust, so the outliers themselves barely move either, and
+scale-aware, so a tolerance of 5 means the same for milliseconds and for bytes. An agent is
+`mads` spreads above the median; only the high side counts (slower, fatter). The MAD of a few
+peers is itself noisy: among 10 to 100 alike peers, 0.18 % to 0.004 % of agents lie beyond 5
+spreads by chance (3.5 spreads: 0.8 % to 0.1 %), so the default tolerance is 5.
+
+Peers that all report nearly the same value have a MAD near zero, which would make any
+trivial difference look extreme: the spread is at least `FLOOR` of the median, twice the
+precision of a percentile read from the sketches. With fewer than `min_peers` peers no one is
+judged: "not enough peers" is an answer, not an outlier.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from perfdash.metrics import keys, query
+from perfdash.metrics.scope import Scope
+
+MAD_TO_SD = 1.4826
+FLOOR = 0.02  # the least spread, as a fraction of the median
+PEERS = ("node", "fleet")
+
+
+@dataclass(frozen=True)
+class Judged:
+    agent: str
+    node: str
+    value: float
+    count: int
+    peer_median: float | None  # None: too few peers to judge
+    peer_band: tuple[float, float] | None  # median -/+ tolerance x spread
+    mads: float | None  # how many spreads above the median
+
+    def outlier(self) -> bool:
+        return self.peer_band is not None and self.value > self.peer_band[1]
+
+    def as_json(self) -> dict:
+        return {
+            "agent": self.agent,
+            "node": self.node,
+            "value": self.value,
+            "count": self.count,
+            "peer_median": self.peer_median,
+            "peer_band": list(self.peer_band) if self.peer_band else None,
+            "mads": None if self.mads is None else round(self.mads, 2),
+        }
+
+
+def judge(
+    values: dict[str, tuple[float, int, str]], tolerance: float, min_peers: int, min_count: int, by_node: bool
+) -> list[Judged]:
+    """Every agent with at least `min_count` points, from {agent: (value, count, node)}."""
+    groups: dict[str, list[str]] = {}
+    for agent, (value, count, node) in values.items():
+        if count >= min_count and math.isfinite(value):
+            groups.setdefault(node if by_node else "", []).append(agent)
+    out = []
+    for members in groups.values():
+        x = np.array([values[a][0] for a in members])
+        if len(members) < min_peers:
+            out += [Judged(a, values[a][2], values[a][0], values[a][1], None, None, None) for a in members]
+            continue
+        median = float(np.median(x))
+        spread = max(MAD_TO_SD * float(np.median(np.abs(x - median))), FLOOR * abs(median))
+        band = (median - tolerance * spread, median + tolerance * spread)
+        for a, v in zip(members, x, strict=True):
+            mads = (v - median) / spread if spread > 0 else 0.0
+            out.append(Judged(a, values[a][2], float(v), values[a][1], median, band, float(mads)))
+    return out
+
+
+def peer_values(
+    metric: str, stat: str, window_s: int, node: str = "", now: float | None = None
+) -> dict[str, tuple[float, int, str]]:
+    """{agent: (its statistic over the window, its count, its node)} within the node, if
+    given, else the fleet."""
+    now = time.time() if now is None else now
+    scope = Scope(node=node)
+    stats = query.breakdown(metric, window_s, "agent", scope, now=now, percentiles=stat in query.PERCENTILES)
+    node_of = {k.agent: k.node for k in keys.agents(metric, scope)}
+    return {
+        agent: (float(row[stat]), int(row["count"]), node_of.get(agent, node))
+        for agent, row in stats.items()
+        if row.get(stat) is not None
+    }
+
+
+def find(
+    metric: str,
+    stat: str,
+    window_s: int,
+    peers: str = "node",
+    tolerance: float = 5.0,
+    min_peers: int = 5,
+    min_count: int = 20,
+    node: str = "",
+    now: float | None = None,
+) -> list[Judged]:
+    """Every judged agent of the metric (outliers or not): `Judged.outlier()` says which."""
+    values = peer_values(metric, stat, window_s, node, now)
+    return judge(values, tolerance, min_peers, min_count, by_node=peers == "node")
