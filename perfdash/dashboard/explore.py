@@ -247,6 +247,7 @@ def build(view: Explore, now: float | None = None) -> dict:
     data["view"] = asdict(view)
     data["query"] = view.query()
     data["step"] = duration(view.step_seconds)
+    data["range"] = query.window(view.seconds, now)  # the x axis of an empty chart
     data["events"] = panels.events(view, now - view.seconds, now)
     return data
 
@@ -350,10 +351,12 @@ ALERTABLE = tuple(s for s in query.STATS if s != "sum")
 
 
 def _alert(view: Explore, everything: dict) -> dict:
-    """The admin's rule form prefilled with this view: its metric, the first statistic a rule
-    can watch, the filters and the value over the window as the threshold, typed in the
-    statistic's units as the form takes it (perfdash/lib/units.py)."""
-    stat = next((s for s in view.stats if s in ALERTABLE), None)
+    """The admin's rule form prefilled with this view: its metric, the first percentile (else
+    the first statistic) a rule can watch, the filters, and the value over the window as the
+    threshold, typed in the statistic's units as the form takes it (perfdash/lib/units.py)."""
+    # A percentile first: what a latency alert watches, whichever order the boxes are in.
+    ordered = sorted(view.stats, key=lambda s: s not in query.PERCENTILES)
+    stat = next((s for s in ordered if s in ALERTABLE), None)
     if stat is None:
         return _no_alert("alert rules cannot watch a sum: choose another statistic")
     if view.counter and stat == "rate":

@@ -64,6 +64,9 @@
     window.location.search = query().toString();
   });
   form.elements.tag.addEventListener("change", offer);
+  // A ratio has no statistics to choose: the boxes stand aside while one is chosen.
+  const ratioChosen = () => { form.querySelector("fieldset.stats").disabled = Boolean(form.elements.ratio.value); };
+  form.elements.ratio.addEventListener("change", ratioChosen);
 
   const unitText = (unit) => (unit ? ` (${unit})` : "");
   const lineName = (line, grouped) => {
@@ -108,7 +111,7 @@
       if (data.view.ratio === "hit_rate") lay.yaxis.tickformat = ".0%";
       if (unit === "B") lay.yaxis.tickformat = "~s";
       if (empty) {
-        lay.xaxis.range = [new Date(data.t[0] * 1000), new Date((data.t[data.t.length - 1] || data.t[0]) * 1000)];
+        Object.assign(lay.xaxis, { type: "date", range: PD.dates(data.range) });
         lay.annotations = [{ xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false,
                              text: "no data in this window", font: { size: 16, color: "#667" } }];
       }
@@ -145,12 +148,12 @@
 
   function table(data) {
     const group = data.view.group;
-    const noun = group ? `${group}${group.endsWith("s") ? "" : "s"}` : "";
+    const noun = (n) => (n === 1 || group.endsWith("s") ? group : `${group}s`);
     document.getElementById("table-title").textContent = group
       ? `By ${group}: the top ${data.view.top} by points, the others together, and all`
       : "Over the window";
     PD.cells(document.getElementById("groups"), [group || "scope", "points", ...data.stats], data.rows, (r) => [
-      r.others !== undefined ? `others (${r.others} ${noun})` : r.all ? "all" : drill(group, r.name),
+      r.others !== undefined ? `others (${r.others} ${noun(r.others)})` : r.all ? "all" : drill(group, r.name),
       r.count, ...data.stats.map((s) => r.shown[s]),
     ]);
     const link = document.getElementById("alert-link");
@@ -187,5 +190,6 @@
   }
 
   fill(new URLSearchParams(window.location.search));
+  ratioChosen();
   PD.start("explore", render);
 })();
