@@ -71,6 +71,8 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 # A deploy rule's threshold: the smallest slowdown that notifies, typed as a percentage and
 # stored as a fraction (10 % is 0.1), as the verification's relative changes are.
 PERCENT = units.Kind("a percentage (10 or 10 %)", {"": Decimal("0.01"), "%": Decimal("0.01")}, ("%",))
+# An outlier rule's threshold: spreads (scaled MADs) above the peers' median.
+MADS = units.Kind("a number of MADs (5)", {"": Decimal(1), "mads": Decimal(1), "mad": Decimal(1)}, ("MADs",))
 
 
 def threshold_kind(kind: str, metric: str, statistic: str) -> units.Kind:
@@ -80,6 +82,8 @@ def threshold_kind(kind: str, metric: str, statistic: str) -> units.Kind:
         return units.DAYS
     if kind == AlertRule.Kind.DEPLOY:
         return PERCENT
+    if kind == AlertRule.Kind.OUTLIER:
+        return MADS
     return units.of_metric(metric, statistic)
 
 

@@ -19,6 +19,8 @@ from django.utils import timezone
 
 from perfdash.alerts import deploys, transports
 from perfdash.alerts.models import AlertEvent, AlertRule, Delivery, NotificationChannel
+from perfdash.detect import outliers
+from perfdash.lib import units
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 6
@@ -31,7 +33,8 @@ def dashboard_url(rule: AlertRule, subjects: list[str]) -> str:
         return f"{base}/capacity/{node}"
     window = "5m" if rule.window_seconds <= 300 else "1h"
     if len(subjects) == 1 and subjects[0]:
-        kind = "nodes" if rule.scope == AlertRule.Scope.NODE else "agents"
+        outlier = rule.kind == AlertRule.Kind.OUTLIER  # its subjects are agents, whatever the scope
+        kind = "nodes" if rule.scope == AlertRule.Scope.NODE and not outlier else "agents"
         return f"{base}/{kind}/{quote(subjects[0], safe='')}/?window={window}"
     return f"{base}/?window={window}"
 
@@ -42,6 +45,8 @@ def notification(rule: AlertRule, events: list[AlertEvent]) -> transports.Notifi
     state = events[0].to_state
     offenders = [transports.Offender(e.subject or "fleet", e.value) for e in events]
     forecast = rule.kind == AlertRule.Kind.FORECAST
+    if rule.kind == AlertRule.Kind.OUTLIER:
+        return _outlier_notification(rule, events, offenders)
     return transports.Notification(
         rule_id=rule.id,
         rule_name=rule.name,
@@ -59,6 +64,54 @@ def notification(rule: AlertRule, events: list[AlertEvent]) -> transports.Notifi
         at=events[0].at,
         scope=rule.scope,
         kind=rule.kind,
+    )
+
+
+def _outlier_notification(
+    rule: AlertRule, events: list[AlertEvent], offenders: list[transports.Offender]
+) -> transports.Notification:
+    """Each offender explained: its value against its peers' median and band, as they are now."""
+    peers = "its node's agents" if rule.scope == AlertRule.Scope.NODE else "the fleet's agents"
+    judged = {
+        j.agent: j
+        for j in outliers.find(
+            rule.metric,
+            rule.statistic,
+            max(60, rule.window_seconds),
+            "node" if rule.scope == AlertRule.Scope.NODE else "fleet",
+            rule.threshold,
+            settings.OUTLIER_MIN_PEERS,
+            rule.min_samples,
+            rule.node,
+        )
+    }
+    details = {}
+    for o in offenders:
+        j = judged.get(o.subject)
+        if j is not None and j.peer_median is not None:
+            kind = units.of_metric(rule.metric, rule.statistic)
+            lo, hi = (units.readable(x, kind) for x in j.peer_band)
+            details[o.subject] = (
+                f"{units.readable(j.value, kind)} against a median of {units.readable(j.peer_median, kind)} "
+                f"among {peers} (band {lo} to {hi}): {j.mads:.1f} MADs above"
+            )
+    return transports.Notification(
+        rule_id=rule.id,
+        rule_name=rule.name,
+        severity=rule.severity,
+        metric=rule.metric,
+        statistic=f"distance of the {rule.statistic} from the peers' median",
+        unit="MADs",
+        comparison=rule.comparison,
+        threshold=rule.recovery if events[0].to_state == "resolved" else rule.threshold,
+        state=events[0].to_state,
+        offenders=offenders,
+        runbook_url=rule.runbook_url,
+        dashboard_url=dashboard_url(rule, [e.subject for e in events]),
+        at=events[0].at,
+        scope="agent",
+        kind=rule.kind,
+        details=details,
     )
 
 

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
+from django.conf import settings
 from django.db import connection, transaction
 
 from perfdash.alerts import deploys
 from perfdash.alerts.decide import COMPARE, Current, Observation, Spec, decide
 from perfdash.alerts.models import AlertEvent, AlertRule, AlertState, Silence
+from perfdash.detect import outliers
 from perfdash.forecasting.models import CapacityForecast
 from perfdash.lib.durations import DAY_S
 from perfdash.metrics import query
@@ -71,6 +73,8 @@ def observe(rule: AlertRule, now: float, cache: dict | None = None) -> Observed:
     cache = {} if cache is None else cache
     if rule.kind == AlertRule.Kind.FORECAST:
         return _projected(rule, now)
+    if rule.kind == AlertRule.Kind.OUTLIER:
+        return _outlying(rule, now)
     by = {"fleet": "", "node": "node", "agent": "agent"}[rule.scope]
     window = _window(rule)
     # Percentiles per node or agent merge every subject's sketches; count, min, max, avg and
@@ -100,6 +104,30 @@ def _projected(rule: AlertRule, now: float) -> Observed:
         [subject for subject, _, _ in found],
         np.array([_days(ok, at, now) for _, ok, at in found], float),
         np.array([int(ok) for _, ok, _ in found], np.int64),
+    )
+
+
+def _outlying(rule: AlertRule, now: float) -> Observed:
+    """How many spreads above its peers' median each agent lies (no data: too few peers)."""
+    try:
+        judged = outliers.find(
+            rule.metric,
+            rule.statistic,
+            _window(rule),
+            "node" if rule.scope == AlertRule.Scope.NODE else "fleet",
+            rule.threshold,
+            settings.OUTLIER_MIN_PEERS,
+            rule.min_samples,
+            rule.node,
+            now,
+        )
+    except (UnknownMetric, QueryError):
+        judged = []
+    judged.sort(key=lambda j: j.agent)
+    return Observed(
+        [j.agent for j in judged],
+        np.array([np.nan if j.mads is None else j.mads for j in judged], float),
+        np.array([j.count for j in judged], np.int64),
     )
 
 
@@ -149,7 +177,7 @@ def candidates(rule: AlertRule, seen: Observed, active: dict, now: datetime) -> 
         )
         if not still or due:
             subjects.add(subject)
-    if rule.scope == AlertRule.Scope.FLEET:
+    if rule.scope == AlertRule.Scope.FLEET and rule.kind != AlertRule.Kind.OUTLIER:
         subjects.add("")
     return sorted(subjects)
 

@@ -77,6 +77,7 @@ class AlertRule(models.Model):
         THRESHOLD = "threshold", "A metric crosses a threshold"
         FORECAST = "forecast", "A capacity target is projected to reach its limit within N days"
         DEPLOY = "deploy", "A deploy made a metric slower"
+        OUTLIER = "outlier", "An agent is an outlier among its peers"
 
     class Scope(models.TextChoices):
         FLEET = "fleet", "The whole fleet"
@@ -151,6 +152,8 @@ class AlertRule(models.Model):
         if self.kind == self.Kind.DEPLOY:
             self._clean_deploy()
             return
+        if self.kind == self.Kind.OUTLIER:
+            self._clean_outlier()
         errors = {}
         if not self.metric:
             errors["metric"] = "Give the metric to watch."
@@ -209,6 +212,19 @@ class AlertRule(models.Model):
         self.comparison, self.recovery_threshold = self.Comparison.GTE, None
         self.for_seconds, self.min_samples, self.no_data = 0, 1, self.NoData.KEEP
         self.repeat_seconds, self.send_resolved = None, False  # once per deploy: nothing repeats or resolves
+
+    def _clean_outlier(self) -> None:
+        """An outlier rule watches every agent: its scope says who its peers are (each node's
+        agents, or the whole fleet's), its threshold how many spreads (scaled MADs) above the
+        peers' median an agent may lie; min_samples is the fewest points an agent is judged on."""
+        if self.scope == self.Scope.AGENT:
+            raise ValidationError({"scope": "Peers are each node's agents or the whole fleet's: choose one."})
+        if self.threshold is None or not 0 < self.threshold <= 20:
+            raise ValidationError(
+                {"threshold": "Give how many MADs above the peers' median fire: above 0, at most 20."}
+            )
+        self.capacity_target, self.agent, self.tag_key, self.tag_value = None, "", "", ""
+        self.comparison, self.no_data = self.Comparison.GT, self.NoData.KEEP
 
     # Changing any of these makes the rule watch something else: its old states go.
     SUBJECT_FIELDS = (

@@ -79,6 +79,8 @@ class Notification:
             return "no data"
         if self.unit == "change":
             return units.percent(value)
+        if self.unit == "MADs":
+            return f"{_number(value)} MADs"
         if self.metric.endswith("_ms"):
             return f"{_number(value / 1000)} s" if abs(value) >= 1000 else f"{_number(value)} ms"
         if self.metric.endswith("_bytes"):
@@ -278,6 +280,7 @@ def webhook_payload(notification: Notification, sent_at: int) -> dict:
     replays), dashboard_url, runbook_url ("" if none), kind ("threshold", "forecast",
     "deploy"); and for a deploy rule deploy ({"event_id", "version", "against", "how",
     "node"}), its offenders being the metrics it made slower with their relative change.
+    An offender of an outlier rule has a `detail`: its value against its peers' median and band.
     """
     n = notification
     extra = {"deploy": n.deploy} if n.deploy is not None else {}
@@ -292,7 +295,7 @@ def webhook_payload(notification: Notification, sent_at: int) -> dict:
         "comparison": n.comparison,
         "threshold": n.threshold,
         "summary": n.summary,
-        "offenders": [{"subject": o.subject, "value": _finite(o.value)} for o in n.offenders],
+        "offenders": [_offender(n, o) for o in n.offenders],
         "at": _utc(n.at).isoformat().replace("+00:00", "Z"),
         "sent_at": sent_at,
         "dashboard_url": n.dashboard_url,
@@ -300,6 +303,12 @@ def webhook_payload(notification: Notification, sent_at: int) -> dict:
         "kind": n.kind,
         **extra,
     }
+
+
+def _offender(n: Notification, o: Offender) -> dict:
+    """An offender's subject and value, and its value in words where the rule gives them."""
+    detail = n.details.get(o.subject)
+    return {"subject": o.subject, "value": _finite(o.value), **({"detail": detail} if detail else {})}
 
 
 def _raise_for_webhook(result: HttpResult) -> None:

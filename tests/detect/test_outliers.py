@@ -3,17 +3,10 @@ among 50 alike; too few peers or points decide nothing; and the read API, on the
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
-from perfdash.api.models import ApiToken
 from perfdash.detect.outliers import judge
-from perfdash.ingest.models import IngestedBatch
-from perfdash.metrics.batch import Batch
-
-NOW = time.time()
 
 
 def alike(n: int, rng, slow: dict[int, float] | None = None) -> dict[str, tuple[float, int, str]]:
@@ -65,30 +58,11 @@ def test_only_the_high_side_counts():
 # --- the read API ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fleet(db) -> None:
-    """Over the last 10 minutes, 24 agents on 2 nodes, 60 responses each; agent-5 (node-1)
-    80 % slower, and agent-8's memory 3x its peers'."""
-    rng = np.random.default_rng(4)
-    token = ApiToken.issue("fleet", ["ingest"])[0]
-    series = [("agent_response_ms", f"node-{a % 2}", f"agent-{a}", "{}") for a in range(24)]
-    series += [("agent_memory_bytes", f"node-{a % 2}", f"agent-{a}", "{}") for a in range(24)]
-    idx = np.repeat(np.arange(24), 60).astype(np.int32)
-    values = 900 * np.exp(0.3 * rng.standard_normal(len(idx))) * np.where(idx == 5, 1.8, 1.0)
-    mem_idx = np.repeat(np.arange(24, 48), 5).astype(np.int32)
-    mem = 50e6 * rng.uniform(0.95, 1.05, len(mem_idx)) * np.where(mem_idx == 24 + 8, 3.0, 1.0)
-    ts = NOW - rng.uniform(30, 600, len(idx) + len(mem_idx))
-    batch = Batch(
-        "fleet", series, np.concatenate([idx, mem_idx]), ts, np.round(np.concatenate([values, mem]), 2)
-    )
-    assert IngestedBatch.store(token.id, batch, now=NOW)
-
-
 def get(client, token: str, query: str):
     return client.get(f"/api/v1/outliers?{query}", HTTP_AUTHORIZATION=f"Bearer {token}")
 
 
-def test_the_api_names_the_slow_agent_among_its_nodes_peers(client, read_token, fleet):
+def test_the_api_names_the_slow_agent_among_its_nodes_peers(client, read_token, peers):
     r = get(client, read_token, "metric=agent_response_ms&stat=p95&window=15m&peers=node")
     assert r.status_code == 200, r.content
     body = r.json()
@@ -98,7 +72,7 @@ def test_the_api_names_the_slow_agent_among_its_nodes_peers(client, read_token, 
     assert o["peer_band"][1] < o["value"] and o["peer_band"][0] < o["peer_median"] < o["peer_band"][1]
 
 
-def test_the_api_finds_a_fat_agent_by_its_memory_peak_among_the_fleet(client, read_token, fleet, settings):
+def test_the_api_finds_a_fat_agent_by_its_memory_peak_among_the_fleet(client, read_token, peers, settings):
     settings.OUTLIER_MIN_COUNT = 5
     body = get(client, read_token, "metric=agent_memory_bytes&stat=max&window=15m&peers=fleet").json()
     assert [o["agent"] for o in body] == ["agent-8"]
@@ -115,10 +89,10 @@ def test_the_api_finds_a_fat_agent_by_its_memory_peak_among_the_fleet(client, re
         ("stat=p95", "metric"),
     ],
 )
-def test_a_bad_parameter_gets_400_naming_it(client, read_token, fleet, query, param):
+def test_a_bad_parameter_gets_400_naming_it(client, read_token, peers, query, param):
     r = get(client, read_token, query)
     assert r.status_code == 400 and r.json()["param"] == param
 
 
-def test_an_unknown_metric_gets_404(client, read_token, fleet):
+def test_an_unknown_metric_gets_404(client, read_token, peers):
     assert get(client, read_token, "metric=nope_ms").status_code == 404
