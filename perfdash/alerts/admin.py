@@ -102,7 +102,8 @@ def measured(rule: AlertRule, value: float | None) -> str | None:
 QUANTITY_HELP = (
     "With or without a unit: 2 s or 250 ms for a _ms metric, 100 MB for a _bytes one, 5/s for a "
     "rate; a bare number is in ms for _ms metrics, in bytes for _bytes ones. Forecast rules: days. "
-    "Deploy rules: the smallest slowdown that notifies, in % (empty: any slowdown found)."
+    "Deploy rules: the smallest slowdown that notifies, in % (empty: any slowdown found). "
+    "Outlier rules: MADs above the peers' median (5)."
 )
 
 
@@ -207,7 +208,10 @@ class AlertRuleAdmin(admin.ModelAdmin):
                 "optional metric (one of DEPLOY_VERIFY_METRICS; empty: any of them), an optional "
                 "node (that node's deploys and fleet-wide ones) and, as its threshold, the smallest "
                 "slowdown that notifies: it notifies once for each verified deploy that made one of "
-                "those metrics' p95 slower.",
+                "those metrics' p95 slower. An outlier rule watches every agent: its metric and "
+                "statistic, its scope for who the peers are (each node's agents, or the whole fleet's), "
+                "an optional node, its window, min samples as the fewest points an agent is judged on, "
+                "and as its threshold how many MADs above the peers' median fire (5 is a good start).",
                 "fields": [
                     "kind",
                     "capacity_target",
