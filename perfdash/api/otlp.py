@@ -71,7 +71,7 @@ def metrics(request) -> HttpResponse:
         return _error(kind, exc.status, str(exc))
     except Refused as exc:
         return _error(kind, exc.status, exc.message, exc.retry_after)
-    except DATABASE_AWAY:
-        log.warning("database unavailable: OTLP export answered 503")
+    except DATABASE_AWAY as exc:
+        log.warning("database unavailable: OTLP export answered 503: %s", type(exc).__name__)
         return _error(kind, 503, "database unavailable; retry later", RETRY_AFTER_S)
     return _answer(wire.response(report.rejected, report.message()), kind)
