@@ -60,6 +60,9 @@ def first_paint(repeat: int) -> None:
         ("agent, 7d", "/data/overview?window=7d&agent=agent-417"),
         ("tools, 7d", "/data/tools?window=7d"),
         ("overview, 30d", "/data/overview?window=30d"),
+        ("explore, 7d", "/data/explore?metric=agent_response_ms&stat=p50&stat=p95&window=7d"),
+        ("explore by agent", "/data/explore?metric=agent_response_ms&stat=p95&window=7d&group=agent"),
+        ("explore ratio", "/data/explore?ratio=error_ratio&window=7d"),
     ]
     print(f"first paint: server time of the page data request, ms over {repeat} runs")
     print(f"{'page':<16}{'p50':>8}{'p95':>8}{'max':>8}")

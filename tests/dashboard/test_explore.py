@@ -202,3 +202,37 @@ def test_names_from_agents_stay_data(viewer, fleet):
 def test_the_default_step_gives_a_readable_number_of_points():
     assert explore.default_step(300) == 60 and explore.default_step(86400) == 1800
     assert explore.default_step(7 * 86400) == 3 * 3600 and explore.default_step(4 * 86400) == 3600
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_live_socket_sends_the_explorers_view_with_every_statistic():
+    import asyncio
+
+    from channels.layers import get_channel_layer
+
+    from perfdash.live.publish import GROUP
+    from tests.dashboard.test_consumers import communicator, session_cookie
+
+    cookie = await asyncio.to_thread(session_cookie)
+    ws = communicator(cookie, path="/ws/live/?page=explore&metric=agent_response_ms&stat=p50&stat=p99")
+    connected, _ = await ws.connect()
+    assert connected
+    await get_channel_layer().group_send(GROUP, {"type": "metrics.changed", "points": 1, "metrics": []})
+    update = await ws.receive_json_from(timeout=10)
+    await ws.disconnect()
+    assert update["type"] == "update" and update["data"]["stats"] == ["p50", "p99"]
+    assert update["data"]["view"]["page"] == "explore" and "metrics" in update["data"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_bad_explorer_view_closes_the_socket_as_a_bad_request():
+    import asyncio
+
+    from perfdash.dashboard.consumers import BAD_FILTER
+    from tests.dashboard.test_consumers import communicator, session_cookie
+
+    cookie = await asyncio.to_thread(session_cookie)
+    ws = communicator(cookie, path="/ws/live/?page=explore&metric=agent_response_ms&stat=p42")
+    connected, _ = await ws.connect()
+    assert connected
+    assert (await ws.receive_output(timeout=5))["code"] == BAD_FILTER
