@@ -9,8 +9,10 @@ moved the state exactly once, and an export whose transaction failed moved nothi
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
 import orjson
-from django.db import models
+from django.db import connection, models
 
 from perfdash.lib.pg import binary_cursor
 from perfdash.otlp.histograms import Histogram
@@ -31,6 +33,65 @@ class Stream(models.Model):
 
     def __str__(self) -> str:
         return self.key.hex()
+
+
+class CoarseMetric(models.Model):
+    """A metric fed by explicit-bucket histograms: its percentiles are only as precise as the
+    sender's buckets, which the read API and the pages say (`precision`)."""
+
+    metric = models.CharField(max_length=128, primary_key=True)
+    last_seen = models.DateField()
+
+    def __str__(self) -> str:
+        return self.metric
+
+
+PRECISION = "as precise as the sender's buckets"
+_noted: set[tuple[str, date]] = set()
+
+
+def note_coarse(metrics: set[str], day: date) -> None:
+    """Record that these metrics came with explicit buckets today (once per process and day)."""
+    new = sorted(m for m in metrics if (m, day) not in _noted)
+    if not new:
+        return
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO otlp_coarsemetric (metric, last_seen) SELECT m, %s FROM unnest(%s::text[]) AS m "
+            "ON CONFLICT (metric) DO UPDATE SET last_seen = excluded.last_seen",
+            [day, new],
+        )
+    if len(_noted) > 10_000:
+        _noted.clear()
+    _noted.update((m, day) for m in new)
+
+
+def forget() -> None:
+    _noted.clear()
+
+
+def precision(metric: str, since: date) -> str | None:
+    """PRECISION if the metric came with explicit buckets since `since` (percentiles read over
+    a window from then on mix them in); None when its percentiles are the sketch's."""
+    found = CoarseMetric.objects.filter(metric=metric, last_seen__gte=since).exists()
+    return PRECISION if found else None
+
+
+def forget_streams(before: datetime, chunk: int = 10_000) -> int:
+    """Remove the streams not exported since `before`, a chunk per statement. A stream that
+    comes back later counts from its start again: the window must outlast any sender's pause
+    (it is the rollup retention, past which its earlier values are gone anyway)."""
+    removed = 0
+    while True:
+        with connection.cursor() as cur:
+            cur.execute(
+                "DELETE FROM otlp_stream WHERE key IN "
+                "(SELECT key FROM otlp_stream WHERE updated_at < %s LIMIT %s)",
+                [before, chunk],
+            )
+            removed += cur.rowcount
+            if cur.rowcount < chunk:
+                return removed
 
 
 def deltas(points: list[Point]) -> list[float | Histogram | None]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -62,6 +63,15 @@ def receive(token_id: int, body: bytes, kind: str, limits: Limits, now: float) -
     with transaction.atomic():
         batch = assemble.batch(bid, points, models.deltas(points))
         pending = PendingBatch.keep(token_id, batch) if len(batch) else None
+    coarse = {
+        out.series[0]
+        for p in points
+        if p.histogram is not None and not p.histogram.exponential
+        for out in p.outputs
+        if out.keep == "histogram"
+    }
+    if coarse:
+        models.note_coarse(coarse, datetime.fromtimestamp(now, UTC).date())
     if pending is not None:
         try:
             wake(pending, bid)

@@ -17,8 +17,8 @@ from opentelemetry.sdk.resources import Resource
 from perfdash.api.models import ApiToken
 from perfdash.ingest.models import IngestedBatch
 from perfdash.ingest.validate import Limits
+from perfdash.otlp import models, wire
 from perfdash.otlp import receive as receiving
-from perfdash.otlp import wire
 
 DELTA = {
     Counter: AggregationTemporality.DELTA,
@@ -67,3 +67,9 @@ def json_of():
 @pytest.fixture
 def token(transactional_db, clean_tables) -> str:
     return ApiToken.issue("otel-collector", ["ingest"])[1]
+
+
+@pytest.fixture(autouse=True)
+def fresh_otlp_caches() -> None:
+    # Metrics noted inside a rolled-back test transaction must not be remembered.
+    models.forget()

@@ -4,6 +4,7 @@ back exactly, percentiles within the stated error, over several export intervals
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from perfdash.api.models import ApiToken
 from perfdash.metrics import query, sketch
 from perfdash.metrics.scope import Scope
-from perfdash.otlp import wire
+from perfdash.otlp import models, wire
 from tests.otlp.conftest import Sdk, store
 
 # The bounds the GenAI conventions advise for durations in seconds.
@@ -82,3 +83,14 @@ def test_histograms_read_back_exact_counts_and_sums_and_percentiles_within_the_b
             exact = float(np.quantile(recorded, q))
             width = 2.0 ** (2.0**-scale) - 1
             assert abs(got[name] - exact) <= (width + sketch.ALPHA) * exact, name
+
+
+def test_metrics_fed_by_explicit_buckets_say_how_precise_their_percentiles_are(token_id):
+    today = datetime.now(UTC).date()
+    export_intervals(Sdk(), token_id, wire.PROTOBUF, intervals=1, per_interval=5)
+    assert models.precision("http.client.request.duration_ms", today) == models.PRECISION
+    assert models.precision("http.client.request.duration_ms", today + timedelta(days=1)) is None
+    sdk = Sdk(exponential=True)
+    sdk.meter.create_histogram("rpc.duration", unit="ms").record(3.0)
+    store(token_id, sdk.collect())
+    assert models.precision("rpc.duration_ms", today) is None

@@ -5,6 +5,7 @@ value that went down) counts from zero again."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -14,6 +15,7 @@ from perfdash.api.models import ApiToken
 from perfdash.metrics import query
 from perfdash.otlp.histograms import Histogram
 from perfdash.otlp.models import Stream
+from perfdash.otlp.tasks import forget_streams
 from tests.otlp.conftest import store
 
 NOW = time.time()
@@ -85,3 +87,10 @@ def test_a_retried_export_is_the_same_batch(token_id):
     store(token_id, body, now=NOW)
     store(token_id, body, now=NOW)
     assert total() == 10
+
+
+def test_streams_not_exported_for_the_retention_are_forgotten(token_id):
+    store(token_id, counter_export(10, NOW - 300, NOW - 200), now=NOW)
+    Stream.objects.update(updated_at=datetime.now(UTC) - timedelta(days=91))
+    assert forget_streams() == 1
+    assert not Stream.objects.exists()
