@@ -236,3 +236,10 @@ async def test_a_bad_explorer_view_closes_the_socket_as_a_bad_request():
     connected, _ = await ws.connect()
     assert connected
     assert (await ws.receive_output(timeout=5))["code"] == BAD_FILTER
+
+
+@pytest.mark.parametrize("window", ["5m", "90m", "24h", "7d", "30d"])
+def test_every_window_reads_with_its_default_step(viewer, fleet, window):
+    data = viewer.get(f"/data/explore?metric=agent_response_ms&stat=p95&stat=count&window={window}").json()
+    assert data["rows"][-1]["count"] == 60
+    assert sum(v for line in data["lines"] if line["stat"] == "count" for v in line["values"]) == 60
