@@ -7,18 +7,23 @@ whenever new points have been committed (at most once per second per page).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 from django.conf import settings
 
-from perfdash.alerts.models import AlertRule, AlertState
+from perfdash.alerts.models import AlertState
+from perfdash.alerts.quantities import measured, shown
 from perfdash.dashboard import capacity_page, peaks
 from perfdash.dashboard.peaks import AgentPeaks
+from perfdash.detect import outliers
 from perfdash.events.models import Event
+from perfdash.lib import units
 from perfdash.metrics import keys, query
-from perfdash.metrics.scope import Scope, check_text
+from perfdash.metrics.scope import Scope, UnknownMetric, check_text
 
 PAGES = ("overview", "tools", "capacity")
 WINDOWS = {"5m": 300, "1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
@@ -152,7 +157,65 @@ def overview(view: View, live: AgentPeaks | None = None) -> dict:
         "responses": responses,
     }
     data["memory"] = memory(view, live)
+    if not view.agent:
+        data["outliers"] = outlier_rows(view.node)
     return data
+
+
+# The overview's outliers: agents far above the other agents of their node, over the last
+# OUTLIER_WINDOW_S, in latency and in memory. A judgement reads every agent's rows, so live
+# updates reuse one for OUTLIER_REUSE_S (outliers persist for minutes).
+OUTLIER_WINDOW_S = 900
+OUTLIER_REUSE_S = 30
+OUTLIER_ROWS = 10
+OUTLIER_VIEWS_KEPT = 256
+OUTLIER_CHECKS = (("agent_response_ms", "p95"), ("agent_memory_bytes", "max"))
+_outliers_kept: dict[str, tuple[float, list[dict]]] = {}
+_outliers_lock = threading.Lock()
+
+
+def outlier_rows(node: str) -> list[dict]:
+    now = time.time()
+    with _outliers_lock:
+        kept = _outliers_kept.get(node)
+    if kept is not None and now - kept[0] < OUTLIER_REUSE_S:
+        return kept[1]
+    rows = []
+    for metric, stat in OUTLIER_CHECKS:
+        try:
+            judged = outliers.find(
+                metric,
+                stat,
+                OUTLIER_WINDOW_S,
+                "node",
+                min_peers=settings.OUTLIER_MIN_PEERS,
+                min_count=settings.OUTLIER_MIN_COUNT if stat in query.PERCENTILES else 1,
+                node=node,
+                now=now,
+            )
+        except UnknownMetric:
+            continue
+        kind = units.of_metric(metric, stat)
+        rows += [
+            {
+                **j.as_json(),
+                "metric": metric,
+                "stat": stat,
+                "shown": {
+                    "value": units.readable(j.value, kind),
+                    "peer_median": units.readable(j.peer_median, kind),
+                    "peer_band": [units.readable(x, kind) for x in j.peer_band],
+                },
+            }
+            for j in judged
+            if j.outlier()
+        ]
+    rows = sorted(rows, key=lambda r: -r["mads"])[:OUTLIER_ROWS]
+    with _outliers_lock:
+        if len(_outliers_kept) >= OUTLIER_VIEWS_KEPT:  # node filters are typed: keep few
+            _outliers_kept.clear()
+        _outliers_kept[node] = (now, rows)
+    return rows
 
 
 def _active_agents(view: View, per_node: query.Top) -> int:
@@ -301,6 +364,12 @@ def tools(view: View) -> dict:
 
 
 # What the page shows of each firing alert, and where it comes from.
+class _RuleUnits(NamedTuple):
+    kind: str
+    metric: str
+    statistic: str
+
+
 _ALERT_COLUMNS = {
     "rule": "rule__name",
     "severity": "rule__severity",
@@ -324,8 +393,10 @@ def firing_alerts(view: View) -> list[dict]:
     # As plain values: a model instance per row would be a large share of a live update's compute.
     for values in states.order_by("since").values_list(*_ALERT_COLUMNS.values())[:200]:
         row = dict(zip(_ALERT_COLUMNS, values, strict=True))
-        # A forecast rule's value is the projected days until its target's limit.
-        row["unit"] = "days" if row.pop("kind") == AlertRule.Kind.FORECAST else ""
+        # In the units the admin shows the rule in: days for a forecast rule, MADs for an
+        # outlier rule, else the metric's.
+        rule = _RuleUnits(row.pop("kind"), row["metric"], row["statistic"])
+        row["shown"] = {"value": measured(rule, row["value"]), "threshold": shown(rule, row["threshold"])}
         row["since"] = row["since"].isoformat()
         rows.append(row)
     return sorted(rows, key=lambda r: r["severity"] != "critical")

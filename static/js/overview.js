@@ -122,42 +122,32 @@
   }
 
   // Decimal units, as the admin shows thresholds (perfdash/lib/units.py): 100 MB = 1e8 bytes.
-  function bytes(v) {
-    const units = ["B", "kB", "MB", "GB", "TB"];
-    let n = v;
-    let i = 0;
-    for (; Math.abs(n) >= 1000 && i < units.length - 1; i += 1) n /= 1000;
-    return `${Number(n.toFixed(1))} ${units[i]}`;
-  }
-
-  // In the units the admin shows the rule in (perfdash/lib/units.py, of_metric): a count or a
-  // rate of points is a number whatever the metric measures.
-  function value(r, v) {
-    if (v === null || v === undefined) return "–";
-    if (r.unit === "days") return `${PD.fmt(v, 1)} days`;
-    if (r.statistic === "count") return PD.fmt(v, 0);
-    if (r.statistic === "rate") return `${PD.fmt(v, 2)}/s`;
-    if (r.metric.endsWith("_ms")) return PD.ms(v);
-    if (r.metric.endsWith("_seconds")) return PD.ms(v * 1000);
-    if (r.metric.endsWith("_bytes")) return bytes(v);
-    return PD.fmt(v, 1);
-  }
-
   function alerts(rows) {
     const drill = (r) => (r.scope === "node" ? `/nodes/${encodeURIComponent(r.subject)}/`
       : r.scope === "agent" ? `/agents/${encodeURIComponent(r.subject)}/` : "/");
     PD.cells(document.getElementById("alerts"), ["severity", "rule", "where", "value", "threshold", "firing since"],
       rows, (r) => [r.severity, r.rule, PD.link(drill(r), r.subject || "fleet"),
-        value(r, r.value), value(r, r.threshold),
+        r.shown.value || "no data", r.shown.threshold,
         new Date(r.since).toLocaleTimeString()]);
     const table = document.getElementById("alerts");
     table.dataset.firing = String(rows.length);
     if (!rows.length) table.tBodies[0].rows[0].cells[0].textContent = "nothing firing";
   }
 
+  // Agents far above their node's other agents (perfdash/detect/outliers.py), farthest first.
+  function outliers(rows) {
+    const el = document.getElementById("outliers");
+    PD.cells(el, ["agent", "node", "statistic", "value", "peers' median", "peers' band", "MADs above"], rows,
+      (r) => [PD.link(`/agents/${encodeURIComponent(r.agent)}/`, r.agent), r.node, `${r.stat} of ${r.metric}`,
+              r.shown.value, r.shown.peer_median, `${r.shown.peer_band[0]} to ${r.shown.peer_band[1]}`,
+              r.mads.toFixed(1)]);
+    if (!rows.length) el.tBodies[0].rows[0].cells[0].textContent = "no agent stands out from its peers";
+  }
+
   function render(data) {
     kpis(data.kpis);
     alerts(data.alerts);
+    if (data.outliers) outliers(data.outliers);
     if (data.nodes) nodes(data.nodes);
     latencyPanels(data.latency);
     memory(data.memory, Boolean(data.view.agent));

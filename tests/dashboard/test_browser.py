@@ -223,29 +223,36 @@ def test_a_failed_first_load_is_shown_and_retried_and_the_socket_waits_for_the_d
 def test_firing_alerts_show_their_value_and_threshold_in_the_units_of_the_rule(live_server_url):
     User.objects.create_user("viewer", password="viewer-password")
 
-    def firing(name: str, metric: str, statistic: str, threshold: float, value: float) -> None:
-        rule = AlertRule.objects.create(name=name, metric=metric, statistic=statistic, threshold=threshold)
-        AlertState.objects.create(rule=rule, state=AlertState.State.FIRING, value=value)
+    def firing(name: str, metric: str, statistic: str, threshold: float, value: float, **kw) -> None:
+        rule = AlertRule.objects.create(
+            name=name, metric=metric, statistic=statistic, threshold=threshold, **kw
+        )
+        AlertState.objects.create(
+            rule=rule, subject=kw.get("node", ""), state=AlertState.State.FIRING, value=value
+        )
 
     firing("Memory", "agent_memory_bytes", "max", 1e8, 1.2e8)
     firing("Slow", "agent_response_ms", "p95", 2000.0, 3500.0)
     firing("Busy", "agent_response_ms", "count", 500.0, 640.0)  # points, not milliseconds
+    firing("Odd one", "agent_response_ms", "p95", 5.0, 6.23456, kind="outlier", scope="node")  # MADs
 
     errors: list[str] = []
     with sync_playwright() as pw:
         browser, page = open_page(pw, errors)
         page.goto(f"{live_server_url}/login/?next=/")
         log_in(page, "viewer")
-        page.wait_for_selector("#alerts[data-firing='3']")
+        page.wait_for_selector("#alerts[data-firing='4']")
         rows = page.locator("#alerts tbody tr")
         # rule, where, value, threshold
         shown = [rows.nth(i).locator("td").all_inner_texts()[1:5] for i in range(rows.count())]
         browser.close()
     assert errors == []
+    # As the admin shows them (perfdash/alerts/quantities.py).
     assert shown == [
         ["Memory", "fleet", "120 MB", "100 MB"],
-        ["Slow", "fleet", "3.50 s", "2.00 s"],
+        ["Slow", "fleet", "3.5 s", "2 s"],
         ["Busy", "fleet", "640", "500"],
+        ["Odd one", "fleet", "6.235 MADs", "5 MADs"],
     ]
 
 

@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from perfdash.api.models import ApiToken
 from perfdash.ingest.models import IngestedBatch
 from perfdash.metrics.batch import Batch
+from tests.detect.conftest import peers  # noqa: F401 (the fixture)
 
 SCRIPT = '<script>alert("x")</script>'
 
@@ -261,3 +262,19 @@ def test_an_agent_s_slowest_tools_are_its_n_most_called_and_the_others(viewer, c
     slowest = viewer.get("/data/overview?window=5m&agent=busy").json()["slowest"]["tools"]
     assert [r["name"] for r in slowest] == [f"busy-{t}" for t in range(29, 19, -1)] + ["others"]
     assert slowest[-1]["others"] == 20 and slowest[-1]["count"] == sum(range(1, 21))
+
+
+def test_the_overview_lists_the_agents_far_above_their_nodes_peers(viewer, peers):  # noqa: F811
+    from perfdash.dashboard import panels
+
+    panels._outliers_kept.clear()
+    rows = viewer.get("/data/overview").json()["outliers"]
+    # Farthest first: whichever stands out more from its peers.
+    assert sorted((r["agent"], r["metric"], r["stat"]) for r in rows) == [
+        ("agent-5", "agent_response_ms", "p95"),
+        ("agent-8", "agent_memory_bytes", "max"),
+    ]
+    assert rows[0]["mads"] >= rows[1]["mads"]
+    slow = next(r for r in rows if r["agent"] == "agent-5")
+    assert slow["shown"]["value"].endswith(" s") and slow["mads"] > 5 and slow["node"] == "node-1"
+    assert "outliers" not in viewer.get("/data/overview?agent=agent-5").json()
