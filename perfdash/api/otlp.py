@@ -48,14 +48,14 @@ def _token(request) -> ApiToken | None:
 
 @csrf_exempt
 def metrics(request) -> HttpResponse:
+    if request.method != "POST":
+        response = _error(wire.JSON, 405, f"method {request.method} not allowed; use POST")
+        response["Allow"] = "POST"
+        return response
     try:
         kind = wire.content_type(request.META.get("CONTENT_TYPE", ""))
     except wire.WireError as exc:
         return _error(wire.JSON, exc.status, str(exc))
-    if request.method != "POST":
-        response = _error(kind, 405, f"method {request.method} not allowed; use POST")
-        response["Allow"] = "POST"
-        return response
     limits, now = _limits(), time.time()
     try:
         token = _token(request)

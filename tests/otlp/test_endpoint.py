@@ -148,3 +148,8 @@ def test_bad_exports_are_answered_with_a_status(live_server_url, token, headers,
     assert r.headers["Content-Type"] in (wire.PROTOBUF, wire.JSON)
     if r.headers["Content-Type"] == wire.PROTOBUF:
         assert Status.FromString(r.content).message
+
+
+def test_only_post_is_answered(live_server_url):
+    r = httpx.get(f"{live_server_url}/v1/metrics")
+    assert (r.status_code, r.headers["Allow"]) == (405, "POST")
