@@ -211,7 +211,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=[],
         metavar="VARIANT=PERCENT%",
         help="make a variant's response, tool, LLM and memory-op latencies slower, e.g. b=15%%; "
-        "naming the --version, every agent's (1.3.0=10%%); repeatable",
+        "naming the --version, every agent's (1.3.0=10%%); naming an agent, its own (agent-7=60%%); "
+        "repeatable",
     )
     ap.add_argument(
         "--previous-version",
@@ -238,9 +239,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         ap.error("--backfill can be at most 89d (the server keeps 90 days)")
     if not args.token and not args.dry_run:
         ap.error("--token (or $PERFDASH_TOKEN) is required, unless --dry-run")
-    unknown = sorted(set(args.slowdown) - set(args.variants) - {args.version})
+    agents = {f"agent-{i}" for i in range(args.agents)}
+    unknown = sorted(set(args.slowdown) - set(args.variants) - {args.version} - agents)
     if unknown:
-        ap.error(f"--slowdown names {', '.join(unknown)}, neither one of --variants nor --version")
+        ap.error(f"--slowdown names {', '.join(unknown)}: not one of --variants, --version or the agents")
     if args.previous_version and not (args.version and args.backfill):
         ap.error("--previous-version needs --version and --backfill")
     if args.deployed_ago and not args.deployed_ago < args.backfill:

@@ -147,7 +147,8 @@ class Fleet:
     A `version` tags every point. `variants` split the agents among them by index (agent i
     runs variant i mod their number, so every node runs each), tag their points, and
     `slowdown` makes a variant's latencies (responses, tools, LLM calls, memory ops) slower
-    by a factor, e.g. {"b": 1.15}; naming the version, every agent's: {"1.3.0": 1.1}."""
+    by a factor, e.g. {"b": 1.15}; naming the version, every agent's: {"1.3.0": 1.1}; naming an
+    agent, that agent's (an outlier among its peers): {"agent-7": 1.6}."""
 
     def __init__(
         self,
@@ -163,9 +164,12 @@ class Fleet:
         if not 1 <= nodes <= agents:
             raise ValueError("need at least one agent per node")
         slowdown = dict(slowdown or {})
-        unknown = sorted(set(slowdown) - set(variants) - {version})
+        names = [f"agent-{i}" for i in range(agents)]
+        unknown = sorted(set(slowdown) - set(variants) - {version} - set(names))
         if unknown:
-            raise ValueError(f"a slowdown names neither a variant nor the version: {', '.join(unknown)}")
+            raise ValueError(
+                f"a slowdown names neither a variant, the version nor an agent: {', '.join(unknown)}"
+            )
         self.agents, self.nodes, self.seed = agents, nodes, seed
         self.full_at = time.time() if full_at is None else full_at
         self.node_of = np.arange(agents) * nodes // agents
@@ -185,7 +189,8 @@ class Fleet:
         self.latency_factor = None
         if slowdown:
             of_variant = np.array([slowdown.get(v, 1.0) for v in self.variants] or [1.0])
-            self.latency_factor = of_variant[self.variant_of] * slowdown.get(version, 1.0)
+            of_agent = np.array([slowdown.get(name, 1.0) for name in names])
+            self.latency_factor = of_variant[self.variant_of] * slowdown.get(version, 1.0) * of_agent
 
     def _release(self, version: str) -> tuple[tuple[dict[str, str], ...] | None, np.ndarray | None]:
         """The tag sets of the version and variants (None without either), and the one each

@@ -39,6 +39,7 @@ DEMO_VERSION = "1.3.0"
 # The release its history ran, and how much slower the new one is.
 DEMO_PREVIOUS_VERSION = "1.2.0"
 DEMO_RELEASE_SLOWDOWN = "12%"
+DEMO_SLOW_AGENT = "agent-7"
 NO_LOGIN = "create one with `.venv/bin/python manage.py createsuperuser`"
 
 
@@ -158,6 +159,9 @@ def demo_fleet(config: Config, demo: Demo) -> Program:
         "b=15%",
         "--slowdown",
         f"{DEMO_VERSION}={DEMO_RELEASE_SLOWDOWN}",
+        # An agent slower than its peers, for the outlier panel and rules to find.
+        "--slowdown",
+        f"{DEMO_SLOW_AGENT}=60%",
     ]
     # Backfill batches carry fresh ids: a restarted fleet that backfilled again would store
     # the history twice; and a later start runs the same release, so it marks no deploy.

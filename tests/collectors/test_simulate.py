@@ -268,8 +268,18 @@ def test_a_slowdown_naming_the_version_makes_every_agents_latencies_slower():
             assert after["value"] == pytest.approx(min(30_000, before["value"] * factor), abs=0.02)
 
 
-def test_a_slowdown_must_name_a_variant_or_the_version():
-    with pytest.raises(ValueError, match="neither a variant nor the version: c"):
+def test_a_slowdown_naming_an_agent_makes_only_its_latencies_slower():
+    t0 = MIDNIGHT + 15 * HOUR
+    plain = release().points(t0, t0 + 60)
+    slowed = release(slowdown={"agent-3": 1.6}).points(t0, t0 + 60)
+    for before, after in zip(plain, slowed, strict=True):
+        factor = 1.6 if after["agent"] == "agent-3" else 1.0
+        if after["metric"] in LATENCIES and before["value"] < 18_000:
+            assert after["value"] == pytest.approx(before["value"] * factor, abs=0.02)
+
+
+def test_a_slowdown_must_name_a_variant_the_version_or_an_agent():
+    with pytest.raises(ValueError, match="neither a variant, the version nor an agent: c"):
         release(slowdown={"c": 1.15})
 
 
