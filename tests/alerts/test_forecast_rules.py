@@ -67,7 +67,8 @@ def test_it_fires_for_the_node_projected_to_cross_within_the_days_and_resolves_w
     assert firing(soon)["node-1"] == pytest.approx(3.43, abs=0.2)
     assert firing(never) == {}
     shown = panels.firing_alerts(panels.View())  # the overview's firing-alerts table
-    assert [(a["subject"], a["unit"]) for a in shown] == [("node-1", "days")]
+    assert [(a["subject"], a["shown"]["threshold"]) for a in shown] == [("node-1", "7 d")]
+    assert shown[0]["shown"]["value"].startswith("3.") and shown[0]["shown"]["value"].endswith(" d")
     # A later refit no longer sees a crossing within the horizon: the alert resolves.
     CapacityForecast.objects.filter(subject="node-1").update(crossing_at=None)
     engine.evaluate(now=NOW + 60)
