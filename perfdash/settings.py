@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "perfdash.alerts",
     "perfdash.forecasting",
     "perfdash.events",
+    "perfdash.detect",
 ]
 
 MIDDLEWARE = [

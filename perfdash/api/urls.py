@@ -12,4 +12,5 @@ urlpatterns = [
     path("events", views.events, name="api-events"),
     path("compare", views.compare, name="api-compare"),
     path("outliers", views.outlier_agents, name="api-outliers"),
+    path("slos", views.slos, name="api-slos"),
 ]

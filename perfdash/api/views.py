@@ -17,7 +17,8 @@ from collectors import event as event_protocol
 from perfdash.api.decorators import error, token_required
 from perfdash.compare import cohorts, words
 from perfdash.compare import params as compare_params
-from perfdash.detect import outliers
+from perfdash.detect import outliers, slo
+from perfdash.detect.models import SLO
 from perfdash.events.models import Event
 from perfdash.ingest import cardinality, ratelimit
 from perfdash.ingest.models import PendingBatch
@@ -198,6 +199,15 @@ def outlier_agents(request, metric: str, window: int, scope: query.Scope) -> lis
         scope.node,
     )
     return [j.as_json() for j in sorted(found, key=lambda j: -(j.mads or 0)) if j.outlier()]
+
+
+@csrf_exempt
+@method("GET")
+@token_required("read", allow_session=True)
+def slos(request):
+    """Every enabled SLO: attainment, budget left and burn rates (docs/slos.md)."""
+    now = time.time()
+    return JsonResponse([slo.status(s, now) for s in SLO.objects.filter(enabled=True)], safe=False)
 
 
 def _number(text: str, param: str, lo: float, hi: float) -> float:
