@@ -5,7 +5,7 @@ from django.http import HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
-from perfdash.dashboard import compare_page, explore, panels
+from perfdash.dashboard import compare_page, explore, panels, slo_page
 from perfdash.forecasting.models import CapacityForecast
 from perfdash.forecasting.tasks import refit as refit_task
 from perfdash.lib.redis import client as redis_client
@@ -84,6 +84,19 @@ def explore_data(request):
         return JsonResponse(explore.build(explore.Explore.from_params(request.GET)))
     except QueryError as exc:
         return JsonResponse({"error": str(exc), "param": exc.param}, status=400)
+
+
+@login_required
+@require_GET
+def slos(request):
+    return render(request, "dashboard/slos.html", {"note": slo_page.PRECISION_NOTE})
+
+
+@login_required
+@require_GET
+def slos_data(request):
+    """Every SLO's status; the page asks again every minute (budgets move over minutes)."""
+    return JsonResponse(slo_page.build())
 
 
 @login_required
