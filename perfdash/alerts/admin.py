@@ -105,7 +105,9 @@ class RuleForm(forms.ModelForm):
             except ValueError as exc:
                 self.add_error(name, str(exc))
         if cleaned.get("threshold", "") is None:  # typed empty
-            if kind is PERCENT:
+            if cleaned.get("kind") == AlertRule.Kind.BURN:
+                cleaned["threshold"] = 1.0  # set by the rule: a pair's rate
+            elif kind is PERCENT:
                 cleaned["threshold"] = 0.0
             else:
                 self.add_error("threshold", forms.Field.default_error_messages["required"])
@@ -183,6 +185,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
                 "fields": [
                     "kind",
                     "capacity_target",
+                    "slo",
                     "metric",
                     "statistic",
                     "scope",

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from perfdash.alerts import deploys, transports
 from perfdash.alerts.models import AlertEvent, AlertRule, Delivery, NotificationChannel
-from perfdash.detect import outliers
+from perfdash.detect import outliers, slo
 from perfdash.lib import units
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ def dashboard_url(rule: AlertRule, subjects: list[str]) -> str:
     if rule.kind == AlertRule.Kind.FORECAST:
         node = f"?node={quote(subjects[0], safe='')}" if len(subjects) == 1 and subjects[0] else ""
         return f"{base}/capacity/{node}"
+    if rule.kind == AlertRule.Kind.BURN:
+        return f"{base}/slos/"
     window = "5m" if rule.window_seconds <= 300 else "1h"
     if len(subjects) == 1 and subjects[0]:
         outlier = rule.kind == AlertRule.Kind.OUTLIER  # its subjects are agents, whatever the scope
@@ -47,6 +49,8 @@ def notification(rule: AlertRule, events: list[AlertEvent]) -> transports.Notifi
     forecast = rule.kind == AlertRule.Kind.FORECAST
     if rule.kind == AlertRule.Kind.OUTLIER:
         return _outlier_notification(rule, events, offenders)
+    if rule.kind == AlertRule.Kind.BURN:
+        return _burn_notification(rule, events)
     return transports.Notification(
         rule_id=rule.id,
         rule_name=rule.name,
@@ -64,6 +68,36 @@ def notification(rule: AlertRule, events: list[AlertEvent]) -> transports.Notifi
         at=events[0].at,
         scope=rule.scope,
         kind=rule.kind,
+    )
+
+
+def _burn_notification(rule: AlertRule, events: list[AlertEvent]) -> transports.Notification:
+    """The SLO, its burn rates and the budget left, as they are when it is sent."""
+    status = slo.status(rule.slo)
+    burn = ", ".join(f"{w} {r:.1f}x" for w, r in status["burn_rates"].items() if r is not None)
+    left = status["budget_left"]
+    budget = "no data" if left is None else f"{left * 100:.1f} % of the error budget left"
+    state = events[0].to_state
+    return transports.Notification(
+        rule_id=rule.id,
+        rule_name=rule.name,
+        severity=rule.severity,
+        metric=rule.slo.name,
+        statistic="burn over the alerting rate",
+        unit="burn",
+        comparison=rule.comparison,
+        threshold=rule.threshold,
+        state=state,
+        offenders=[transports.Offender("fleet", e.value) for e in events],
+        runbook_url=rule.runbook_url,
+        dashboard_url=dashboard_url(rule, []),
+        at=events[0].at,
+        scope="fleet",
+        kind=rule.kind,
+        headline=f"SLO {rule.slo.name}: {budget}; burn rates {burn}"
+        if state != "resolved"
+        else f"SLO {rule.slo.name}: burning within its budget again; {budget}",
+        details={"fleet": f"{budget}; burn rates {burn}"},
     )
 
 

@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from perfdash.alerts import deploys
 from perfdash.alerts.decide import COMPARE, Current, Observation, Spec, decide
 from perfdash.alerts.models import AlertEvent, AlertRule, AlertState, Silence
-from perfdash.detect import outliers
+from perfdash.detect import outliers, slo
 from perfdash.forecasting.models import CapacityForecast
 from perfdash.lib.durations import DAY_S
 from perfdash.metrics import query
@@ -75,6 +75,8 @@ def observe(rule: AlertRule, now: float, cache: dict | None = None) -> Observed:
         return _projected(rule, now)
     if rule.kind == AlertRule.Kind.OUTLIER:
         return _outlying(rule, now)
+    if rule.kind == AlertRule.Kind.BURN:
+        return _burning(rule, now)
     by = {"fleet": "", "node": "node", "agent": "agent"}[rule.scope]
     window = _window(rule)
     # Percentiles per node or agent merge every subject's sketches; count, min, max, avg and
@@ -129,6 +131,18 @@ def _outlying(rule: AlertRule, now: float) -> Observed:
         np.array([np.nan if j.mads is None else j.mads for j in judged], float),
         np.array([j.count for j in judged], np.int64),
     )
+
+
+# A burn-rate rule's severity picks the SLO's window pairs: critical pages, warning tickets.
+BURN_PAIRS = {"critical": "page", "warning": "ticket"}
+
+
+def _burning(rule: AlertRule, now: float) -> Observed:
+    """The SLO's burn over the rate that alerts, for the fleet ("" subject)."""
+    status = slo.status(rule.slo, now)
+    value = slo.burn_over(status["burn_rates"], rule.slo.period_days, BURN_PAIRS[rule.severity])
+    total = int(status["total"])
+    return Observed([""], np.array([np.nan if value is None else value]), np.array([total], np.int64))
 
 
 def _days(ok: bool, at: datetime | None, now: float) -> float:

@@ -78,6 +78,7 @@ class AlertRule(models.Model):
         FORECAST = "forecast", "A capacity target is projected to reach its limit within N days"
         DEPLOY = "deploy", "A deploy made a metric slower"
         OUTLIER = "outlier", "An agent is an outlier among its peers"
+        BURN = "burn", "An SLO burns its error budget too fast"
 
     class Scope(models.TextChoices):
         FLEET = "fleet", "The whole fleet"
@@ -108,6 +109,14 @@ class AlertRule(models.Model):
         on_delete=models.CASCADE,
         help_text="Forecast rules: the target whose projected crossing is watched; the threshold "
         "is then a number of days.",
+    )
+    slo = models.ForeignKey(
+        "detect.SLO",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        help_text="Burn-rate rules: the SLO watched. Critical pages on its 1 h/5 min and 6 h/30 min "
+        "windows, warning opens a ticket on its 3 d/6 h windows.",
     )
     metric = models.CharField(max_length=128, blank=True)
     statistic = models.CharField(max_length=10, choices=[(s, s) for s in STATS if s != "sum"], default="p95")
@@ -151,6 +160,9 @@ class AlertRule(models.Model):
             return
         if self.kind == self.Kind.DEPLOY:
             self._clean_deploy()
+            return
+        if self.kind == self.Kind.BURN:
+            self._clean_burn()
             return
         if self.kind == self.Kind.OUTLIER:
             self._clean_outlier()
@@ -213,6 +225,22 @@ class AlertRule(models.Model):
         self.for_seconds, self.min_samples, self.no_data = 0, 1, self.NoData.KEEP
         self.repeat_seconds, self.send_resolved = None, False  # once per deploy: nothing repeats or resolves
 
+    def _clean_burn(self) -> None:
+        """A burn-rate rule watches an SLO's burn rates: its severity picks the windows (critical:
+        the paging pairs, warning: the ticket pair), and it fires while both windows of a pair
+        burn at or above that pair's rate (the value is the burn over that rate, so 1 fires)."""
+        if self.slo_id is None:
+            raise ValidationError({"slo": "Choose the SLO to watch."})
+        self.capacity_target, self.metric, self.statistic, self.scope = (
+            None,
+            self.slo.metric,
+            "count",
+            self.Scope.FLEET,
+        )
+        self.node, self.agent, self.tag_key, self.tag_value = "", "", "", ""
+        self.comparison, self.threshold, self.recovery_threshold = self.Comparison.GTE, 1.0, None
+        self.min_samples, self.no_data = 1, self.NoData.KEEP
+
     def _clean_outlier(self) -> None:
         """An outlier rule watches every agent: its scope says who its peers are (each node's
         agents, or the whole fleet's), its threshold how many spreads (scaled MADs) above the
@@ -230,6 +258,7 @@ class AlertRule(models.Model):
     SUBJECT_FIELDS = (
         "kind",
         "capacity_target_id",
+        "slo_id",
         "metric",
         "statistic",
         "scope",

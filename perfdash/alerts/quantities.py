@@ -33,6 +33,8 @@ def threshold_kind(kind: str, metric: str, statistic: str) -> units.Kind:
         return PERCENT
     if kind == AlertRule.Kind.OUTLIER:
         return MADS
+    if kind == AlertRule.Kind.BURN:
+        return units.NUMBER  # the burn over the alerting rate: 1 fires
     return units.of_metric(metric, statistic)
 
 

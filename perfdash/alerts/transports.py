@@ -81,6 +81,8 @@ class Notification:
             return units.percent(value)
         if self.unit == "MADs":
             return f"{_number(value)} MADs"
+        if self.unit == "burn":
+            return f"{_number(value)}x the alerting rate"
         if self.metric.endswith("_ms"):
             return f"{_number(value / 1000)} s" if abs(value) >= 1000 else f"{_number(value)} ms"
         if self.metric.endswith("_bytes"):

@@ -99,6 +99,19 @@ def alerting(burn: dict[str, float | None], period_days: int) -> str | None:
     return None
 
 
+def burn_over(burn: dict[str, float | None], period_days: int, severity: str) -> float | None:
+    """The worst of the severity's pairs, as the burn over the rate that alerts: for each pair
+    the lesser of its two windows' ratios (both must be above), so 1 or more alerts, and it
+    drops below 1 as soon as the short window recovers. None without data."""
+    found = []
+    for level, long_window, short_window, share in PAIRS:
+        if level != severity or burn[long_window] is None or burn[short_window] is None:
+            continue
+        threshold = burn_threshold(share, long_window, period_days)
+        found.append(min(burn[long_window], burn[short_window]) / threshold)
+    return max(found, default=None)
+
+
 def _time_left(budget_left: float | None, burn: float | None, period_s: float) -> float | None:
     """Seconds until the budget is spent at the burn rate of the last hour (None: not burning,
     or nothing left)."""

@@ -10,10 +10,11 @@ from playwright.sync_api import sync_playwright
 
 from perfdash.detect.models import SLO
 from tests.dashboard.test_browser import ARTIFACTS, CHROMIUM, log_in, open_page
+from tests.detect.conftest import seeded  # noqa: F401 (the fixture)
 from tests.detect.test_slos import DAY, HOUR, responses
 
 
-def test_the_data_has_each_slos_figures_as_people_read_them(viewer):
+def test_the_data_has_each_slos_figures_as_people_read_them(viewer, seeded):  # noqa: F811
     responses(2 * DAY, 20_000, 0.03)
     data = viewer.get("/slos/data").json()
     response = next(s for s in data["slos"] if s["metric"] == "agent_response_ms")
@@ -32,7 +33,7 @@ def test_the_page_needs_a_login(client, db):
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by .ci/run")
-def test_the_slo_page_shows_a_burning_slo_and_its_burn_down(live_server_url):
+def test_the_slo_page_shows_a_burning_slo_and_its_burn_down(live_server_url, seeded):  # noqa: F811
     User.objects.create_user("viewer", password="viewer-password")
     responses(2 * DAY, 20_000, 0.01)
     responses(2 * HOUR, 5000, 1.0, offset=30)

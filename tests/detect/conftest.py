@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 
 import numpy as np
@@ -31,3 +32,16 @@ def peers(db) -> None:
         "fleet", series, np.concatenate([idx, mem_idx]), ts, np.round(np.concatenate([values, mem]), 2)
     )
     assert IngestedBatch.store(token.id, batch, now=NOW)
+
+
+@pytest.fixture
+def seeded(db) -> None:
+    """The seeded SLOs and their burn-rate rules, as the migrations make them: a transactional
+    test before this one flushes every table, seeds included."""
+    from django.apps import apps
+
+    for module in (
+        "perfdash.detect.migrations.0002_default_slos",
+        "perfdash.alerts.migrations.0013_default_burn_rules",
+    ):
+        importlib.import_module(module).seed(apps, None)

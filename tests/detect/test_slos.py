@@ -114,7 +114,7 @@ def test_an_slo_without_data_says_so(db):
     assert all(v is None for v in got["burn_rates"].values())
 
 
-def test_the_seeded_slos_and_the_api(client, read_token, db):
+def test_the_seeded_slos_and_the_api(client, read_token, seeded):
     names = set(SLO.objects.values_list("name", flat=True))
     assert {
         "95 % of responses within 2 s",
@@ -157,3 +157,13 @@ def test_an_slo_that_cannot_be_computed_is_refused(db, fields, error):
     with pytest.raises(ValidationError) as refused:
         latency_slo(name="bad", **fields)
     assert error in refused.value.message_dict
+
+
+def test_a_pair_alerts_only_while_both_its_windows_burn_and_stops_when_the_short_one_recovers():
+    burning = {"5m": 20.0, "30m": 18.0, "1h": 16.0, "6h": 7.0, "3d": 2.0}
+    # The worse of the two paging pairs: 1 h and 5 min over 14.4x, 6 h and 30 min over 6x.
+    assert slo.burn_over(burning, 30, "page") == pytest.approx(max(16 / 14.4, 7 / 6))
+    assert slo.burn_over(burning, 30, "ticket") == pytest.approx(2.0)
+    recovered = burning | {"5m": 3.0, "30m": 3.0}
+    assert slo.burn_over(recovered, 30, "page") < 1 < slo.burn_over(recovered | {"30m": 9.0}, 30, "page")
+    assert slo.burn_over(dict.fromkeys(burning), 30, "page") is None
