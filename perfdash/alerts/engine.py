@@ -76,7 +76,7 @@ def observe(rule: AlertRule, now: float, cache: dict | None = None) -> Observed:
     if rule.kind == AlertRule.Kind.OUTLIER:
         return _outlying(rule, now)
     if rule.kind == AlertRule.Kind.BURN:
-        return _burning(rule, now)
+        return _burning(rule, now, cache)
     by = {"fleet": "", "node": "node", "agent": "agent"}[rule.scope]
     window = _window(rule)
     # Percentiles per node or agent merge every subject's sketches; count, min, max, avg and
@@ -137,9 +137,12 @@ def _outlying(rule: AlertRule, now: float) -> Observed:
 BURN_PAIRS = {"critical": "page", "warning": "ticket"}
 
 
-def _burning(rule: AlertRule, now: float) -> Observed:
-    """The SLO's burn over the rate that alerts, for the fleet ("" subject)."""
-    status = slo.status(rule.slo, now)
+def _burning(rule: AlertRule, now: float, cache: dict) -> Observed:
+    """The SLO's burn over the rate that alerts, for the fleet ("" subject); an SLO's paging
+    and ticket rules share one read."""
+    if ("slo", rule.slo_id) not in cache:
+        cache[("slo", rule.slo_id)] = slo.status(rule.slo, now)
+    status = cache[("slo", rule.slo_id)]
     value = slo.burn_over(status["burn_rates"], rule.slo.period_days, BURN_PAIRS[rule.severity])
     total = int(status["total"])
     return Observed([""], np.array([np.nan if value is None else value]), np.array([total], np.int64))
