@@ -16,6 +16,7 @@ FORECAST_REFIT_EVERY_S = environ.Env().float("FORECAST_REFIT_EVERY_S", default=3
 TASK_ROUTES = {
     "ingest.*": {"queue": "ingest"},
     "metrics.*": {"queue": "ingest"},
+    "otlp.*": {"queue": "ingest"},
     "alerts.evaluate": {"queue": "alerts"},
     "alerts.sweep": {"queue": "alerts"},
     "alerts.verify_deploys": {"queue": "alerts"},
@@ -47,6 +48,9 @@ BEAT_SCHEDULE = {
     "collect-garbage": {"task": "metrics.collect_garbage", "schedule": timedelta(days=1)},
     # Forgets batch ids past the idempotency window; hourly keeps the table within an hour of it.
     "forget-ingested-batches": {"task": "ingest.forget_batches", "schedule": timedelta(hours=1)},
+    # Cumulative OTLP streams not exported for the rollup retention: their senders are gone. A
+    # day, as for series.
+    "forget-otlp-streams": {"task": "otlp.forget_streams", "schedule": timedelta(days=1)},
     # Capacity forecasts are fitted on hourly steps: a new hour of history is the first thing
     # that can change them. The page also refits on demand.
     "refit-forecasts": {"task": "forecast.refit", "schedule": timedelta(seconds=FORECAST_REFIT_EVERY_S)},
