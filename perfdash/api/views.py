@@ -28,6 +28,7 @@ from perfdash.lib.durations import DAY_S, parse_duration
 from perfdash.lib.unavailable import RETRY_AFTER_S
 from perfdash.metrics import query
 from perfdash.metrics.scope import scope_from, window_seconds
+from perfdash.otlp.models import coarse_note
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,10 @@ def read_view(extra: set[str] = frozenset()):
             try:
                 metric, window, scope = _read_params(request, set(extra))
                 answer = view(request, metric, window, scope)
+                if isinstance(answer, dict) and _percentiles(request, answer):
+                    note = coarse_note(metric, window, time.time())
+                    if note:
+                        answer["precision"] = note
                 return JsonResponse(answer, safe=not isinstance(answer, list))
             except query.QueryError as exc:
                 return error(str(exc), 400, param=exc.param)
@@ -141,6 +146,11 @@ def read_view(extra: set[str] = frozenset()):
         return wrapper
 
     return decorator
+
+
+def _percentiles(request, answer: dict) -> bool:
+    """Whether a read's answer holds percentiles: stats and histograms do, a series of one."""
+    return "stat" not in answer or answer["stat"] in query.PERCENTILES
 
 
 @read_view()

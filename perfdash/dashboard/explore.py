@@ -24,6 +24,7 @@ from perfdash.lib.durations import DAY_S, HOUR_S, parse_duration
 from perfdash.metrics import keys, query
 from perfdash.metrics.models import WELL_KNOWN_METRICS
 from perfdash.metrics.scope import QueryError, Scope, check_text, window_seconds
+from perfdash.otlp.models import coarse_note
 
 PAGE = "explore"
 DEFAULT_METRIC = compare_page.DEFAULT_METRIC
@@ -265,6 +266,9 @@ def _metric(view: Explore, now: float) -> dict:
         "units": {s: _unit(metric, s) for s in stats},
         "notes": [PRECISION] if any(s in query.PERCENTILES for s in stats) else [],
     }
+    coarse = coarse_note(metric, view.seconds, now) if out["notes"] else None
+    if coarse:
+        out["notes"].append(coarse)
     if counter and "rate" in stats:
         out["notes"].append(f"rate: the sum of {metric}'s values per second.")
     elif "rate" in stats:

@@ -9,7 +9,7 @@ moved the state exactly once, and an export whose transaction failed moved nothi
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import orjson
 from django.db import connection, models
@@ -75,6 +75,18 @@ def precision(metric: str, since: date) -> str | None:
     a window from then on mix them in); None when its percentiles are the sketch's."""
     found = CoarseMetric.objects.filter(metric=metric, last_seen__gte=since).exists()
     return PRECISION if found else None
+
+
+def coarse_note(metric: str, window_s: float, now: float) -> str | None:
+    """What a read of the metric's percentiles over the window must say when explicit-bucket
+    histograms fell in it (None: they are the sketch's)."""
+    since = datetime.fromtimestamp(now - window_s, UTC).date()
+    if precision(metric, since) is None:
+        return None
+    return (
+        f"Percentiles of {metric} are {PRECISION}: it came as OpenTelemetry histograms with "
+        "explicit buckets, each bucket's count spread within its bounds (docs/otlp.md)."
+    )
 
 
 def forget_streams(before: datetime, chunk: int = 10_000) -> int:
