@@ -27,12 +27,12 @@ import argparse
 import http.client
 import json
 import math
-import os
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+from collectors.options import add_server, require_server
 from collectors.protocol import instant
 from collectors.transport import Transport, _error_text
 
@@ -339,17 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
         "an unknown metric or parameter) or too few points to decide (unless "
         "--allow-insufficient). 2 wins over 1.",
     )
-    env = os.environ.get
-    p.add_argument(
-        "--url",
-        default=env("PERFDASH_URL"),
-        help="perfdash server, e.g. http://perfdash:8000 (default: $PERFDASH_URL)",
-    )
-    p.add_argument(
-        "--token",
-        default=env("PERFDASH_TOKEN"),
-        help="a token with scope 'read' (default: $PERFDASH_TOKEN, which keeps it out of `ps`)",
-    )
+    add_server(p, "read", 8000)
     p.add_argument(
         "--metric",
         action="append",
@@ -448,8 +438,7 @@ def query(args: argparse.Namespace) -> list[tuple[str, str]]:
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.url or not args.token:
-        parser.error("--url and --token are required (or $PERFDASH_URL and $PERFDASH_TOKEN)")
+    require_server(parser, args)
     for name in ("baseline", "candidate"):
         keys = [k for k, _ in getattr(args, name)]
         twice = next((k for k in keys if keys.count(k) > 1), None)

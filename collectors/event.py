@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from collectors.options import add_server, require_server
 from collectors.protocol import (
     DEFAULT_LIMITS,
     Limits,
@@ -166,7 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 stored; 1 refused by the server, or not reachable within "
         "--retry-for; 2 a bad argument or an event perfdash would refuse.",
     )
-    env = os.environ.get
     p.add_argument("kind", choices=KINDS, help="what happened")
     p.add_argument("title", help=f"one line, at most {TITLE_MAX} characters, e.g. v1.3.0")
     p.add_argument(
@@ -179,16 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(an event tagged node=X shows on node X's pages and the fleet's only)",
     )
     p.add_argument("--ts", type=_ts, help="when: RFC 3339 or Unix seconds (default: now)")
-    p.add_argument(
-        "--url",
-        default=env("PERFDASH_URL"),
-        help="perfdash server, e.g. http://perfdash:8001 (default: $PERFDASH_URL)",
-    )
-    p.add_argument(
-        "--token",
-        default=env("PERFDASH_TOKEN"),
-        help="ingest token (default: $PERFDASH_TOKEN, which keeps it out of `ps`)",
-    )
+    add_server(p, "ingest", 8001)
     p.add_argument(
         "--retry-for",
         type=_seconds,
@@ -202,8 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.url or not args.token:
-        parser.error("--url and --token are required (or $PERFDASH_URL and $PERFDASH_TOKEN)")
+    require_server(parser, args)
     try:
         event = of(args.kind, args.title, dict(args.tag), args.ts)
     except ValueError as exc:

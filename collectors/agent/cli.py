@@ -18,6 +18,7 @@ from collectors.agent.otlp import OTLP_PATH, OtlpForwarder
 from collectors.agent.processes import sample_forever
 from collectors.agent.udp import StatsdForwarder, UdpListener
 from collectors.client import Client, default_tags
+from collectors.options import add_server, require_server
 from collectors.protocol import INGEST_PATH
 from collectors.spool import SpoolBusy
 
@@ -61,16 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bodies POSTed locally without a token, and agent processes' memory to perfdash.",
     )
     env = os.environ.get
-    p.add_argument(
-        "--url",
-        default=env("PERFDASH_URL"),
-        help="perfdash server, e.g. http://perfdash:8000 (default: $PERFDASH_URL)",
-    )
-    p.add_argument(
-        "--token",
-        default=env("PERFDASH_TOKEN"),
-        help="ingest token (default: $PERFDASH_TOKEN, which keeps it out of `ps`)",
-    )
+    add_server(p, "ingest", 8001)
     p.add_argument(
         "--node",
         default=env("PERFDASH_NODE") or socket.gethostname(),
@@ -214,8 +206,7 @@ class NodeAgent:
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.url or not args.token:
-        parser.error("--url and --token are required (or $PERFDASH_URL and $PERFDASH_TOKEN)")
+    require_server(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         # Explicit, whatever the SDK's defaults: a node's merged traffic wants large batches.
