@@ -138,7 +138,7 @@ INGEST_MAX_SERIES_PER_METRIC = env.int("INGEST_MAX_SERIES_PER_METRIC", default=1
 INGEST_MAX_METRICS = env.int("INGEST_MAX_METRICS", default=1_000)
 # Tags that get rollups of their own, so reads and dashboards can filter and break down by
 # them (perfdash/metrics/dimensions.py checks the list).
-DEFAULT_DIMENSION_TAGS = ["tool", "model", "provider", "op", "version", "variant"]
+DEFAULT_DIMENSION_TAGS = ["tool", "model", "provider", "op", "version", "variant", "error"]
 DIMENSION_TAGS = tuple(t.strip() for t in env.list("DIMENSION_TAGS", default=DEFAULT_DIMENSION_TAGS))
 # Values of one dimension tag first seen in a UTC day that get rollups of their own; later
 # ones roll up under "_other".

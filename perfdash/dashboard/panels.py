@@ -147,7 +147,10 @@ def overview(view: View, live: AgentPeaks | None = None) -> dict:
     data["latency"] = [latency(window, shown[metric], metric, title) for metric, title in LATENCY]
     responses = data["latency"][0]["stats"]["count"]  # agent_response_ms, the first of LATENCY
     errors, every = keys.ids("errors_total", scope), keys.every_metric(scope)
-    totals = window.totals([*{*errors, *every}])
+    llm_ids = {m: keys.ids(m, scope) for m in LLM_COUNTERS}
+    by_error = keys.members("errors_total", "error", scope)
+    read = {*errors, *every, *(i for ids in llm_ids.values() for i in ids), *(k for k, _ in by_error)}
+    totals = window.totals(sorted(read))
     error_count = sum(totals.get(key, (0, 0.0))[1] for key in errors)
     data["kpis"] = {
         "active_agents": _active_agents(view, active),
@@ -156,10 +159,32 @@ def overview(view: View, live: AgentPeaks | None = None) -> dict:
         "error_ratio": error_count / responses if responses else None,
         "responses": responses,
     }
+    data["llm"] = llm(totals, llm_ids, by_error, window.elapsed)
     data["memory"] = memory(view, live)
     if not view.agent:
         data["outliers"] = outlier_rows(view.node)
     return data
+
+
+LLM_COUNTERS = ("tokens_total", "cache_hits_total", "cache_misses_total")
+ERROR_TYPES_SHOWN = 3
+
+
+def llm(totals: dict, ids: dict[str, list[int]], by_error: list[tuple[int, str]], elapsed: float) -> dict:
+    """The overview's LLM row: tokens per second, the cache hit rate, and the most frequent
+    error types per second (the `error` tag of errors_total), from counters' sums."""
+    summed = {m: sum(totals.get(k, (0, 0.0))[1] for k in keys_of) for m, keys_of in ids.items()}
+    hits, misses = summed["cache_hits_total"], summed["cache_misses_total"]
+    per_type: dict[str, float] = {}
+    for key, error in by_error:
+        per_type[error] = per_type.get(error, 0.0) + totals.get(key, (0, 0.0))[1]
+    top = sorted((e for e in per_type.items() if e[1] > 0), key=lambda e: (-e[1], e[0]))
+    return {
+        "tokens_per_s": summed["tokens_total"] / elapsed,
+        "cache_hit_rate": hits / (hits + misses) if hits + misses else None,
+        "errors": [{"error": e, "per_s": n / elapsed} for e, n in top[:ERROR_TYPES_SHOWN]],
+        "other_error_types": max(0, len(top) - ERROR_TYPES_SHOWN),
+    }
 
 
 # The overview's outliers: agents far above the other agents of their node, over the last

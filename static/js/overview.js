@@ -12,6 +12,16 @@
       k.error_ratio === null ? "–" : `${(100 * k.error_ratio).toFixed(2)} %`;
   }
 
+  // Tokens, cache and errors by type: counters' sums over the window.
+  function llm(l) {
+    document.getElementById("llm-tokens").textContent = PD.fmt(l.tokens_per_s, 1);
+    document.getElementById("llm-cache").textContent =
+      l.cache_hit_rate === null ? "no cache data" : `${(100 * l.cache_hit_rate).toFixed(1)} %`;
+    const more = l.other_error_types ? ` (+${l.other_error_types} more types)` : "";
+    document.getElementById("llm-errors").textContent = l.errors.length
+      ? l.errors.map((e) => `${e.error} ${PD.fmt(e.per_s, 3)}`).join(" · ") + more : "none";
+  }
+
   // The busiest nodes, then one bar for the others: the busiest of them.
   function nodes(rows) {
     const label = (r) => (r.others === undefined ? PD.esc(r.node) : `others (${r.others} nodes, highest)`);
@@ -46,9 +56,20 @@
     }
   }
 
+  // The same query in the explorer: the page's window and node or agent.
+  function explore(metric) {
+    const page = new URLSearchParams(window.location.search);
+    const p = new URLSearchParams([["metric", metric], ["stat", "p50"], ["stat", "p95"], ["stat", "p99"],
+                                   ["window", page.get("window") || "1h"]]);
+    const el = document.getElementById("page");
+    for (const key of ["node", "agent"]) if (el.dataset[key]) p.set(key, el.dataset[key]);
+    return `/explore/?${p}`;
+  }
+
   function latencyPanels(latency) {
     ensurePanels(latency);
     for (const m of latency) {
+      const link = (text) => `<a href="${PD.esc(explore(m.metric))}">${text}</a>`;
       const buckets = m.histogram.buckets;
       const x = buckets.length ? [...buckets.map((b) => b.lower), buckets[buckets.length - 1].upper] : [];
       const y = buckets.length ? [...buckets.map((b) => b.count), 0] : [];
@@ -56,7 +77,7 @@
       PD.draw(`chart-${m.metric}-hist`, [
         { type: "scatter", mode: "lines", line: { shape: "hv", color: "#2e86de" }, fill: "tozeroy",
           name: `${m.metric} (n=${s.count})`, x, y },
-      ], Object.assign(PD.layout(`${m.title}: distribution — p50 ${PD.ms(s.p50)}, p95 ${PD.ms(s.p95)}, p99 ${PD.ms(s.p99)}`,
+      ], Object.assign(PD.layout(link(`${m.title}: distribution — p50 ${PD.ms(s.p50)}, p95 ${PD.ms(s.p95)}, p99 ${PD.ms(s.p99)}`),
         "latency (ms, log scale)", "points"), { xaxis: { type: "log", title: { text: "latency (ms, log scale)" } } },
         m.target ? { shapes: [{ type: "line", yref: "paper", y0: 0, y1: 1, x0: m.target.value, x1: m.target.value,
           line: { color: "#c0392b", dash: "dash", width: 2 } }],
@@ -67,7 +88,7 @@
         type: "scatter", mode: "lines+markers", name: p, x: t, y: m.series[p], connectgaps: false,
         line: { color: COLORS[p] }, marker: { size: 4 } }));
       PD.draw(`chart-${m.metric}-pct`, traces, Object.assign(
-        PD.layout(`${m.title}: p50 / p95 / p99 over time`, "time", "latency (ms)"),
+        PD.layout(link(`${m.title}: p50 / p95 / p99 over time`), "time", "latency (ms)"),
         m.target ? PD.hline(m.target.value, `target ${m.target.stat} ${PD.ms(m.target.value)}`) : {}));
     }
   }
@@ -146,6 +167,7 @@
 
   function render(data) {
     kpis(data.kpis);
+    llm(data.llm);
     alerts(data.alerts);
     if (data.outliers) outliers(data.outliers);
     if (data.nodes) nodes(data.nodes);

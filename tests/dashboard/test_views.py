@@ -278,3 +278,29 @@ def test_the_overview_lists_the_agents_far_above_their_nodes_peers(viewer, peers
     slow = next(r for r in rows if r["agent"] == "agent-5")
     assert slow["shown"]["value"].endswith(" s") and slow["mads"] > 5 and slow["node"] == "node-1"
     assert "outliers" not in viewer.get("/data/overview?agent=agent-5").json()
+
+
+def test_the_overview_has_an_llm_row_of_tokens_cache_hit_rate_and_error_types(viewer):
+    token = ApiToken.issue("llm", ["ingest"])[0]
+    now = time.time()
+    series = [
+        ("tokens_total", "node-1", "agent-1", '{"model":"m-large"}'),
+        ("cache_hits_total", "node-1", "agent-1", "{}"),
+        ("cache_misses_total", "node-1", "agent-1", "{}"),
+        *(
+            ("errors_total", "node-1", "agent-1", f'{{"error":"{e}"}}')
+            for e in ("Timeout", "RateLimit", "Refused", "Other")
+        ),
+    ]
+    idx = np.array([0, 0, 1, 1, 1, 2, 3, 3, 3, 4, 4, 5, 6], np.int32)
+    values = np.array([600.0, 600.0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    assert IngestedBatch.store(
+        token.id, Batch("llm", series, idx, np.full(len(idx), now - 30), values), now=now
+    )
+    body = viewer.get("/data/overview?window=5m").json()
+    llm = body["llm"]
+    elapsed = 1200 / llm["tokens_per_s"]  # the seconds of the window that have passed
+    assert 240 < elapsed <= 360
+    assert llm["cache_hit_rate"] == pytest.approx(0.75)
+    assert [e["error"] for e in llm["errors"]] == ["Timeout", "RateLimit", "Other"]
+    assert llm["errors"][0]["per_s"] == pytest.approx(3 / elapsed) and llm["other_error_types"] == 1
