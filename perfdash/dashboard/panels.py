@@ -35,6 +35,8 @@ LATENCY = [
     ("llm_call_ms", "LLM call time"),
     ("memory_op_ms", "Memory operation time"),
 ]
+# Shown after the LLM call panels once a fleet sends it (OpenTelemetry's time to first token).
+FIRST_TOKEN = ("llm_time_to_first_token_ms", "LLM time to first token")
 MAX_GROWTH = 2.0  # what-if growth per week: -50 % to +200 %
 # Event markers on a time chart at most, the newest: more would hide the lines they mark.
 MAX_MARKERS = 50
@@ -74,11 +76,11 @@ class View:
 
     def scope(self, metric: str = "") -> Scope:
         """The scope for one metric: the tool filter narrows tool metrics, the model filter
-        LLM metrics; other metrics see only node and agent."""
+        LLM metrics (calls and time to first token); other metrics see only node and agent."""
         tag_key, tag_value = "", ""
         if self.tool and metric == "tool_execution_ms":
             tag_key, tag_value = "tool", self.tool
-        elif self.model and metric == "llm_call_ms":
+        elif self.model and metric in ("llm_call_ms", "llm_time_to_first_token_ms"):
             tag_key, tag_value = "model", self.model
         return Scope(node=self.node, agent=self.agent, tag_key=tag_key, tag_value=tag_value)
 
@@ -140,11 +142,14 @@ def overview(view: View, live: AgentPeaks | None = None) -> dict:
             "models": slowest(view, "llm_call_ms", "model"),
         }
     scope = view.scope()
-    shown = {metric: keys.ids(metric, view.scope(metric)) for metric, _ in LATENCY}
+    panels = [*LATENCY]
+    if query.known_metric(FIRST_TOKEN[0]):
+        panels.insert(3, FIRST_TOKEN)
+    shown = {metric: keys.ids(metric, view.scope(metric)) for metric, _ in panels}
     window = query.read_window(
         sorted({i for ids in shown.values() for i in ids}), view.seconds, STEPS[view.window]
     )
-    data["latency"] = [latency(window, shown[metric], metric, title) for metric, title in LATENCY]
+    data["latency"] = [latency(window, shown[metric], metric, title) for metric, title in panels]
     responses = data["latency"][0]["stats"]["count"]  # agent_response_ms, the first of LATENCY
     errors, every = keys.ids("errors_total", scope), keys.every_metric(scope)
     llm_ids = {m: keys.ids(m, scope) for m in LLM_COUNTERS}

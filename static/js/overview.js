@@ -40,18 +40,25 @@
     }
   }
 
+  // A pair of panels per latency metric, in the order sent; one that starts being sent (the
+  // time to first token) gets its pair where it belongs.
   function ensurePanels(latency) {
     const root = document.getElementById("latency");
-    if (root.childElementCount) return;
+    let after = null;
     for (const m of latency) {
       for (const kind of ["hist", "pct"]) {
-        const panel = document.createElement("div");
-        panel.className = "panel";
-        const chart = document.createElement("div");
-        chart.className = "chart";
-        chart.id = `chart-${m.metric}-${kind}`;
-        panel.appendChild(chart);
-        root.appendChild(panel);
+        const id = `chart-${m.metric}-${kind}`;
+        let panel = document.getElementById(id)?.parentElement;
+        if (!panel) {
+          panel = document.createElement("div");
+          panel.className = "panel";
+          const chart = document.createElement("div");
+          chart.className = "chart";
+          chart.id = id;
+          panel.appendChild(chart);
+          root.insertBefore(panel, after ? after.nextSibling : root.firstChild);
+        }
+        after = panel;
       }
     }
   }

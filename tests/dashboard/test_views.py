@@ -304,3 +304,16 @@ def test_the_overview_has_an_llm_row_of_tokens_cache_hit_rate_and_error_types(vi
     assert llm["cache_hit_rate"] == pytest.approx(0.75)
     assert [e["error"] for e in llm["errors"]] == ["Timeout", "RateLimit", "Other"]
     assert llm["errors"][0]["per_s"] == pytest.approx(3 / elapsed) and llm["other_error_types"] == 1
+
+
+def test_the_time_to_first_token_is_shown_with_the_llm_panels_once_sent(viewer, fleet):
+    metrics = [p["metric"] for p in viewer.get("/data/overview").json()["latency"]]
+    assert "llm_time_to_first_token_ms" not in metrics
+    token = ApiToken.issue("ttft", ["ingest"])[0]
+    series = [("llm_time_to_first_token_ms", "node-1", "agent-1", '{"model":"m-large"}')]
+    now = time.time()
+    batch = Batch("ttft", series, np.zeros(5, np.int32), np.full(5, now - 30), np.full(5, 350.0))
+    assert IngestedBatch.store(token.id, batch, now=now)
+    latency = viewer.get("/data/overview?model=m-large").json()["latency"]
+    assert [p["metric"] for p in latency][2:4] == ["llm_call_ms", "llm_time_to_first_token_ms"]
+    assert latency[3]["stats"]["count"] == 5
