@@ -19,8 +19,9 @@ from django.utils import timezone
 
 from perfdash.alerts import deploys, transports
 from perfdash.alerts.models import AlertEvent, AlertRule, Delivery, NotificationChannel
-from perfdash.detect import outliers, slo
+from perfdash.detect import anomaly, outliers, slo
 from perfdash.lib import units
+from perfdash.metrics.scope import Scope
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 6
@@ -51,6 +52,8 @@ def notification(rule: AlertRule, events: list[AlertEvent]) -> transports.Notifi
         return _outlier_notification(rule, events, offenders)
     if rule.kind == AlertRule.Kind.BURN:
         return _burn_notification(rule, events)
+    if rule.kind == AlertRule.Kind.ANOMALY:
+        return _anomaly_notification(rule, events, offenders)
     return transports.Notification(
         rule_id=rule.id,
         rule_name=rule.name,
@@ -68,6 +71,34 @@ def notification(rule: AlertRule, events: list[AlertEvent]) -> transports.Notifi
         at=events[0].at,
         scope=rule.scope,
         kind=rule.kind,
+    )
+
+
+def _anomaly_notification(
+    rule: AlertRule, events: list[AlertEvent], offenders: list[transports.Offender]
+) -> transports.Notification:
+    """Why the value is anomalous: against its expected value and band for the time of day."""
+    scope = Scope(node=rule.node, agent=rule.agent, tag_key=rule.tag_key, tag_value=rule.tag_value)
+    judged = anomaly.judge(rule.metric, rule.statistic, scope, rule.threshold)
+    why = anomaly.explain(rule.metric, rule.statistic, judged)
+    return transports.Notification(
+        rule_id=rule.id,
+        rule_name=rule.name,
+        severity=rule.severity,
+        metric=rule.metric,
+        statistic=f"distance of the {rule.statistic} from its expected value",
+        unit="MADs",
+        comparison=rule.comparison,
+        threshold=rule.recovery if events[0].to_state == "resolved" else rule.threshold,
+        state=events[0].to_state,
+        offenders=offenders,
+        runbook_url=rule.runbook_url,
+        dashboard_url=dashboard_url(rule, []),
+        at=events[0].at,
+        scope="fleet",
+        kind=rule.kind,
+        headline=f"{rule.metric}: {why}; since {events[0].at:%H:%M} UTC",
+        details={o.subject: why for o in offenders},
     )
 
 

@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from perfdash.alerts import deploys
 from perfdash.alerts.decide import COMPARE, Current, Observation, Spec, decide
 from perfdash.alerts.models import AlertEvent, AlertRule, AlertState, Silence
-from perfdash.detect import outliers, slo
+from perfdash.detect import anomaly, outliers, slo
 from perfdash.forecasting.models import CapacityForecast
 from perfdash.lib.durations import DAY_S
 from perfdash.metrics import query
@@ -77,6 +77,8 @@ def observe(rule: AlertRule, now: float, cache: dict | None = None) -> Observed:
         return _outlying(rule, now)
     if rule.kind == AlertRule.Kind.BURN:
         return _burning(rule, now, cache)
+    if rule.kind == AlertRule.Kind.ANOMALY:
+        return _anomalous(rule, now)
     by = {"fleet": "", "node": "node", "agent": "agent"}[rule.scope]
     window = _window(rule)
     # Percentiles per node or agent merge every subject's sketches; count, min, max, avg and
@@ -146,6 +148,18 @@ def _burning(rule: AlertRule, now: float, cache: dict) -> Observed:
     value = slo.burn_over(status["burn_rates"], rule.slo.period_days, BURN_PAIRS[rule.severity])
     total = int(status["total"])
     return Observed([""], np.array([np.nan if value is None else value]), np.array([total], np.int64))
+
+
+def _anomalous(rule: AlertRule, now: float) -> Observed:
+    """How many MADs from its seasonal baseline the statistic over the last hour lies, either
+    side (no data: no baseline yet)."""
+    try:
+        scope = Scope(node=rule.node, agent=rule.agent, tag_key=rule.tag_key, tag_value=rule.tag_value)
+        judged = anomaly.judge(rule.metric, rule.statistic, scope, rule.threshold, now)
+    except (UnknownMetric, QueryError):
+        return Observed([""], np.array([np.nan]), np.array([0], np.int64))
+    value = np.nan if judged.mads is None else abs(judged.mads)
+    return Observed([""], np.array([value]), np.array([judged.days], np.int64))
 
 
 def _days(ok: bool, at: datetime | None, now: float) -> float:

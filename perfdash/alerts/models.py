@@ -79,6 +79,7 @@ class AlertRule(models.Model):
         DEPLOY = "deploy", "A deploy made a metric slower"
         OUTLIER = "outlier", "An agent is an outlier among its peers"
         BURN = "burn", "An SLO burns its error budget too fast"
+        ANOMALY = "anomaly", "A metric is anomalous for this time of day"
 
     class Scope(models.TextChoices):
         FLEET = "fleet", "The whole fleet"
@@ -166,6 +167,8 @@ class AlertRule(models.Model):
             return
         if self.kind == self.Kind.OUTLIER:
             self._clean_outlier()
+        if self.kind == self.Kind.ANOMALY:
+            self._clean_anomaly()
         errors = {}
         if not self.metric:
             errors["metric"] = "Give the metric to watch."
@@ -240,6 +243,17 @@ class AlertRule(models.Model):
         self.node, self.agent, self.tag_key, self.tag_value = "", "", "", ""
         self.comparison, self.threshold, self.recovery_threshold = self.Comparison.GTE, 1.0, None
         self.min_samples, self.no_data = 1, self.NoData.KEEP
+
+    def _clean_anomaly(self) -> None:
+        """An anomaly rule watches the statistic over the last hour of the fleet (or its node,
+        agent or tag) against its seasonal baseline: its threshold is how many MADs away from
+        the expected value, either side, fire."""
+        if self.threshold is None or not 0 < self.threshold <= 20:
+            raise ValidationError(
+                {"threshold": "Give how many MADs from the expected value fire: above 0, at most 20."}
+            )
+        self.capacity_target, self.scope, self.comparison = None, self.Scope.FLEET, self.Comparison.GT
+        self.window_seconds = 3600  # the baseline is hourly
 
     def _clean_outlier(self) -> None:
         """An outlier rule watches every agent: its scope says who its peers are (each node's

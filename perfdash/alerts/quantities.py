@@ -31,7 +31,7 @@ def threshold_kind(kind: str, metric: str, statistic: str) -> units.Kind:
         return units.DAYS
     if kind == AlertRule.Kind.DEPLOY:
         return PERCENT
-    if kind == AlertRule.Kind.OUTLIER:
+    if kind in (AlertRule.Kind.OUTLIER, AlertRule.Kind.ANOMALY):
         return MADS
     if kind == AlertRule.Kind.BURN:
         return units.NUMBER  # the burn over the alerting rate: 1 fires

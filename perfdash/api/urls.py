@@ -13,4 +13,5 @@ urlpatterns = [
     path("compare", views.compare, name="api-compare"),
     path("outliers", views.outlier_agents, name="api-outliers"),
     path("slos", views.slos, name="api-slos"),
+    path("anomaly", views.anomaly, name="api-anomaly"),
 ]

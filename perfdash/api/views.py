@@ -17,6 +17,7 @@ from collectors import event as event_protocol
 from perfdash.api.decorators import error, token_required
 from perfdash.compare import cohorts, words
 from perfdash.compare import params as compare_params
+from perfdash.detect import anomaly as anomalies
 from perfdash.detect import outliers, slo
 from perfdash.detect.models import SLO
 from perfdash.events.models import Event
@@ -209,6 +210,25 @@ def outlier_agents(request, metric: str, window: int, scope: query.Scope) -> lis
         scope.node,
     )
     return [j.as_json() for j in sorted(found, key=lambda j: -(j.mads or 0)) if j.outlier()]
+
+
+@read_view({"stat", "tolerance"})
+def anomaly(request, metric: str, window: int, scope: query.Scope) -> dict:
+    """The statistic over the last hour against what this time of day usually brings."""
+    stat = request.GET.get("stat", "p95")
+    if stat not in (allowed := query.STATS):
+        raise query.QueryError("stat", f"stat must be one of {', '.join(allowed)}")
+    tolerance = _number(request.GET.get("tolerance", "4"), "tolerance", 0.5, 20)
+    if not query.known_metric(metric):
+        raise query.UnknownMetric(metric)
+    judged = anomalies.judge(metric, stat, scope, tolerance)
+    return {
+        "metric": metric,
+        "stat": stat,
+        "tolerance": tolerance,
+        **judged.as_json(tolerance),
+        "explanation": anomalies.explain(metric, stat, judged),
+    }
 
 
 @csrf_exempt
