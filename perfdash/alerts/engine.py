@@ -74,7 +74,7 @@ def observe(rule: AlertRule, now: float, cache: dict | None = None) -> Observed:
     if rule.kind == AlertRule.Kind.FORECAST:
         return _projected(rule, now)
     if rule.kind == AlertRule.Kind.OUTLIER:
-        return _outlying(rule, now)
+        return _outlying(rule, now, cache)
     if rule.kind == AlertRule.Kind.BURN:
         return _burning(rule, now, cache)
     if rule.kind == AlertRule.Kind.ANOMALY:
@@ -111,19 +111,19 @@ def _projected(rule: AlertRule, now: float) -> Observed:
     )
 
 
-def _outlying(rule: AlertRule, now: float) -> Observed:
-    """How many spreads above its peers' median each agent lies (no data: too few peers)."""
+def _outlying(rule: AlertRule, now: float, cache: dict) -> Observed:
+    """How many spreads above its peers' median each agent lies (no data: too few peers).
+    Rules on the same metric, statistic, window and node share one read of every agent."""
+    key = ("outlier", rule.metric, rule.statistic, _window(rule), rule.node)
     try:
-        judged = outliers.find(
-            rule.metric,
-            rule.statistic,
-            _window(rule),
-            "node" if rule.scope == AlertRule.Scope.NODE else "fleet",
+        if key not in cache:
+            cache[key] = outliers.peer_values(rule.metric, rule.statistic, _window(rule), rule.node, now)
+        judged = outliers.judge(
+            cache[key],
             rule.threshold,
             settings.OUTLIER_MIN_PEERS,
             rule.min_samples,
-            rule.node,
-            now,
+            by_node=rule.scope == AlertRule.Scope.NODE,
         )
     except (UnknownMetric, QueryError):
         judged = []
