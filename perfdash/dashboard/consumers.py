@@ -29,7 +29,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import QueryDict
 
-from perfdash.dashboard import explore, panels, peaks
+from perfdash.dashboard import boards, explore, panels, peaks
+from perfdash.dashboard.models import Board
 from perfdash.dashboard.peaks import AgentPeaks
 from perfdash.live.publish import GROUP
 from perfdash.metrics.scope import QueryError
@@ -188,7 +189,9 @@ def _compute(view: panels.View, live: AgentPeaks | None) -> dict:
         return _build(view, live)
 
 
-def _build(view: panels.View | explore.Explore, live: AgentPeaks | None) -> dict:
+def _build(view: panels.View | explore.Explore | boards.BoardView, live: AgentPeaks | None) -> dict:
+    if isinstance(view, boards.BoardView):  # one view for all its panels: one socket per board
+        return Board.data(view.slug, view.window) or {"error": f"no board {view.slug!r}"}
     if isinstance(view, explore.Explore):
         return explore.build(view)
     return panels.build(view, live)
@@ -314,9 +317,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         try:
             if page == explore.PAGE:  # its own view: several `stat=` may repeat
                 self.view = explore.Explore.from_params(QueryDict(query_string))
+            elif page.startswith(f"{boards.PAGE}/"):  # board/<slug>, the page's own data path
+                window = boards.check_window(params.get("window", "").strip())
+                self.view = boards.BoardView(slug=page.removeprefix(f"{boards.PAGE}/")[:100], window=window)
             else:
                 self.view = panels.View.from_params(params, page=page if page in panels.PAGES else "overview")
-        except QueryError:  # accepted first, as above, so that the page can read the code
+        except (QueryError, boards.BoardError):  # accepted first, as above: the page reads the code
             await self.accept()
             await self.close(code=BAD_FILTER)
             return

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponseBadRequest, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 
-from perfdash.dashboard import compare_page, explore, panels, slo_page
+from perfdash.dashboard import boards, compare_page, explore, panels, slo_page
+from perfdash.dashboard.models import Board
 from perfdash.forecasting.models import CapacityForecast
 from perfdash.forecasting.tasks import refit as refit_task
 from perfdash.lib.redis import client as redis_client
@@ -84,6 +85,40 @@ def explore_data(request):
         return JsonResponse(explore.build(explore.Explore.from_params(request.GET)))
     except QueryError as exc:
         return JsonResponse({"error": str(exc), "param": exc.param}, status=400)
+
+
+@login_required
+@require_GET
+def board_list(request):
+    found = Board.objects.prefetch_related("panels")
+    return render(request, "dashboard/boards.html", {"boards": found})
+
+
+@login_required
+@require_GET
+def board_page(request, slug: str):
+    """A board's panels, drawn from /data/board/<slug> and then live; ?window= applies to all."""
+    board = get_object_or_404(Board, slug=slug)
+    status = 200
+    try:
+        window = boards.check_window(request.GET.get("window", "").strip())
+    except boards.BoardError:
+        window, status = "", 400
+    context = {"board": board, "window": window, "windows": list(panels.WINDOWS)}
+    return render(request, "dashboard/board.html", context, status=status)
+
+
+@login_required
+@require_GET
+def board_data(request, slug: str):
+    try:
+        window = boards.check_window(request.GET.get("window", "").strip())
+    except boards.BoardError as exc:
+        return JsonResponse({"error": str(exc), "param": "window"}, status=400)
+    data = Board.data(slug, window)
+    if data is None:
+        return JsonResponse({"error": f"no board {slug!r}"}, status=404)
+    return JsonResponse(data)
 
 
 @login_required

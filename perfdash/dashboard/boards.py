@@ -1,0 +1,194 @@
+"""Boards as data: their JSON form (export and import, each panel's query checked), and a
+board's page data, one explorer computation per panel (explore.build).
+
+A panel's query is an explorer URL query. The board's window, when one is chosen, replaces
+every panel's window, and the step is then the explorer's default for it (a panel's own step
+may not divide another window).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from urllib.parse import urlencode
+
+from django.http import QueryDict
+from django.utils.text import slugify
+
+from perfdash.dashboard import explore
+from perfdash.metrics.scope import QueryError
+
+PAGE = "board"
+FORMAT = 1
+CHARTS = {"line": "lines", "area": "stacked areas", "bar": "bars"}
+BOARD_KEYS = {"name", "slug", "description", "empty_hint", "position", "panels"}
+PANEL_KEYS = {"title", "query", "chart", "units", "target"}
+
+
+class BoardError(ValueError):
+    """A board file or panel that cannot be loaded; the text names the board and panel."""
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    title: str
+    query: str
+    chart: str = "line"
+    units: str = ""
+    target: float | None = None
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    name: str
+    slug: str
+    description: str = ""
+    empty_hint: str = ""
+    position: int = 0
+    panels: tuple[PanelSpec, ...] = field(default_factory=tuple)
+
+
+def panel_fields(panel: PanelSpec) -> dict:
+    return asdict(panel)
+
+
+def check_query(text: str, window: str = "") -> explore.Explore:
+    """The explorer's view of a panel's query (with the board's window, if one is chosen)."""
+    params = QueryDict(text.lstrip("?"), mutable=True)
+    if "page" in params:
+        raise BoardError("page: not a panel parameter")
+    if window:
+        params["window"] = window
+        params.pop("step", None)
+    try:
+        return explore.Explore.from_params(params)
+    except QueryError as exc:
+        raise BoardError(f"{exc.param}: {exc}") from None
+
+
+def check_window(window: str) -> str:
+    """A board's window, as the explorer takes it ("" is each panel's own)."""
+    if window:
+        try:
+            explore.Explore.from_params(QueryDict(urlencode({"window": window})))
+        except QueryError as exc:
+            raise BoardError(str(exc)) from None
+    return window
+
+
+def export(specs: list[BoardSpec]) -> dict:
+    return {"format": FORMAT, "boards": [asdict(s) for s in specs]}
+
+
+def parse(data: object) -> list[BoardSpec]:
+    """A board file's boards, each panel's query checked. BoardError names what is wrong."""
+    if not isinstance(data, dict) or not isinstance(data.get("boards"), list):
+        raise BoardError('a board file is a JSON object with a list "boards"')
+    if data.get("format", FORMAT) != FORMAT:
+        raise BoardError(f"format {data.get('format')!r}: this perfdash reads format {FORMAT}")
+    specs = [_board(i, b) for i, b in enumerate(data["boards"], 1)]
+    slugs = [s.slug for s in specs]
+    if len(set(slugs)) != len(slugs):
+        raise BoardError(f"board slugs repeat: {sorted({s for s in slugs if slugs.count(s) > 1})}")
+    return specs
+
+
+def _text(where: str, item: dict, key: str, default: str | None = None, most: int = 200) -> str:
+    value = item.get(key, default)
+    if not isinstance(value, str) or (default is None and not value.strip()):
+        what = "a non-empty text" if default is None else "a text"
+        raise BoardError(f"{where}: {key} must be {what}")
+    if len(value) > most:
+        raise BoardError(f"{where}: {key} has more than {most} characters")
+    return value.strip()
+
+
+def _unknown(where: str, item: dict, allowed: set[str]) -> None:
+    extra = sorted(set(item) - allowed)
+    if extra:
+        raise BoardError(f"{where}: unknown field {extra[0]!r}")
+
+
+def _board(i: int, item: object) -> BoardSpec:
+    if not isinstance(item, dict):
+        raise BoardError(f"board {i}: not a JSON object")
+    _unknown(f"board {i}", item, BOARD_KEYS)
+    name = _text(f"board {i}", item, "name", most=100)
+    where = f"board {name!r}"
+    slug = _text(where, item, "slug", slugify(name), most=100)
+    if not slug or slug != slugify(slug):
+        raise BoardError(f"{where}: slug {slug!r} must be lowercase letters, digits, - and _")
+    position = item.get("position", 0)
+    if not isinstance(position, int) or isinstance(position, bool) or position < 0:
+        raise BoardError(f"{where}: position must be a whole number from 0")
+    panels = item.get("panels", [])
+    if not isinstance(panels, list):
+        raise BoardError(f"{where}: panels must be a list")
+    return BoardSpec(
+        name=name,
+        slug=slug,
+        description=_text(where, item, "description", "", most=2000),
+        empty_hint=_text(where, item, "empty_hint", "", most=2000),
+        position=position,
+        panels=tuple(_panel(where, n, p) for n, p in enumerate(panels, 1)),
+    )
+
+
+def _panel(board: str, n: int, item: object) -> PanelSpec:
+    if not isinstance(item, dict):
+        raise BoardError(f"{board}, panel {n}: not a JSON object")
+    title = item.get("title")
+    where = f"{board}, panel {n} ({title!r})" if isinstance(title, str) else f"{board}, panel {n}"
+    _unknown(where, item, PANEL_KEYS)
+    title = _text(where, item, "title")
+    query = _text(where, item, "query", most=1000)
+    try:
+        check_query(query)
+    except BoardError as exc:
+        raise BoardError(f"{where}: query {query!r}: {exc}") from None
+    chart = _text(where, item, "chart", "line")
+    if chart not in CHARTS:
+        raise BoardError(f"{where}: chart must be one of {', '.join(CHARTS)}")
+    target = item.get("target")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)):
+        raise BoardError(f"{where}: target must be a number or null")
+    units = _text(where, item, "units", "", most=40)
+    return PanelSpec(title, query, chart, units, None if target is None else float(target))
+
+
+@dataclass(frozen=True)
+class BoardView:
+    """What a board's live socket shows: the board (by slug) and the window chosen."""
+
+    slug: str
+    window: str = ""
+    page: str = PAGE
+
+    def key(self) -> tuple:
+        return (self.page, self.slug, self.window)
+
+
+def build(spec: BoardSpec, window: str = "", now: float | None = None) -> dict:
+    """The board's data: each panel's explorer data, or the error its query has now (a
+    dimension tag removed from settings, say) without spoiling the other panels."""
+    now = time.time() if now is None else now
+    out = {
+        "board": {k: getattr(spec, k) for k in ("name", "slug", "description", "empty_hint")},
+        "window": window,
+        "panels": [],
+        "events": [],
+    }
+    for panel in spec.panels:
+        shown = {**asdict(panel), "explore": ""}
+        try:
+            view = check_query(panel.query, window)
+        except BoardError as exc:
+            out["panels"].append({**shown, "error": str(exc)})
+            continue
+        data = explore.build(view, now)
+        data.pop("metrics")  # the explorer's metric list: no use on a board
+        out["events"] = out["events"] or data.pop("events")
+        data.pop("events", None)
+        shown["explore"] = f"/explore/?{urlencode(view.query(), doseq=True)}"
+        out["panels"].append({**shown, "data": data})
+    return out

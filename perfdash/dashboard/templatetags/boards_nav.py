@@ -1,0 +1,20 @@
+"""The navigation bar's boards: a link to the list, then the first few boards by position."""
+
+from __future__ import annotations
+
+from django import template
+from django.db import DatabaseError
+
+from perfdash.dashboard.models import Board
+
+register = template.Library()
+# More links than this crowd the bar: the rest are one click away on /boards/.
+SHOWN = 3
+
+
+@register.inclusion_tag("dashboard/board_nav.html")
+def boards_nav() -> dict:
+    try:
+        return {"boards": list(Board.objects.values("name", "slug")[:SHOWN])}
+    except DatabaseError:  # the 503 page, shown while the database is away, has this bar too
+        return {"boards": []}

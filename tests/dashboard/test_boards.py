@@ -1,0 +1,272 @@
+"""Boards on the real database: the seeded boards, a board's page and data (each panel the
+explorer's data for its query, the board's window for all), the navigation bar, the admin,
+and export -> JSON -> import (idempotent, a bad panel named, nothing half loaded)."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from perfdash.api.models import ApiToken
+from perfdash.dashboard import boards
+from perfdash.dashboard.models import Board, Panel
+from perfdash.ingest.models import IngestedBatch
+from perfdash.metrics.batch import Batch
+
+SCRIPT = '<script>alert("x")</script>'
+SEEDED = importlib.import_module("perfdash.dashboard.migrations.0002_seed_boards").SEEDED
+
+
+@pytest.fixture
+def seeded(db) -> list[Board]:
+    """The migration's boards (a transactional test elsewhere may have flushed them)."""
+    return Board.load(boards.parse(SEEDED))
+
+
+@pytest.fixture
+def staff(client, db):
+    client.force_login(User.objects.create_user("staff", password="x" * 12, is_staff=True, is_superuser=True))
+    return client
+
+
+@pytest.fixture
+def llm_fleet(db) -> None:
+    """Tokens of two models and a script-named one, cache hits and misses, errors, LLM calls."""
+    token = ApiToken.issue("t", ["ingest"])[0]
+    now = time.time()
+    series = [
+        ("tokens_total", "node-1", "agent-1", '{"model":"m-large","provider":"acme"}'),
+        ("tokens_total", "node-1", "agent-2", '{"model":"m-small","provider":"acme"}'),
+        ("tokens_total", "node-2", "agent-3", json.dumps({"model": SCRIPT})),
+        ("cache_hits_total", "node-1", "agent-1", '{"tool":"web_search"}'),
+        ("cache_misses_total", "node-1", "agent-1", '{"tool":"web_search"}'),
+        ("errors_total", "node-1", "agent-1", '{"error":"Timeout"}'),
+        ("llm_call_ms", "node-1", "agent-1", '{"provider":"acme","model":"m-large"}'),
+    ]
+    counts = [10, 5, 2, 6, 2, 3, 20]
+    values = [600.0, 60.0, 10.0, 1.0, 1.0, 1.0, 900.0]
+    idx = np.repeat(np.arange(len(series), dtype=np.int32), counts)
+    IngestedBatch.store(
+        token.id, Batch("b", series, idx, np.full(len(idx), now - 30), np.repeat(values, counts)), now=now
+    )
+
+
+def panel(data: dict, title: str) -> dict:
+    return next(p for p in data["panels"] if p["title"] == title)
+
+
+def test_boards_need_a_login(client, seeded):
+    for path in ["/boards/", "/boards/llm/", "/data/board/llm"]:
+        r = client.get(path)
+        assert r.status_code == 302 and r["Location"].startswith("/login/")
+
+
+def test_the_migration_seeds_the_llm_and_beam_boards_with_valid_queries(seeded):
+    assert [b.slug for b in Board.objects.all()] == ["llm", "beam"]
+    beam = Board.objects.get(slug="beam")
+    assert [p.query.split("&")[0] for p in beam.panels.all()] == [
+        "metric=vm_memory_total",
+        "metric=vm_memory_processes",
+        "metric=vm_memory_binary",
+        "metric=vm_memory_ets",
+        "metric=vm_total_run_queue_lengths_total",
+        "metric=vm_total_run_queue_lengths_cpu",
+        "metric=vm_total_run_queue_lengths_io",
+        "metric=vm_system_counts_process_count",
+        "metric=vm_system_counts_atom_count",
+        "metric=vm_system_counts_port_count",
+    ]
+    for p in Panel.objects.all():
+        boards.check_query(p.query)  # every seeded query is one the explorer takes
+    assert "telemetry_metrics_statsd" in beam.empty_hint
+
+
+def test_the_navigation_links_the_list_and_the_first_boards_as_text(viewer, seeded):
+    Board.objects.create(name=SCRIPT, slug="xss", position=0)
+    html = viewer.get("/explore/").content.decode()
+    assert '<a href="/boards/">Boards</a>' in html
+    assert 'href="/boards/xss/">&lt;script&gt;' in html and SCRIPT not in html
+    assert 'href="/boards/llm/"' in html and 'href="/boards/beam/"' in html
+    listed = viewer.get("/boards/").content.decode()
+    assert "LLM providers and cache" in listed and "BEAM runtime" in listed
+
+
+def test_a_board_draws_each_panel_from_the_explorer(viewer, seeded, llm_fleet):
+    page = viewer.get("/boards/llm/")
+    assert page.status_code == 200 and b'data-slug="llm"' in page.content
+    data = viewer.get("/data/board/llm").json()
+    assert data["board"]["name"] == "LLM providers and cache" and data["window"] == ""
+    tokens = panel(data, "Tokens per second by model")
+    assert tokens["units"] == "tokens/s" and tokens["chart"] == "area"
+    assert tokens["explore"].startswith("/explore/?metric=tokens_total&stat=rate")
+    rows = {r["name"]: r for r in tokens["data"]["rows"]}
+    assert list(rows) == ["m-large", "m-small", SCRIPT, "all"]  # the name is data, shown as text
+    assert {line["group"] for line in tokens["data"]["lines"]} == {"m-large", "m-small", SCRIPT, ""}
+    # A counter's rate: the sum of its values per second, over the part of the window passed.
+    assert rows["m-large"]["values"]["rate"] == pytest.approx(10 * 600 / 3600, rel=0.05)
+    hit = panel(data, "Cache hit rate")["data"]
+    assert hit["rows"][0]["shown"]["ratio"] == "75 %"
+    errors = panel(data, "Errors per second by error type")["data"]
+    assert [r["name"] for r in errors["rows"]] == ["Timeout", "all"]
+    ttft = panel(data, "LLM time to first token")["data"]
+    assert ttft["seen"] is False and ttft["rows"] == []  # not sent yet: an empty chart, no error
+    assert "metrics" not in tokens["data"]
+
+
+def test_the_boards_window_applies_to_every_panel(viewer, seeded, llm_fleet):
+    data = viewer.get("/data/board/llm?window=24h").json()
+    assert data["window"] == "24h"
+    assert {p["data"]["view"]["window"] for p in data["panels"]} == {"24h"}
+    assert {p["data"]["step"] for p in data["panels"]} == {"30m"}  # the explorer's default for 24h
+    assert panel(data, "Cache hit rate")["data"]["rows"][0]["shown"]["ratio"] == "75 %"
+
+
+def test_a_bad_window_or_an_unknown_board_is_said_plainly(viewer, seeded):
+    r = viewer.get("/data/board/llm?window=soon")
+    assert r.status_code == 400 and r.json()["param"] == "window"
+    assert viewer.get("/boards/llm/?window=soon").status_code == 400
+    assert viewer.get("/data/board/nope").status_code == 404
+    assert viewer.get("/boards/nope/").status_code == 404
+
+
+def test_a_panel_whose_query_stopped_working_shows_why_and_spoils_no_other(viewer, db):
+    board = Board.objects.create(name="Mixed", slug="mixed")
+    Panel.objects.create(board=board, position=0, title="fine", query="metric=agent_response_ms")
+    Panel.objects.create(board=board, position=1, title="broken", query="metric=x&group=flavour")
+    data = viewer.get("/data/board/mixed").json()
+    assert "error" not in data["panels"][0] and data["panels"][0]["data"]["title"] == "agent_response_ms"
+    assert data["panels"][1]["error"].startswith("group: group must be one of")
+
+
+def test_export_then_import_into_an_empty_database_gives_the_same_boards(seeded, tmp_path):
+    Board.objects.create(name="Custom", slug="custom", description=SCRIPT, position=5).panels.create(
+        title="Queue", query="metric=queue_depth&stat=max&window=5m", chart="bar", units="jobs", target=40
+    )
+    before = [b.spec() for b in Board.objects.all()]
+    out = tmp_path / "boards.json"
+    call_command("export_boards", "-o", str(out))
+    assert json.loads(out.read_text())["format"] == 1
+    Board.objects.all().delete()
+    assert Panel.objects.count() == 0
+    call_command("import_boards", str(out), stdout=io.StringIO())
+    assert [b.spec() for b in Board.objects.all()] == before
+    call_command("import_boards", str(out), stdout=io.StringIO())  # again: nothing changes
+    assert [b.spec() for b in Board.objects.all()] == before
+    assert Board.objects.count() == 3 and Panel.objects.count() == sum(len(s.panels) for s in before)
+
+
+def test_an_import_updates_a_board_by_its_slug(seeded, tmp_path):
+    data = boards.export([Board.objects.get(slug="beam").spec()])
+    data["boards"][0]["name"] = "BEAM"
+    data["boards"][0]["panels"] = data["boards"][0]["panels"][:2]
+    path = tmp_path / "beam.json"
+    path.write_text(json.dumps(data))
+    call_command("import_boards", str(path), stdout=io.StringIO())
+    beam = Board.objects.get(slug="beam")
+    assert beam.name == "BEAM" and beam.panels.count() == 2 and Board.objects.count() == 2
+
+
+def test_a_bad_panel_query_on_import_names_the_panel_and_loads_nothing(db, tmp_path):
+    data = {
+        "format": 1,
+        "boards": [
+            {"name": "Good", "panels": [{"title": "ok", "query": "metric=agent_response_ms"}]},
+            {
+                "name": "Bad",
+                "panels": [
+                    {"title": "first", "query": "metric=agent_response_ms&stat=p95"},
+                    {"title": "Latency by colour", "query": "metric=agent_response_ms&stat=p97"},
+                ],
+            },
+        ],
+    }
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(CommandError) as caught:
+        call_command("import_boards", str(path))
+    message = str(caught.value)
+    assert "board 'Bad', panel 2 ('Latency by colour')" in message
+    assert "query 'metric=agent_response_ms&stat=p97': stat: stat must be one of" in message
+    assert not Board.objects.filter(name__in=["Good", "Bad"]).exists()  # not even the good board
+
+
+def one(panel: dict) -> dict:
+    return {"boards": [{"name": "B", "panels": [panel]}]}
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        ([], 'a JSON object with a list "boards"'),
+        (one({"title": "t", "query": "window=1h&page=x"}), "page"),
+        (one({"title": "t", "query": "bogus=1"}), "unknown parameter"),
+        (one({"query": "metric=a"}), "title must be a non-empty text"),
+        (one({"title": "t", "query": "metric=a", "chart": "pie"}), "chart must be one of"),
+        (one({"title": "t", "query": "metric=a", "target": "9"}), "target must be a number"),
+        (one({"title": "t", "query": "metric=a", "size": 2}), "unknown field 'size'"),
+        ({"boards": [{"name": "B", "colour": 1}]}, "unknown field 'colour'"),
+        ({"boards": [{"name": "B", "slug": "Not A Slug"}]}, "slug"),
+        ({"boards": [{"name": "A", "slug": "x"}, {"name": "B", "slug": "x"}]}, "slugs repeat"),
+        ({"format": 2, "boards": []}, "format 2"),
+    ],
+)
+def test_a_bad_board_file_is_refused_with_a_clear_error(data, says):
+    with pytest.raises(boards.BoardError) as caught:
+        boards.parse(data)
+    assert says in str(caught.value)
+
+
+def test_import_of_a_missing_or_garbled_file_is_an_error_not_a_traceback(db, tmp_path):
+    with pytest.raises(CommandError, match="No such file"):
+        call_command("import_boards", str(tmp_path / "none.json"))
+    (tmp_path / "x.json").write_text("{")
+    with pytest.raises(CommandError, match="not JSON"):
+        call_command("import_boards", str(tmp_path / "x.json"))
+
+
+def test_staff_edit_boards_in_the_admin_and_a_bad_query_is_a_form_error(staff, seeded):
+    board = Board.objects.get(slug="llm")
+    assert staff.get("/admin/dashboard/board/").status_code == 200
+    assert staff.get(f"/admin/dashboard/board/{board.pk}/change/").status_code == 200
+    form = {
+        "name": "Mine",
+        "slug": "mine",
+        "description": "",
+        "empty_hint": "",
+        "position": "1",
+        "panels-TOTAL_FORMS": "1",
+        "panels-INITIAL_FORMS": "0",
+        "panels-MIN_NUM_FORMS": "0",
+        "panels-MAX_NUM_FORMS": "1000",
+        "panels-0-position": "0",
+        "panels-0-title": "Bad",
+        "panels-0-query": "metric=agent_response_ms&stat=p97",
+        "panels-0-chart": "line",
+        "panels-0-units": "",
+        "panels-0-target": "",
+    }
+    r = staff.post("/admin/dashboard/board/add/", form)
+    assert r.status_code == 200 and b"stat must be one of" in r.content
+    assert not Board.objects.filter(slug="mine").exists()
+    form["panels-0-query"] = "metric=agent_response_ms&stat=p95"
+    r = staff.post("/admin/dashboard/board/add/", form)
+    assert r.status_code == 302 and Board.objects.get(slug="mine").panels.get().title == "Bad"
+
+
+def test_the_admin_exports_the_selected_boards_as_json(staff, seeded):
+    ids = [str(b.pk) for b in Board.objects.all()]
+    r = staff.post("/admin/dashboard/board/", {"action": "export_json", "_selected_action": ids})
+    assert r["Content-Type"] == "application/json"
+    assert boards.parse(json.loads(r.content)) == [b.spec() for b in Board.objects.all()]
+
+
+def test_a_viewer_cannot_edit_boards(viewer, seeded):
+    assert viewer.get("/admin/dashboard/board/", follow=True).status_code == 403
