@@ -19,7 +19,7 @@ from perfdash.alerts.models import AlertState
 from perfdash.alerts.quantities import measured, shown
 from perfdash.dashboard import capacity_page, peaks
 from perfdash.dashboard.peaks import AgentPeaks
-from perfdash.detect import outliers
+from perfdash.detect import anomaly, outliers
 from perfdash.events.models import Event
 from perfdash.lib import units
 from perfdash.metrics import keys, query
@@ -149,7 +149,9 @@ def overview(view: View, live: AgentPeaks | None = None) -> dict:
     window = query.read_window(
         sorted({i for ids in shown.values() for i in ids}), view.seconds, STEPS[view.window]
     )
-    data["latency"] = [latency(window, shown[metric], metric, title) for metric, title in panels]
+    data["latency"] = [
+        latency(window, shown[metric], metric, title, view.scope(metric)) for metric, title in panels
+    ]
     responses = data["latency"][0]["stats"]["count"]  # agent_response_ms, the first of LATENCY
     errors, every = keys.ids("errors_total", scope), keys.every_metric(scope)
     llm_ids = {m: keys.ids(m, scope) for m in LLM_COUNTERS}
@@ -275,17 +277,43 @@ def nodes(active: query.Top) -> list[dict]:
     return rows
 
 
-def latency(window: query.Window, ids: list[int], metric: str, title: str) -> dict:
+def latency(window: query.Window, ids: list[int], metric: str, title: str, scope: Scope) -> dict:
     stats = ["p50", "p95", "p99"]
     data = window.panel(ids, stats, buckets=30)
+    series = _columns(data["series"], stats)
     return {
         "metric": metric,
         "title": title,
         "target": settings.LATENCY_TARGETS.get(metric),
         "stats": data["stats"],
         "histogram": _rounded(data["histogram"]),
-        "series": _columns(data["series"], stats),
+        "series": series,
+        "band": anomaly.band(_baseline(metric, scope), series["t"], BAND_MADS) if ids else None,
     }
+
+
+# The p95's usual band for the time of day on each latency chart (detect/anomaly.py), as wide
+# as the default anomaly rule's tolerance. A baseline learns from hourly values of 28 days:
+# live updates reuse one for BASELINE_REUSE_S.
+BAND_MADS = 4.0
+BASELINE_REUSE_S = 600
+_baselines: dict[tuple, tuple[float, anomaly.Baseline]] = {}
+_baselines_lock = threading.Lock()
+
+
+def _baseline(metric: str, scope: Scope) -> anomaly.Baseline:
+    now = time.time()
+    key = (metric, scope)
+    with _baselines_lock:
+        kept = _baselines.get(key)
+    if kept is not None and now - kept[0] < BASELINE_REUSE_S:
+        return kept[1]
+    base = anomaly.baseline(metric, "p95", scope, now, now)
+    with _baselines_lock:
+        if len(_baselines) >= OUTLIER_VIEWS_KEPT:  # filters are typed: keep few
+            _baselines.clear()
+        _baselines[key] = (now, base)
+    return base
 
 
 def _rounded(histogram: dict) -> dict:

@@ -58,61 +58,83 @@ class Judged:
         }
 
 
-def judge(metric: str, stat: str, scope: Scope, tolerance: float, now: float | None = None) -> Judged:
+@dataclass(frozen=True)
+class Baseline:
+    """Each hour of the day's expected value and spread (NaN where it has fewer than MIN_DAYS
+    days), each weekday's level, and what they rest on."""
+
+    median: np.ndarray  # (24,)
+    spread: np.ndarray  # (24,)
+    level: np.ndarray  # (7,) by weekday, Monday first; all 1 before WEEKDAYS_FROM_DAYS
+    days: int
+    weekly: bool
+
+    def at(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The expected value and spread at times `t` (NaN where there is no baseline):
+        between the two hours whose middles surround each time, times its weekday's level."""
+        position = (np.asarray(t, float) % DAY_S) / HOUR_S - 0.5
+        below = np.floor(position).astype(int) % 24
+        weight = position - np.floor(position)
+        above = (below + 1) % 24
+        level = self.level[((np.asarray(t, float) // DAY_S).astype(int) + 3) % 7]  # 1970-01-01: a Thursday
+        expected = ((1 - weight) * self.median[below] + weight * self.median[above]) * level
+        spread = ((1 - weight) * self.spread[below] + weight * self.spread[above]) * level
+        return expected, spread
+
+
+def baseline(metric: str, stat: str, scope: Scope, before: float, now: float | None = None) -> Baseline:
+    """Learned from the hourly values of the last HISTORY_DAYS days that ended by `before`."""
     now = time.time() if now is None else now
     hours = query.series(metric, HISTORY_DAYS * DAY_S, HOUR_S, stat, scope, now)
-    current = query.stats(metric, HOUR_S, scope, now).get(stat)
     t = np.array([s for s, _ in hours], float)
     v = np.array([np.nan if x is None else x for _, x in hours], float)
-    past = t + HOUR_S <= now - HOUR_S  # hours wholly before the one judged
-    t, v = t[past], v[past]
-    expected, spread, days, weekly = _expected(t, v, now)
-    if expected is None or current is None:
-        return Judged(current, None, None, None, days, weekly, now)
-    band = (expected - tolerance * spread, expected + tolerance * spread)
-    return Judged(float(current), expected, band, (current - expected) / spread, days, weekly, now)
-
-
-def _expected(t: np.ndarray, v: np.ndarray, now: float) -> tuple[float | None, float, int, bool]:
-    """The expected value at `now - 30 min` (the middle of the last hour), its spread, the
-    days of history of that hour, and whether weekdays count."""
-    ok = ~np.isnan(v)
-    t, v = t[ok], v[ok]
+    kept = (t + HOUR_S <= before) & ~np.isnan(v)
+    t, v = t[kept], v[kept]
     hour_of_day = ((t % DAY_S) // HOUR_S).astype(int)
-    day = (t // DAY_S).astype(int)
-    days = len(np.unique(day))
-    middle = now - HOUR_S / 2
-    # Between the two hours whose middles surround `middle`.
-    position = (middle % DAY_S) / HOUR_S - 0.5
-    below = math.floor(position) % 24
-    weight = position - math.floor(position)
-    profile = {}
-    for h in (below, (below + 1) % 24):
+    median, spread = np.full(24, np.nan), np.full(24, np.nan)
+    for h in range(24):
         values = v[hour_of_day == h]
-        if len(values) < MIN_DAYS:
-            return None, 0.0, days, False
-        median = float(np.median(values))
-        spread = max(MAD_TO_SD * float(np.median(np.abs(values - median))), FLOOR * abs(median))
-        profile[h] = (median, spread)
-    expected = (1 - weight) * profile[below][0] + weight * profile[(below + 1) % 24][0]
-    spread = (1 - weight) * profile[below][1] + weight * profile[(below + 1) % 24][1]
+        if len(values) >= MIN_DAYS:
+            median[h] = np.median(values)
+            spread[h] = max(MAD_TO_SD * float(np.median(np.abs(values - median[h]))), FLOOR * abs(median[h]))
+    days = len(np.unique((t // DAY_S).astype(int)))
     weekly = days >= WEEKDAYS_FROM_DAYS
+    level = np.ones(7)
     if weekly:
-        level = _weekday_level(t, v, hour_of_day, int(middle // DAY_S + 3) % 7)
-        expected, spread = expected * level, spread * level
-    return expected, spread, days, weekly
+        weekday = ((t // DAY_S).astype(int) + 3) % 7
+        ratios = v / median[hour_of_day]
+        for d in range(7):
+            r = ratios[(weekday == d) & np.isfinite(ratios)]
+            if len(r) >= 2 * MIN_DAYS:
+                level[d] = np.median(r)
+    return Baseline(median, spread, level, days, weekly)
 
 
-def _weekday_level(t: np.ndarray, v: np.ndarray, hour_of_day: np.ndarray, weekday: int) -> float:
-    """The weekday's level against all days: the median, over that weekday's hours, of each
-    value over its hour of the day's median (1 when the weekday has too few)."""
-    medians = np.array(
-        [np.median(v[hour_of_day == h]) if (hour_of_day == h).any() else np.nan for h in range(24)]
-    )
-    on_day = (t // DAY_S + 3).astype(int) % 7 == weekday  # 1970-01-01 was a Thursday (3)
-    ratios = v[on_day] / medians[hour_of_day[on_day]]
-    ratios = ratios[np.isfinite(ratios)]
-    return float(np.median(ratios)) if len(ratios) >= 2 * MIN_DAYS else 1.0
+def judge(metric: str, stat: str, scope: Scope, tolerance: float, now: float | None = None) -> Judged:
+    """The statistic over the last hour against the baseline of the hours before it."""
+    now = time.time() if now is None else now
+    current = query.stats(metric, HOUR_S, scope, now).get(stat)
+    base = baseline(metric, stat, scope, now - HOUR_S, now)
+    expected, spread = (float(x[0]) for x in base.at(np.array([now - HOUR_S / 2])))
+    if math.isnan(expected) or current is None:
+        return Judged(current, None, None, None, base.days, base.weekly, now)
+    band = (expected - tolerance * spread, expected + tolerance * spread)
+    return Judged(float(current), expected, band, (current - expected) / spread, base.days, base.weekly, now)
+
+
+def band(base: Baseline, times: list[float], tolerance: float) -> dict | None:
+    """The usual band at `times`, for a chart: {"lo": [...], "hi": [...]} (None where there
+    is no baseline), or None without any."""
+    expected, spread = base.at(np.array(times, float))
+    if np.isnan(expected).all():
+        return None
+    lo = expected - tolerance * spread
+    lo = np.where(expected > 0, np.maximum(lo, 0.0), lo)  # a positive quantity's band stops at 0
+
+    def listed(x: np.ndarray) -> list[float | None]:
+        return [None if math.isnan(v) else float(v) for v in x]
+
+    return {"lo": listed(lo), "hi": listed(expected + tolerance * spread)}
 
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")

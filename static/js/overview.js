@@ -94,6 +94,16 @@
       const traces = ["p50", "p95", "p99"].map((p) => ({
         type: "scatter", mode: "lines+markers", name: p, x: t, y: m.series[p], connectgaps: false,
         line: { color: COLORS[p] }, marker: { size: 4 } }));
+      // The p95's usual band for the time of day (hourly p95s of the last 28 days, ±4 MADs),
+      // under the lines; absent until a week of history.
+      if (m.band) {
+        traces.unshift(
+          { type: "scatter", mode: "lines", x: t, y: m.band.lo, line: { width: 0 }, hoverinfo: "skip",
+            showlegend: false, connectgaps: false },
+          { type: "scatter", mode: "lines", x: t, y: m.band.hi, line: { width: 0 }, fill: "tonexty",
+            fillcolor: "rgba(230,126,34,0.15)", name: "usual hourly p95 (±4 MADs)", hoverinfo: "skip",
+            connectgaps: false });
+      }
       PD.draw(`chart-${m.metric}-pct`, traces, Object.assign(
         PD.layout(link(`${m.title}: p50 / p95 / p99 over time`), "time", "latency (ms)"),
         m.target ? PD.hline(m.target.value, `target ${m.target.stat} ${PD.ms(m.target.value)}`) : {}));

@@ -80,3 +80,15 @@ def test_the_read_api_answers_the_judgement_and_its_explanation(client, read_tok
         "/api/v1/anomaly?metric=agent_response_ms&stat=p42", HTTP_AUTHORIZATION=f"Bearer {read_token}"
     )
     assert bad.status_code == 400 and bad.json()["param"] == "stat"
+
+
+def test_a_chart_band_follows_the_time_of_day(db):
+    history(10, last_hour_factor=1.0)
+    base = anomaly.baseline("agent_response_ms", "p50", Scope(), NOW, NOW)
+    night, afternoon = NOW - 30 * 60, NOW - 30 * 60 + 12 * HOUR - DAY  # 03:00 and 15:00
+    band = anomaly.band(base, [night, afternoon], 4)
+    assert band["lo"][0] < 1000 < band["hi"][0] < band["lo"][1] < 3000 < band["hi"][1]
+    assert (
+        anomaly.band(anomaly.baseline("agent_response_ms", "p50", Scope(), NOW - 8 * DAY, NOW), [night], 4)
+        is None
+    )
