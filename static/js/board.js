@@ -48,7 +48,8 @@
       const base = { name: lineName(l, grouped, several), x: t, y: l.values };
       // Stacks and bars are of the groups; "all" (their whole) stays a grey line on top.
       if (panel.chart === "bar" && !whole) return { ...base, type: "bar", marker: { color } };
-      const trace = { ...base, type: "scatter", mode: "lines", connectgaps: false,
+      // Markers too: a group with a single step of data is a point, which a line alone hides.
+      const trace = { ...base, type: "scatter", mode: "lines+markers", connectgaps: false, marker: { size: 4, color },
                       line: { color, width: whole ? 2.5 : 1.5, dash: whole ? "dot" : "solid" } };
       if (panel.chart === "area" && !whole) Object.assign(trace, { stackgroup: "groups", fillcolor: `${color}55` });
       return trace;
@@ -89,7 +90,7 @@
       lay.annotations = [...(lay.annotations || []), { xref: "paper", yref: "paper", x: 0.5, y: 0.5,
         showarrow: false, text: "no data in this window", font: { size: 16, color: "#667" } }];
     }
-    note.textContent = empty ? (board.empty_hint || "") : data.rows.filter((r) => r.all)
+    note.textContent = empty ? "no data in this window" : data.rows.filter((r) => r.all)
       .map((r) => `over the window: ${data.stats.map((s) => `${s} ${r.shown[s]}`).join(", ")}`).join("");
     PD.draw(`panel-${i}`, empty ? [] : traces(panel, data), lay);
   }
@@ -99,6 +100,11 @@
       document.getElementById("panels").textContent = data.error;
       return;
     }
+    // What fills the board, said once above the panels while none of them has data.
+    const hint = document.getElementById("board-empty");
+    const quiet = data.panels.every((p) => p.data && !p.data.rows.length);
+    hint.hidden = !(quiet && data.panels.length && data.board.empty_hint);
+    hint.textContent = data.board.empty_hint;
     const chosen = data.window ? `every panel over the last ${data.window}` : "each panel over its own window";
     document.getElementById("subtitle").textContent = `${data.panels.length} panels · ${chosen}`;
     boxes(data.panels);
