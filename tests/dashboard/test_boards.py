@@ -92,7 +92,7 @@ def test_the_migration_seeds_the_llm_and_beam_boards_with_valid_queries(seeded):
 def test_the_navigation_links_the_list_and_the_first_boards_as_text(viewer, seeded):
     Board.objects.create(name=SCRIPT, slug="xss", position=0)
     html = viewer.get("/explore/").content.decode()
-    assert '<a href="/boards/">Boards</a>' in html
+    assert "<summary>Boards</summary>" in html and '<a href="/boards/">All boards…</a>' in html
     assert 'href="/boards/xss/">&lt;script&gt;' in html and SCRIPT not in html
     assert 'href="/boards/llm/"' in html and 'href="/boards/beam/"' in html
     listed = viewer.get("/boards/").content.decode()

@@ -92,6 +92,7 @@ def test_a_custom_metric_arrives_on_a_board_live_and_as_text(live_server_url, ce
         log_in(page, "boarder")
         page.wait_for_selector("body[data-rendered]")
         page.wait_for_selector("#live-status[data-state=live]")
+        page.click("header nav .nav-menu summary")  # the boards menu opens
         nav = page.locator("header nav").inner_text()
         empty = page.locator("#panels").inner_text()
         hint_shown = page.locator("#board-empty").is_visible()

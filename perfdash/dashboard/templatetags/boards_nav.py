@@ -1,4 +1,4 @@
-"""The navigation bar's boards: a link to the list, then the first few boards by position."""
+"""The navigation bar's boards: a menu of the first few boards by position, and the list."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from django.db import DatabaseError
 from perfdash.dashboard.models import Board
 
 register = template.Library()
-# More links than this crowd the bar: the rest are one click away on /boards/.
-SHOWN = 3
+# More than this make a long menu: the rest are one click away on /boards/.
+SHOWN = 10
 
 
 @register.inclusion_tag("dashboard/board_nav.html")
