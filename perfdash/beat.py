@@ -22,6 +22,7 @@ TASK_ROUTES = {
     "alerts.verify_deploys": {"queue": "alerts"},
     "alerts.deliver": {"queue": "notify"},
     "forecast.*": {"queue": "forecast"},
+    "health.*": {"queue": "alerts"},
 }
 
 BEAT_SCHEDULE = {
@@ -51,6 +52,9 @@ BEAT_SCHEDULE = {
     # Cumulative OTLP streams not exported for the rollup retention: their senders are gone. A
     # day, as for series.
     "forget-otlp-streams": {"task": "otlp.forget_streams", "schedule": timedelta(days=1)},
+    # perfdash's own health: every 10 s, as often as alert rules are evaluated, so "ingest is
+    # more than 60 s behind" fires within a rule evaluation or two of being true.
+    "record-health": {"task": "health.record", "schedule": timedelta(seconds=10)},
     # Capacity forecasts are fitted on hourly steps: a new hour of history is the first thing
     # that can change them. The page also refits on demand.
     "refit-forecasts": {"task": "forecast.refit", "schedule": timedelta(seconds=FORECAST_REFIT_EVERY_S)},

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "perfdash.forecasting",
     "perfdash.events",
     "perfdash.detect",
+    "perfdash.health",
 ]
 
 MIDDLEWARE = [

@@ -18,6 +18,7 @@ LAYERS = [
     "lib",
     "metrics",
     "live",
+    "health",
     "ingest",
     "otlp",
     "events",

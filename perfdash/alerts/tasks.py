@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import time
+
 from celery import shared_task
 
 from perfdash.alerts import delivery, deploys, engine
+from perfdash.health import measure
 from perfdash.live import publish
 
 
@@ -10,7 +13,9 @@ from perfdash.live import publish
 def evaluate_rules() -> int:
     """Evaluate every enabled rule, then (its transaction committed) queue one delivery per
     rule and kind of change."""
+    started = time.perf_counter()
     groups = engine.group(engine.evaluate())
+    measure.push("worker", ("perfdash_alert_evaluation_ms", (time.perf_counter() - started) * 1000, {}))
     for ids in groups:
         deliver.delay(ids)
     if groups:

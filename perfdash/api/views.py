@@ -21,6 +21,7 @@ from perfdash.detect import anomaly as anomalies
 from perfdash.detect import outliers, slo
 from perfdash.detect.models import SLO
 from perfdash.events.models import Event
+from perfdash.health import measure
 from perfdash.ingest import cardinality, ratelimit
 from perfdash.ingest.models import PendingBatch
 from perfdash.ingest.tasks import wake
@@ -79,22 +80,27 @@ def ingest(request):
     try:
         batch = parse_batch(_body(request, limits), limits, now)
     except ProtocolError as exc:
+        measure.push("web", ("perfdash_batches_refused_total", 1, {"reason": "invalid"}))
         return JsonResponse(exc.as_json(), status=exc.status)
     # The points rate first: the cardinality check counts a batch's new series once it passes.
     refused = _over_rate(request.token.id, len(batch))
     if refused is not None:
+        reason = "rate_limit" if refused.status_code == 429 else "unavailable"
+        measure.push("web", ("perfdash_points_refused_total", len(batch), {"reason": reason}))
         return refused
     refused = cardinality.check(request.token.id, batch, now)
     if refused is not None:
+        measure.push("web", ("perfdash_points_refused_total", len(batch), {"reason": "cardinality"}))
         return refused.response()
     # Committed to the outbox before the 202: from here on the batch is safe whatever happens
     # to Redis or a worker. None: this batch id is pending already (a re-send).
     pending = PendingBatch.keep(request.token.id, batch)
     if pending is not None:
         try:
-            wake(pending, batch.batch_id)
+            wake(pending, batch.batch_id, time.time())
         except Exception as exc:  # the broker is away: the sweeper queues the batch once it is back
             log.warning("ingest queue unavailable, batch kept for the sweeper: %s", type(exc).__name__)
+    measure.push("web", ("perfdash_points_accepted_total", len(batch), {}))
     return JsonResponse({"accepted": len(batch), "batch_id": batch.batch_id}, status=202)
 
 

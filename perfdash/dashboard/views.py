@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -9,6 +11,7 @@ from perfdash.dashboard import boards, compare_page, explore, panels, slo_page
 from perfdash.dashboard.models import Board
 from perfdash.forecasting.models import CapacityForecast
 from perfdash.forecasting.tasks import refit as refit_task
+from perfdash.health import gauges as health
 from perfdash.lib.redis import client as redis_client
 from perfdash.lib.redis import key as redis_key
 from perfdash.metrics import query
@@ -157,6 +160,8 @@ def _queue_refit() -> bool:
 @require_GET
 def data(request, page: str):
     """The data a page draws on first paint (the live socket sends the same shape)."""
+    if page == "health":  # not a page: what every page's header polls (perfdash.js)
+        return JsonResponse(health.status(time.time()))
     if page not in panels.PAGES:
         return JsonResponse({"error": f"unknown page {page!r}"}, status=404)
     try:

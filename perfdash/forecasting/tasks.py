@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import time
+
 from celery import shared_task
 
 from perfdash.forecasting import capacity
+from perfdash.health import measure
 from perfdash.live import publish
 
 
@@ -10,7 +13,9 @@ from perfdash.live import publish
 def refit() -> int | None:
     """Refit every capacity target (skipped if a refit is already running), then tell open
     capacity pages."""
+    started = time.perf_counter()
     written = capacity.refit()
     if written is not None:
+        measure.push("worker", ("perfdash_forecast_refit_ms", (time.perf_counter() - started) * 1000, {}))
         publish.forecasts_changed(written)
     return written

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
 
+from perfdash.health import measure
 from perfdash.ingest.models import FailedBatch, IngestedBatch, PendingBatch
 from perfdash.lib.unavailable import DATABASE_AWAY
 from perfdash.live import peaks, publish
@@ -57,11 +59,19 @@ def store_batch(message: dict) -> None:
     if written:  # after the commit: live dashboards may now read these points
         metrics = sorted({s[0] for s in batch.series})
         publish.points_committed(len(batch), metrics, peaks.of_batch(batch))
+        stored = [("perfdash_points_stored_total", len(batch), {})]
+        if "at" in message:  # from the 202 to the commit; the sweeper's wake-ups carry no time
+            stored.append(("perfdash_ingest_lag_ms", (time.time() - message["at"]) * 1000, {}))
+        measure.push("worker", *stored)
 
 
-def wake(pending: int, batch_id: str) -> None:
-    """Queue the storing of an outbox row (raises when the broker is unreachable)."""
-    store_batch.apply_async(args=[{"v": 2, "pending": pending}], argsrepr=f"<batch {batch_id}>")
+def wake(pending: int, batch_id: str, accepted_at: float | None = None) -> None:
+    """Queue the storing of an outbox row (raises when the broker is unreachable).
+    `accepted_at`: when its 202 went out, for the end-to-end lag."""
+    message = {"v": 2, "pending": pending}
+    if accepted_at is not None:
+        message["at"] = accepted_at
+    store_batch.apply_async(args=[message], argsrepr=f"<batch {batch_id}>")
 
 
 @shared_task(name="ingest.requeue_pending", queue="ingest", ignore_result=True)

@@ -282,3 +282,28 @@ const PD = (() => {
 
   return { start, esc, ms, fmt, dates, layout, draw, hline, cells, link, compareWindows };
 })();
+
+// perfdash's own health: the header's status turns amber while ingest is more than 60 s
+// behind (docs/dashboard.md). One small request every 30 s, whatever the page.
+(() => {
+  const status = document.getElementById("live-status");
+  async function check() {
+    let health;
+    try {
+      const response = await fetch("/data/health", { credentials: "same-origin" });
+      if (!response.ok) return;
+      health = await response.json();
+    } catch {
+      return;  // the server is away: the live status already says so
+    }
+    if (health.behind) {
+      status.dataset.behind = "";
+      status.title = `perfdash is behind: the oldest batch waiting to be stored came in ${Math.round(health.oldest_batch_age_s)} s ago`;
+    } else {
+      delete status.dataset.behind;
+      status.removeAttribute("title");
+    }
+  }
+  check();
+  setInterval(check, 30000);
+})();
