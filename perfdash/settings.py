@@ -160,7 +160,8 @@ INGEST_REQUEUE_AFTER_S = env.int("INGEST_REQUEUE_AFTER_S", default=60)
 # first one present wins.
 OTLP_NODE_ATTRIBUTES = env.list("OTLP_NODE_ATTRIBUTES", default=["host.name", "k8s.node.name"])
 OTLP_AGENT_ATTRIBUTES = env.list(
-    "OTLP_AGENT_ATTRIBUTES", default=["gen_ai.agent.id", "gen_ai.agent.name", "service.instance.id", "service.name"]
+    "OTLP_AGENT_ATTRIBUTES",
+    default=["gen_ai.agent.id", "gen_ai.agent.name", "service.instance.id", "service.name"],
 )
 # Resource attributes that become tags (attribute=tag,...): a release's version, for comparisons.
 OTLP_RESOURCE_TAGS = env.dict("OTLP_RESOURCE_TAGS", default={"service.version": "version"})

@@ -294,7 +294,8 @@ def test_an_event_posted_through_the_api_is_a_marker_whose_hover_shows_its_title
         assert marked == sorted(f"chart-{m}-pct" for m in LATENCY_METRICS)
         # Each latency panel's title opens the same query in the explorer.
         heading = page.evaluate(f"() => document.getElementById('{chart}').layout.title.text")
-        assert "/explore/?metric=agent_response_ms&amp;stat=p50&amp;stat=p95&amp;stat=p99&amp;window=1h" in heading
+        explored = "/explore/?metric=agent_response_ms&amp;stat=p50&amp;stat=p95&amp;stat=p99&amp;window=1h"
+        assert explored in heading
         # Hover the middle of the line: where Plotly put it, in the viewport's pixels.
         page.locator(f"#{chart}").scroll_into_view_if_needed()
         x, y = page.evaluate(

@@ -5,21 +5,36 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('alerts', '0011_default_outlier_rule'),
-        ('detect', '0002_default_slos'),
+        ("alerts", "0011_default_outlier_rule"),
+        ("detect", "0002_default_slos"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='alertrule',
-            name='slo',
-            field=models.ForeignKey(blank=True, help_text='Burn-rate rules: the SLO watched. Critical pages on its 1 h/5 min and 6 h/30 min windows, warning opens a ticket on its 3 d/6 h windows.', null=True, on_delete=django.db.models.deletion.CASCADE, to='detect.slo'),
+            model_name="alertrule",
+            name="slo",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Burn-rate rules: the SLO watched. Critical pages on its 1 h/5 min and 6 h/30 min windows, warning opens a ticket on its 3 d/6 h windows.",
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                to="detect.slo",
+            ),
         ),
         migrations.AlterField(
-            model_name='alertrule',
-            name='kind',
-            field=models.CharField(choices=[('threshold', 'A metric crosses a threshold'), ('forecast', 'A capacity target is projected to reach its limit within N days'), ('deploy', 'A deploy made a metric slower'), ('outlier', 'An agent is an outlier among its peers'), ('burn', 'An SLO burns its error budget too fast')], default='threshold', max_length=10),
+            model_name="alertrule",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("threshold", "A metric crosses a threshold"),
+                    ("forecast", "A capacity target is projected to reach its limit within N days"),
+                    ("deploy", "A deploy made a metric slower"),
+                    ("outlier", "An agent is an outlier among its peers"),
+                    ("burn", "An SLO burns its error budget too fast"),
+                ],
+                default="threshold",
+                max_length=10,
+            ),
         ),
     ]

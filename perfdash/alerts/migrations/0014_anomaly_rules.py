@@ -4,15 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('alerts', '0013_default_burn_rules'),
+        ("alerts", "0013_default_burn_rules"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='alertrule',
-            name='kind',
-            field=models.CharField(choices=[('threshold', 'A metric crosses a threshold'), ('forecast', 'A capacity target is projected to reach its limit within N days'), ('deploy', 'A deploy made a metric slower'), ('outlier', 'An agent is an outlier among its peers'), ('burn', 'An SLO burns its error budget too fast'), ('anomaly', 'A metric is anomalous for this time of day')], default='threshold', max_length=10),
+            model_name="alertrule",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("threshold", "A metric crosses a threshold"),
+                    ("forecast", "A capacity target is projected to reach its limit within N days"),
+                    ("deploy", "A deploy made a metric slower"),
+                    ("outlier", "An agent is an outlier among its peers"),
+                    ("burn", "An SLO burns its error budget too fast"),
+                    ("anomaly", "A metric is anomalous for this time of day"),
+                ],
+                default="threshold",
+                max_length=10,
+            ),
         ),
     ]
