@@ -14,7 +14,8 @@ $(STAMP): requirements.txt
 run: $(STAMP)
 	$(VENV)/bin/python -m perfdash.run
 
-test: $(STAMP)
+# The style check first: it takes seconds, and CI runs this target.
+test: lint
 	$(VENV)/bin/python -m pytest
 
 lint: $(STAMP)
