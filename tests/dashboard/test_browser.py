@@ -387,3 +387,32 @@ def test_the_compare_page_shows_the_verdict_both_distributions_the_table_and_the
     assert "node node-1" in same_version
     assert [r.split("\t")[0] for r in by_tool] == ["search", "fetch", "rare"]
     assert by_tool[0].endswith("slower") and by_tool[2].endswith("not enough data")
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by .ci/run")
+def test_the_header_turns_amber_while_ingest_is_more_than_a_minute_behind(live_server_url):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from perfdash.ingest.models import PendingBatch
+
+    User.objects.create_user("viewer", password="viewer-password")
+    token = ApiToken.issue("late", ["ingest"])[0]
+    # A batch accepted 90 s ago that no worker has stored (no wake-up was sent for it).
+    late = PendingBatch.objects.create(token=token, batch_id="late", points=1, payload=b"")
+    PendingBatch.objects.filter(id=late.id).update(accepted_at=timezone.now() - timedelta(seconds=90))
+    ARTIFACTS.mkdir(exist_ok=True)
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser, page = open_page(pw, errors)
+        page.goto(f"{live_server_url}/login/?next=/tools/")
+        log_in(page, "viewer")
+        page.wait_for_selector("#live-status[data-behind]", timeout=10_000)
+        shown = page.locator("#live-status").evaluate(
+            "(el) => [getComputedStyle(el).backgroundColor, el.title]"
+        )
+        page.screenshot(path=str(ARTIFACTS / "header-behind.png"))
+        browser.close()
+    assert errors == []
+    assert shown[0] == "rgb(241, 162, 8)" and "came in 9" in shown[1]
