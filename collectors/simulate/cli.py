@@ -215,6 +215,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "repeatable",
     )
     ap.add_argument(
+        "--episodes",
+        choices=("random", "none"),
+        default="random",
+        help="random: the seed's slow-tool, slow-provider and memory-leak episodes (default); "
+        "none: steady traffic, e.g. to count false alarms",
+    )
+    ap.add_argument(
         "--previous-version",
         type=_tag_value,
         help="the fleet runs this version (without --version's slowdown) until the release, then "
@@ -291,6 +298,7 @@ def run(args: argparse.Namespace) -> int:
         version=args.version or "",
         variants=args.variants,
         slowdown=args.slowdown,
+        episodes=None if args.episodes == "random" else [],
     )
     earlier = None
     if args.previous_version:
@@ -303,6 +311,7 @@ def run(args: argparse.Namespace) -> int:
             version=args.previous_version,
             variants=args.variants,
             slowdown=slowdown,
+            episodes=None if args.episodes == "random" else [],
         )
     stats = Stats()
     try:

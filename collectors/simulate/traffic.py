@@ -148,7 +148,9 @@ class Fleet:
     runs variant i mod their number, so every node runs each), tag their points, and
     `slowdown` makes a variant's latencies (responses, tools, LLM calls, memory ops) slower
     by a factor, e.g. {"b": 1.15}; naming the version, every agent's: {"1.3.0": 1.1}; naming an
-    agent, that agent's (an outlier among its peers): {"agent-7": 1.6}."""
+    agent, that agent's (an outlier among its peers): {"agent-7": 1.6}. `episodes`, if given,
+    replaces the seed's random slow-tool, slow-provider and memory-leak episodes: [] for none,
+    or episodes at known times (for measuring what detects them)."""
 
     def __init__(
         self,
@@ -160,6 +162,7 @@ class Fleet:
         version: str = "",
         variants: Sequence[str] = (),
         slowdown: Mapping[str, float] | None = None,
+        episodes: Sequence[Episode] | None = None,
     ):
         if not 1 <= nodes <= agents:
             raise ValueError("need at least one agent per node")
@@ -184,6 +187,7 @@ class Fleet:
         self.memory_period = rng.uniform(2 * HOUR, 8 * HOUR, agents)
         self.memory_phase = rng.uniform(0, 2 * np.pi, agents)
         self.version, self.variants, self.slowdown = version, tuple(variants), slowdown
+        self.scheduled = None if episodes is None else tuple(episodes)
         self.variant_of = np.arange(agents) % max(1, len(self.variants))
         self._release_tags, self._release_of = self._release(version)
         self.latency_factor = None
@@ -214,7 +218,10 @@ class Fleet:
         return REQUESTS_PER_S * (1 + DAILY_SWING * np.cos(2 * np.pi * (hour - BUSIEST_HOUR) / 24))
 
     def episodes(self, t0: float, t1: float) -> list[Episode]:
-        """The episodes that overlap [t0, t1), by start time."""
+        """The episodes that overlap [t0, t1), by start time: the seed's random schedule, or
+        exactly those the fleet was given (none, for a run with no episodes)."""
+        if self.scheduled is not None:
+            return sorted((e for e in self.scheduled if e.start < t1 and e.end > t0), key=lambda e: e.start)
         found = []
         for i, schedule in enumerate(SCHEDULES):
             for slot in range(int(t0 // schedule.slot_s), int(t1 // schedule.slot_s) + 1):

@@ -390,3 +390,26 @@ def test_a_rejected_token_stops_it_with_the_servers_message(live_server_url):
     assert "HTTP 401" in run.stderr
     assert "invalid or revoked token" in run.stderr
     assert re.search(r"^sent 0 points", run.stdout, re.M)
+
+
+def test_a_fleet_without_episodes_has_none_and_one_given_episodes_has_exactly_those():
+    t0 = MIDNIGHT + 10 * HOUR
+    assert Fleet(20, 2, 7, full_at=MIDNIGHT + DAY, episodes=[]).episodes(t0 - 7 * DAY, t0) == []
+    slow = Episode("slow_tool", t0 + 600, t0 + 1800, "web_search", 3)  # TOOLS.names("tool")[3]
+    fleet = Fleet(20, 2, 7, full_at=MIDNIGHT + DAY, episodes=[slow])
+    assert fleet.episodes(t0, t0 + HOUR) == [slow] and fleet.episodes(t0 + 2 * HOUR, t0 + 3 * HOUR) == []
+    calm = Fleet(20, 2, 7, full_at=MIDNIGHT + DAY, episodes=[])
+    during = [
+        p["value"] for p in fleet.points(t0 + 900, t0 + 960) if p.get("tags", {}).get("tool") == "web_search"
+    ]
+    before = [
+        p["value"] for p in calm.points(t0 + 900, t0 + 960) if p.get("tags", {}).get("tool") == "web_search"
+    ]
+    assert np.median(during) > 2 * np.median(before)  # the slow tool is slower while its episode runs
+
+
+def test_the_cli_runs_without_episodes():
+    from collectors.simulate.cli import parse_args
+
+    assert parse_args(["--dry-run", "--episodes", "none"]).episodes == "none"
+    assert parse_args(["--dry-run"]).episodes == "random"
