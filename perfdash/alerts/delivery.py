@@ -47,21 +47,12 @@ def notification(rule: AlertRule, events: list[AlertEvent]) -> transports.Notifi
         return deploys.notification(rule, events)
     state = events[0].to_state
     offenders = [transports.Offender(e.subject or "fleet", e.value) for e in events]
-    forecast = rule.kind == AlertRule.Kind.FORECAST
-    if rule.kind == AlertRule.Kind.OUTLIER:
-        return _outlier_notification(rule, events, offenders)
-    if rule.kind == AlertRule.Kind.BURN:
-        return _burn_notification(rule, events)
-    if rule.kind == AlertRule.Kind.ANOMALY:
-        return _anomaly_notification(rule, events, offenders)
-    return transports.Notification(
+    fields = dict(
         rule_id=rule.id,
         rule_name=rule.name,
         severity=rule.severity,
-        # A forecast rule reads "projected time to limit of Active agents per node is 4.2 days".
-        metric=str(rule.capacity_target) if forecast else rule.metric,
-        statistic="projected time to limit" if forecast else rule.statistic,
-        unit="days" if forecast else "",
+        metric=rule.metric,
+        statistic=rule.statistic,
         comparison=rule.comparison,
         threshold=rule.recovery if state == "resolved" else rule.threshold,
         state=state,
@@ -72,112 +63,93 @@ def notification(rule: AlertRule, events: list[AlertEvent]) -> transports.Notifi
         scope=rule.scope,
         kind=rule.kind,
     )
+    own = _OWN_WORDS.get(rule.kind)
+    return transports.Notification(**(fields | (own(rule, events, offenders) if own else {})))
 
 
-def _anomaly_notification(
-    rule: AlertRule, events: list[AlertEvent], offenders: list[transports.Offender]
-) -> transports.Notification:
+def _forecast_words(rule: AlertRule, events: list[AlertEvent], offenders: list) -> dict:
+    # "projected time to limit of Active agents per node is 4.2 days".
+    return {"metric": str(rule.capacity_target), "statistic": "projected time to limit", "unit": "days"}
+
+
+def _anomaly_words(rule: AlertRule, events: list[AlertEvent], offenders: list) -> dict:
     """Why the value is anomalous: against its expected value and band for the time of day."""
     scope = Scope(node=rule.node, agent=rule.agent, tag_key=rule.tag_key, tag_value=rule.tag_value)
-    judged = anomaly.judge(rule.metric, rule.statistic, scope, rule.threshold)
-    why = anomaly.explain(rule.metric, rule.statistic, judged)
-    return transports.Notification(
-        rule_id=rule.id,
-        rule_name=rule.name,
-        severity=rule.severity,
-        metric=rule.metric,
-        statistic=f"distance of the {rule.statistic} from its expected value",
-        unit="MADs",
-        comparison=rule.comparison,
-        threshold=rule.recovery if events[0].to_state == "resolved" else rule.threshold,
-        state=events[0].to_state,
-        offenders=offenders,
-        runbook_url=rule.runbook_url,
-        dashboard_url=dashboard_url(rule, []),
-        at=events[0].at,
-        scope="fleet",
-        kind=rule.kind,
-        headline=f"{rule.metric}: {why}; since {events[0].at:%H:%M} UTC",
-        details={o.subject: why for o in offenders},
+    why = anomaly.explain(
+        rule.metric, rule.statistic, anomaly.judge(rule.metric, rule.statistic, scope, rule.threshold)
     )
+    return {
+        "statistic": f"distance of the {rule.statistic} from its expected value",
+        "unit": "MADs",
+        "scope": "fleet",
+        "headline": f"{rule.metric}: {why}; since {events[0].at:%H:%M} UTC",
+        "details": {o.subject: why for o in offenders},
+    }
 
 
-def _burn_notification(rule: AlertRule, events: list[AlertEvent]) -> transports.Notification:
+def _burn_words(rule: AlertRule, events: list[AlertEvent], offenders: list) -> dict:
     """The SLO, its burn rates and the budget left, as they are when it is sent."""
     status = slo.status(rule.slo)
     burn = ", ".join(f"{w} {r:.1f}x" for w, r in status["burn_rates"].items() if r is not None)
     left = status["budget_left"]
     budget = "no data" if left is None else f"{left * 100:.1f} % of the error budget left"
-    state = events[0].to_state
-    return transports.Notification(
-        rule_id=rule.id,
-        rule_name=rule.name,
-        severity=rule.severity,
-        metric=rule.slo.name,
-        statistic="burn over the alerting rate",
-        unit="burn",
-        comparison=rule.comparison,
-        threshold=rule.threshold,
-        state=state,
-        offenders=[transports.Offender("fleet", e.value) for e in events],
-        runbook_url=rule.runbook_url,
-        dashboard_url=dashboard_url(rule, []),
-        at=events[0].at,
-        scope="fleet",
-        kind=rule.kind,
-        headline=f"SLO {rule.slo.name}: {budget}; burn rates {burn}"
-        if state != "resolved"
-        else f"SLO {rule.slo.name}: burning within its budget again; {budget}",
-        details={"fleet": f"{budget}; burn rates {burn}"},
+    headline = (
+        f"SLO {rule.slo.name}: {budget}; burn rates {burn}"
+        if events[0].to_state != "resolved"
+        else f"SLO {rule.slo.name}: burning within its budget again; {budget}"
     )
+    return {
+        "metric": rule.slo.name,
+        "statistic": "burn over the alerting rate",
+        "unit": "burn",
+        "scope": "fleet",
+        "headline": headline,
+        "details": {"fleet": f"{budget}; burn rates {burn}"},
+    }
 
 
-def _outlier_notification(
-    rule: AlertRule, events: list[AlertEvent], offenders: list[transports.Offender]
-) -> transports.Notification:
+def _outlier_words(rule: AlertRule, events: list[AlertEvent], offenders: list) -> dict:
     """Each offender explained: its value against its peers' median and band, as they are now."""
-    peers = "its node's agents" if rule.scope == AlertRule.Scope.NODE else "the fleet's agents"
+    by_node = rule.scope == AlertRule.Scope.NODE
     judged = {
         j.agent: j
         for j in outliers.find(
             rule.metric,
             rule.statistic,
             max(60, rule.window_seconds),
-            "node" if rule.scope == AlertRule.Scope.NODE else "fleet",
+            "node" if by_node else "fleet",
             rule.threshold,
             settings.OUTLIER_MIN_PEERS,
             rule.min_samples,
             rule.node,
         )
     }
+    kind = units.of_metric(rule.metric, rule.statistic)
+    peers = "its node's agents" if by_node else "the fleet's agents"
     details = {}
     for o in offenders:
         j = judged.get(o.subject)
         if j is not None and j.peer_median is not None:
-            kind = units.of_metric(rule.metric, rule.statistic)
             lo, hi = (units.readable(x, kind) for x in j.peer_band)
             details[o.subject] = (
                 f"{units.readable(j.value, kind)} against a median of {units.readable(j.peer_median, kind)} "
                 f"among {peers} (band {lo} to {hi}): {j.mads:.1f} MADs above"
             )
-    return transports.Notification(
-        rule_id=rule.id,
-        rule_name=rule.name,
-        severity=rule.severity,
-        metric=rule.metric,
-        statistic=f"distance of the {rule.statistic} from the peers' median",
-        unit="MADs",
-        comparison=rule.comparison,
-        threshold=rule.recovery if events[0].to_state == "resolved" else rule.threshold,
-        state=events[0].to_state,
-        offenders=offenders,
-        runbook_url=rule.runbook_url,
-        dashboard_url=dashboard_url(rule, [e.subject for e in events]),
-        at=events[0].at,
-        scope="agent",
-        kind=rule.kind,
-        details=details,
-    )
+    return {
+        "statistic": f"distance of the {rule.statistic} from the peers' median",
+        "unit": "MADs",
+        "scope": "agent",  # its subjects are agents, whatever the peers
+        "details": details,
+    }
+
+
+# What a rule kind says in its own words, over the fields every notification has.
+_OWN_WORDS = {
+    AlertRule.Kind.FORECAST: _forecast_words,
+    AlertRule.Kind.ANOMALY: _anomaly_words,
+    AlertRule.Kind.BURN: _burn_words,
+    AlertRule.Kind.OUTLIER: _outlier_words,
+}
 
 
 def deliver(event_ids: list[int], attempt: int = 1) -> float | None:

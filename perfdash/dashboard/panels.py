@@ -194,25 +194,50 @@ def llm(totals: dict, ids: dict[str, list[int]], by_error: list[tuple[int, str]]
     }
 
 
+class _Reused:
+    """Values that are slow to compute and change slowly, kept per key for `seconds` so that
+    live updates (one per view per second) reuse them. Keys come from typed filters: past
+    `most` of them, all are dropped."""
+
+    def __init__(self, seconds: float, most: int = 256) -> None:
+        self.seconds, self.most = seconds, most
+        self._kept: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, key, compute):
+        now = time.time()
+        with self._lock:
+            kept = self._kept.get(key)
+        if kept is not None and now - kept[0] < self.seconds:
+            return kept[1]
+        value = compute()
+        with self._lock:
+            if len(self._kept) >= self.most:
+                self._kept.clear()
+            self._kept[key] = (now, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
+
 # The overview's outliers: agents far above the other agents of their node, over the last
 # OUTLIER_WINDOW_S, in latency and in memory. The median response time: an agent's own p95 of
 # a few dozen responses an hour is too noisy to tell it from its peers'. A judgement reads
-# every agent's rows, so live updates reuse one for OUTLIER_REUSE_S (outliers last for minutes).
+# every agent's rows, so live updates reuse one (outliers last for minutes).
 OUTLIER_WINDOW_S = 3600
-OUTLIER_REUSE_S = 30
 OUTLIER_ROWS = 10
-OUTLIER_VIEWS_KEPT = 256
 OUTLIER_CHECKS = (("agent_response_ms", "p50"), ("agent_memory_bytes", "max"))
-_outliers_kept: dict[str, tuple[float, list[dict]]] = {}
-_outliers_lock = threading.Lock()
+_outliers = _Reused(seconds=30)
 
 
 def outlier_rows(node: str) -> list[dict]:
+    return _outliers.get(node, lambda: _judge_outliers(node))
+
+
+def _judge_outliers(node: str) -> list[dict]:
     now = time.time()
-    with _outliers_lock:
-        kept = _outliers_kept.get(node)
-    if kept is not None and now - kept[0] < OUTLIER_REUSE_S:
-        return kept[1]
     rows = []
     for metric, stat in OUTLIER_CHECKS:
         try:
@@ -243,12 +268,7 @@ def outlier_rows(node: str) -> list[dict]:
             for j in judged
             if j.outlier()
         ]
-    rows = sorted(rows, key=lambda r: -r["mads"])[:OUTLIER_ROWS]
-    with _outliers_lock:
-        if len(_outliers_kept) >= OUTLIER_VIEWS_KEPT:  # node filters are typed: keep few
-            _outliers_kept.clear()
-        _outliers_kept[node] = (now, rows)
-    return rows
+    return sorted(rows, key=lambda r: -r["mads"])[:OUTLIER_ROWS]
 
 
 def _active_agents(view: View, per_node: query.Top) -> int:
@@ -293,27 +313,14 @@ def latency(window: query.Window, ids: list[int], metric: str, title: str, scope
 
 
 # The p95's usual band for the time of day on each latency chart (detect/anomaly.py), as wide
-# as the default anomaly rule's tolerance. A baseline learns from hourly values of 28 days:
-# live updates reuse one for BASELINE_REUSE_S.
+# as the default anomaly rule's tolerance. A baseline learns from hourly values of 28 days and
+# changes hourly: live updates reuse one.
 BAND_MADS = 4.0
-BASELINE_REUSE_S = 600
-_baselines: dict[tuple, tuple[float, anomaly.Baseline]] = {}
-_baselines_lock = threading.Lock()
+_baselines = _Reused(seconds=600)
 
 
 def _baseline(metric: str, scope: Scope) -> anomaly.Baseline:
-    now = time.time()
-    key = (metric, scope)
-    with _baselines_lock:
-        kept = _baselines.get(key)
-    if kept is not None and now - kept[0] < BASELINE_REUSE_S:
-        return kept[1]
-    base = anomaly.baseline(metric, "p95", scope, now, now)
-    with _baselines_lock:
-        if len(_baselines) >= OUTLIER_VIEWS_KEPT:  # filters are typed: keep few
-            _baselines.clear()
-        _baselines[key] = (now, base)
-    return base
+    return _baselines.get((metric, scope), lambda: anomaly.baseline(metric, "p95", scope, time.time()))
 
 
 def _rounded(histogram: dict) -> dict:
