@@ -13,7 +13,6 @@ import uuid
 from typing import NoReturn
 
 import msgspec
-import numpy as np
 import orjson
 
 from collectors import protocol
@@ -129,7 +128,7 @@ class _PointParser:
             idx.append(s)
             ts_col.append(ts)
             val_col.append(v)
-        return _columns(batch_id, series, idx, ts_col, val_col)
+        return Batch.of_lists(batch_id, series, idx, ts_col, val_col)
 
     def parse_typed(self, batch_id: str, points: list[_TypedPoint]) -> Batch:
         """The same checks as `parse`, for points msgspec has already type-checked."""
@@ -153,7 +152,7 @@ class _PointParser:
             idx.append(s)
             ts_col.append(ts)
             val_col.append(v)
-        return _columns(batch_id, series, idx, ts_col, val_col)
+        return Batch.of_lists(batch_id, series, idx, ts_col, val_col)
 
     def register(self, raw: tuple, i: int, series: dict[SeriesKey, int], tags) -> tuple[int, bool]:
         """Series index of a point sent as `raw` = (metric, node, agent, tag items)."""
@@ -222,13 +221,3 @@ class _PointParser:
             return protocol.check_value(value, metric)
         except ProtocolError as exc:
             raise exc.at(i) from None
-
-
-def _columns(batch_id: str, series: dict[SeriesKey, int], idx: list, ts: list, values: list) -> Batch:
-    return Batch(
-        batch_id,
-        list(series),
-        np.array(idx, np.int32),
-        np.array(ts, np.float64),
-        np.array(values, np.float64),
-    )

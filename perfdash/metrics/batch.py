@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +71,26 @@ class Batch:
     ts: np.ndarray  # float64 Unix seconds
     value: np.ndarray  # float64
     aggregates: Aggregates | None = None
+
+    @classmethod
+    def of_lists(
+        cls,
+        batch_id: str,
+        series: Iterable[SeriesKey],
+        idx: list,
+        ts: list,
+        values: list,
+        aggregates: Aggregates | None = None,
+    ) -> Batch:
+        """From the Python lists a parser fills point by point (`series` in index order)."""
+        return cls(
+            batch_id,
+            list(series),
+            np.array(idx, np.int32),
+            np.array(ts, np.float64),
+            np.array(values, np.float64),
+            aggregates,
+        )
 
     def __len__(self) -> int:
         """Data points: plain points and pre-aggregated entries."""

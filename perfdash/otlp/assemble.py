@@ -42,14 +42,7 @@ def batch(batch_id: str, points: list[Point], added: list[float | Histogram | No
             idx.append(s)
             ts.append(t)
             values.append(v)
-    return Batch(
-        batch_id,
-        list(series),
-        np.array(idx, np.int32),
-        np.array(ts, np.float64),
-        np.array(values, np.float64),
-        _aggregates(entries) if entries else None,
-    )
+    return Batch.of_lists(batch_id, series, idx, ts, values, _aggregates(entries) if entries else None)
 
 
 def _aggregates(entries: list[tuple[int, float, Histogram, float]]) -> Aggregates:
