@@ -21,7 +21,6 @@ from perfdash.alerts import deploys, transports
 from perfdash.alerts.models import AlertEvent, AlertRule, Delivery, NotificationChannel
 from perfdash.detect import anomaly, outliers, slo
 from perfdash.lib import units
-from perfdash.metrics.scope import Scope
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 6
@@ -74,7 +73,7 @@ def _forecast_words(rule: AlertRule, events: list[AlertEvent], offenders: list) 
 
 def _anomaly_words(rule: AlertRule, events: list[AlertEvent], offenders: list) -> dict:
     """Why the value is anomalous: against its expected value and band for the time of day."""
-    scope = Scope(node=rule.node, agent=rule.agent, tag_key=rule.tag_key, tag_value=rule.tag_value)
+    scope = rule.filters()
     why = anomaly.explain(
         rule.metric, rule.statistic, anomaly.judge(rule.metric, rule.statistic, scope, rule.threshold)
     )

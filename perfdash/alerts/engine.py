@@ -154,7 +154,7 @@ def _anomalous(rule: AlertRule, now: float) -> Observed:
     """How many MADs from its seasonal baseline the statistic over the last hour lies, either
     side (no data: no baseline yet)."""
     try:
-        scope = Scope(node=rule.node, agent=rule.agent, tag_key=rule.tag_key, tag_value=rule.tag_value)
+        scope = rule.filters()
         judged = anomaly.judge(rule.metric, rule.statistic, scope, rule.threshold, now)
     except (UnknownMetric, QueryError):
         return Observed([""], np.array([np.nan]), np.array([0], np.int64))
@@ -172,7 +172,7 @@ def _read(rule: AlertRule, by: str, now: float, percentiles: bool) -> dict[str, 
     try:
         # A rule's tag may have left DIMENSION_TAGS since it was saved: it reads as no data
         # (the rule's no-data behaviour applies) instead of stopping every rule's evaluation.
-        scope = Scope(node=rule.node, agent=rule.agent, tag_key=rule.tag_key, tag_value=rule.tag_value)
+        scope = rule.filters()
         if not by:
             return {"": query.stats(rule.metric, _window(rule), scope, now=now)}
         narrower = Scope(node=rule.node, tag_key=rule.tag_key, tag_value=rule.tag_value)

@@ -9,6 +9,7 @@ from django.utils import timezone
 from perfdash.lib.secrets import origin_only
 from perfdash.metrics.dimensions import MAX_TAG_LENGTH, dimension_tags
 from perfdash.metrics.query import STATS
+from perfdash.metrics.scope import Scope
 
 
 def tag_key_choices() -> list[tuple[str, str]]:
@@ -288,6 +289,11 @@ class AlertRule(models.Model):
             if before and any(before[f] != getattr(self, f) for f in self.SUBJECT_FIELDS):
                 self.states.all().delete()
         super().save(*args, **kwargs)
+
+    def filters(self) -> Scope:
+        """The part of the fleet the rule reads: its node, agent and tag. Raises QueryError for
+        a tag that has left DIMENSION_TAGS since the rule was saved."""
+        return Scope(node=self.node, agent=self.agent, tag_key=self.tag_key, tag_value=self.tag_value)
 
     @property
     def recovery(self) -> float:
