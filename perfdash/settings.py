@@ -138,8 +138,9 @@ INGEST_NEW_SERIES_PER_MINUTE = env.int("INGEST_NEW_SERIES_PER_MINUTE", default=3
 INGEST_MAX_SERIES_PER_METRIC = env.int("INGEST_MAX_SERIES_PER_METRIC", default=100_000)
 INGEST_MAX_METRICS = env.int("INGEST_MAX_METRICS", default=1_000)
 # Tags that get rollups of their own, so reads and dashboards can filter and break down by
-# them (perfdash/metrics/dimensions.py checks the list).
-DEFAULT_DIMENSION_TAGS = ["tool", "model", "provider", "op", "version", "variant", "error"]
+# them (perfdash/metrics/dimensions.py checks the list; at most 8). `type` is the token type
+# (input, output) of tokens_total, as OpenTelemetry's gen_ai token usage sends it.
+DEFAULT_DIMENSION_TAGS = ["tool", "model", "provider", "op", "version", "variant", "error", "type"]
 DIMENSION_TAGS = tuple(t.strip() for t in env.list("DIMENSION_TAGS", default=DEFAULT_DIMENSION_TAGS))
 # Values of one dimension tag first seen in a UTC day that get rollups of their own; later
 # ones roll up under "_other".
