@@ -23,6 +23,7 @@ FORMAT = 1
 CHARTS = {"line": "lines", "area": "stacked areas", "bar": "bars"}
 BOARD_KEYS = {"name", "slug", "description", "empty_hint", "position", "panels"}
 PANEL_KEYS = {"title", "query", "chart", "units", "target"}
+MAX_POSITION = 2**31 - 1  # the column's (PositiveIntegerField)
 
 
 class BoardError(ValueError):
@@ -119,8 +120,8 @@ def _board(i: int, item: object) -> BoardSpec:
     if not slug or slug != slugify(slug):
         raise BoardError(f"{where}: slug {slug!r} must be lowercase letters, digits, - and _")
     position = item.get("position", 0)
-    if not isinstance(position, int) or isinstance(position, bool) or position < 0:
-        raise BoardError(f"{where}: position must be a whole number from 0")
+    if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position <= MAX_POSITION:
+        raise BoardError(f"{where}: position must be a whole number from 0 to {MAX_POSITION}")
     panels = item.get("panels", [])
     if not isinstance(panels, list):
         raise BoardError(f"{where}: panels must be a list")
