@@ -48,6 +48,7 @@ class Ratio:
     formula: str
     numerator: tuple[tuple[str, str], ...]
     denominator: tuple[tuple[str, str], ...]
+    events: str  # what the denominator counts (lookups, responses): the table's count column
 
     @property
     def metrics(self) -> list[str]:
@@ -61,20 +62,26 @@ RATIOS = {
         "cache_hits_total / (cache_hits_total + cache_misses_total)",
         (("cache_hits_total", "sum"),),
         (("cache_hits_total", "sum"), ("cache_misses_total", "sum")),
+        "lookups",
     ),
     "error_ratio": Ratio(
         "Errors per response",
         "errors_total / responses (points of agent_response_ms)",
         (("errors_total", "sum"),),
         (("agent_response_ms", "count"),),
+        "responses",
     ),
     "tokens_per_response": Ratio(
         "Tokens per response",
         "tokens_total / responses (points of agent_response_ms)",
         (("tokens_total", "sum"),),
         (("agent_response_ms", "count"),),
+        "responses",
     ),
 }
+# A ratio over fewer events (lookups, responses) than this, in a step or a row, has no value:
+# one lookup gives a hit rate of 0 % or 100 %, which says nothing about the cache.
+MIN_RATIO_EVENTS = 10
 
 
 def kind_of(metric: str) -> str:
@@ -158,8 +165,6 @@ class Explore:
         group = get("group")
         if group and group not in (allowed := query.breakdowns()):
             raise QueryError("group", f"group must be one of {', '.join(allowed)}")
-        if group and ratio:
-            raise QueryError("group", "a ratio is shown for the whole of its filters: remove group")
         if group and tag_key and group not in ("node", "agent"):
             raise QueryError("group", "each stored row carries one tag: group by a tag without a tag filter")
         top = get("top") or str(DEFAULT_TOP)
@@ -194,6 +199,11 @@ class Explore:
     @property
     def counter(self) -> bool:
         return kind_of(self.metric) == "counter"
+
+    def only(self) -> list[str] | None:
+        """The groups the filters allow: a breakdown's members are per node whatever the node
+        filter, so grouping by node within node N is N alone."""
+        return [self.node] if self.group == "node" and self.node else None
 
     def key(self) -> tuple:
         return tuple(asdict(self).values())
@@ -281,7 +291,7 @@ def _metric(view: Explore, now: float) -> dict:
     names, members = [], {}
     top = None
     if view.group:
-        top = query.top(metric, window_s, view.group, view.top, view.scope, now=now)
+        top = query.top(metric, window_s, view.group, view.top, view.scope, now=now, names=view.only())
         names = list(top.rows)
         for key, name in keys.members(metric, view.group, view.scope):
             if name in top.rows:
@@ -392,7 +402,9 @@ def _no_alert(why: str) -> dict:
 
 
 def _ratio(view: Explore, now: float) -> dict:
-    """A fixed ratio of sums per step and over the window, from one read of its metrics."""
+    """A fixed ratio of sums per step and over the window, for the scope and, with a group,
+    for each of its first groups by events (the denominator: lookups, responses), the others
+    together in the table. Under MIN_RATIO_EVENTS events a step or a row has no value."""
     ratio = RATIOS[view.ratio]
     out = {
         "kind": "ratio",
@@ -400,39 +412,111 @@ def _ratio(view: Explore, now: float) -> dict:
         "formula": ratio.formula,
         "stats": ["ratio"],
         "units": {"ratio": ""},
-        "notes": [f"{ratio.title}: {ratio.formula}, per step and over the window (exact)."],
+        "count_name": ratio.events,
+        "notes": [
+            f"{ratio.title}: {ratio.formula}, per step and over the window (exact).",
+            f"A step or a row with fewer than {MIN_RATIO_EVENTS} {ratio.events} has no value: "
+            "a ratio of so few says little.",
+        ],
         "histogram": None,
         "alert": _no_alert("alert rules watch one metric, not a ratio"),
     }
-    ids = {m: keys.ids(m, view.scope) for m in ratio.metrics}
-    out["seen"] = any(ids.values())
-    every = sorted({k for i in ids.values() for k in i})
-    window = query.read_window(every, view.seconds, view.step_seconds, now)
-    series = {m: window.panel(i, ["count", "sum"], buckets=0)["series"] for m, i in ids.items()}
-    out["t"] = [t for t, _ in series[ratio.metrics[0]]["count"]]
-
-    def total(terms, i: int | None = None) -> float:
-        if i is None:
-            return sum(v or 0.0 for m, part in terms for _, v in series[m][part])
-        return sum(series[m][part][i][1] or 0.0 for m, part in terms)
-
-    def divided(a: float, b: float) -> float | None:
-        return a / b if b else None
-
-    steps = range(len(out["t"]))
-    values = [divided(total(ratio.numerator, i), total(ratio.denominator, i)) for i in steps]
-    out["lines"] = [{"group": "", "stat": "ratio", "values": values}]
-    over = divided(total(ratio.numerator), total(ratio.denominator))
-    out["rows"] = []
-    if over is not None:
-        shown = f"{over:.3g}" if view.ratio != "hit_rate" else f"{over * 100:.3g} %"
-        count = int(total(ratio.denominator))
-        row = {
-            "name": "all",
-            "all": True,
-            "count": count,
-            "values": {"ratio": over},
-            "shown": {"ratio": shown},
-        }
-        out["rows"] = [row]
+    whole = {m: keys.ids(m, view.scope) for m in ratio.metrics}
+    out["seen"] = any(whole.values())
+    window = query.read_window(
+        sorted({k for i in whole.values() for k in i}), view.seconds, view.step_seconds, now
+    )
+    terms = _Terms(ratio)
+    series = {"": _series(window, whole)}
+    rows = []
+    if view.group:
+        members = _ratio_members(view, ratio)
+        every = [k for of_group in members.values() for ids in of_group.values() for k in ids]
+        per_group = _totals(window.totals(every), members)
+        ranked = sorted(per_group, key=lambda n: (-terms.events(per_group[n]), n))
+        first, rest = ranked[: view.top], ranked[view.top :]
+        tops = query.read_window(
+            sorted({k for n in first for ids in members[n].values() for k in ids}),
+            view.seconds,
+            view.step_seconds,
+            now,
+        )
+        series |= {n: _series(tops, members[n]) for n in first}
+        rows = [_ratio_row(view, terms, n, per_group[n]) for n in first]
+        if rest:
+            others = {m: sum(per_group[n][m] for n in rest) for m in per_group[rest[0]]}
+            rows.append({**_ratio_row(view, terms, "others", others), "others": len(rest)})
+    out["t"] = [t for t, _ in series[""][ratio.metrics[0], "count"]]
+    out["lines"] = [
+        {"group": name, "stat": "ratio", "values": terms.per_step(s, len(out["t"]))}
+        for name, s in [*((n, s) for n, s in series.items() if n), ("", series[""])]
+    ]
+    over = {part: sum(v or 0.0 for _, v in values) for part, values in series[""].items()}
+    if terms.events(over):
+        rows.append({**_ratio_row(view, terms, "all", over), "all": True})
+    out["rows"] = rows
     return out
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """A ratio's numerator and denominator from {(metric, "count" or "sum"): value}."""
+
+    ratio: Ratio
+
+    def events(self, parts: dict) -> float:
+        return sum(parts.get(term, 0.0) or 0.0 for term in self.ratio.denominator)
+
+    def value(self, parts: dict) -> float | None:
+        events = self.events(parts)
+        if events < MIN_RATIO_EVENTS:
+            return None
+        return sum(parts.get(term, 0.0) or 0.0 for term in self.ratio.numerator) / events
+
+    def per_step(self, series: dict, steps: int) -> list[float | None]:
+        return [self.value({part: values[i][1] for part, values in series.items()}) for i in range(steps)]
+
+
+def _series(window: query.Window, ids: dict[str, list[int]]) -> dict[tuple[str, str], list]:
+    """{(metric, "count" or "sum"): [(t, value), ...]} of each metric's keys."""
+    out = {}
+    for metric, of_metric in ids.items():
+        got = window.panel(of_metric, ["count", "sum"], buckets=0)["series"]
+        out |= {(metric, part): values for part, values in got.items()}
+    return out
+
+
+def _ratio_members(view: Explore, ratio: Ratio) -> dict[str, dict[str, list[int]]]:
+    """group name -> metric -> its keys in that group."""
+    out: dict[str, dict[str, list[int]]] = {}
+    only = view.only()
+    for metric in ratio.metrics:
+        for key, name in keys.members(metric, view.group, view.scope):
+            if only is None or name in only:
+                out.setdefault(name, {m: [] for m in ratio.metrics})[metric].append(key)
+    return out
+
+
+def _totals(totals: dict[int, tuple[int, float]], members: dict) -> dict[str, dict]:
+    """group name -> {(metric, "count" or "sum"): its total over the window}."""
+    out = {}
+    for name, of_group in members.items():
+        parts = {}
+        for metric, ids in of_group.items():
+            got = [totals.get(k, (0, 0.0)) for k in ids]
+            parts[metric, "count"] = float(sum(n for n, _ in got))
+            parts[metric, "sum"] = float(sum(v for _, v in got))
+        out[name] = parts
+    return out
+
+
+def _ratio_row(view: Explore, terms: _Terms, name: str, parts: dict) -> dict:
+    events = terms.events(parts)
+    value = terms.value(parts)
+    if value is None:
+        shown = f"too few {terms.ratio.events} ({events:.0f} < {MIN_RATIO_EVENTS})"
+    elif view.ratio == "hit_rate":
+        shown = f"{value * 100:.3g} %"
+    else:
+        shown = f"{value:.3g}"
+    return {"name": name, "count": int(events), "values": {"ratio": value}, "shown": {"ratio": shown}}

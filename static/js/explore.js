@@ -149,10 +149,12 @@
   function table(data) {
     const group = data.view.group;
     const noun = (n) => (n === 1 || group.endsWith("s") ? group : `${group}s`);
+    // A ratio's groups are counted (and ranked) by its denominator's events, e.g. lookups.
+    const counted = data.count_name || "points";
     document.getElementById("table-title").textContent = group
-      ? `By ${group}: the top ${data.view.top} by points, the others together, and all`
+      ? `By ${group}: the top ${data.view.top} by ${counted}, the others together, and all`
       : "Over the window";
-    PD.cells(document.getElementById("groups"), [group || "scope", "points", ...data.stats], data.rows, (r) => [
+    PD.cells(document.getElementById("groups"), [group || "scope", counted, ...data.stats], data.rows, (r) => [
       r.others !== undefined ? `others (${r.others} ${noun(r.others)})` : r.all ? "all" : drill(group, r.name),
       r.count, ...data.stats.map((s) => r.shown[s]),
     ]);

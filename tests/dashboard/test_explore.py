@@ -35,7 +35,7 @@ def fleet(db):
         ("tokens_total", "node-1", "agent-1", "{}"),
         ("queue_depth", "node-1", "agent-1", '{"tool":"web_search"}'),
     ]
-    counts = [30, 20, 10, 5, 6, 2, 4, 3]
+    counts = [30, 20, 10, 5, 15, 5, 4, 3]
     values = [2000.0, 500.0, 1000.0, 300.0, 1.0, 1.0, 250.0, 7.0]
     idx = np.repeat(np.arange(len(series), dtype=np.int32), counts)
     IngestedBatch.store(
@@ -92,6 +92,11 @@ def test_a_group_shows_the_top_n_the_others_together_and_all(viewer, fleet):
     assert sum(agent_1["values"]) == 30
 
 
+def test_a_group_by_node_within_a_node_is_that_node_alone(viewer, fleet):
+    data = viewer.get("/data/explore?metric=agent_response_ms&stat=count&group=node&node=node-2").json()
+    assert [(r["name"], r["count"]) for r in data["rows"]] == [("node-2", 10), ("all", 10)]
+
+
 def test_filters_narrow_the_data_with_the_read_apis_names(viewer, fleet):
     node = viewer.get("/data/explore?metric=agent_response_ms&stat=count&node=node-2").json()
     assert node["rows"][0]["count"] == 10
@@ -115,12 +120,97 @@ def test_a_counter_is_drawn_as_its_values_per_second(viewer, fleet):
 
 def test_a_ratio_is_one_of_a_fixed_set(viewer, fleet):
     data = viewer.get("/data/explore?ratio=hit_rate&window=5m").json()
-    assert data["kind"] == "ratio" and data["rows"][0]["values"]["ratio"] == pytest.approx(6 / 8)
-    assert data["rows"][0]["shown"]["ratio"] == "75 %"
+    assert data["kind"] == "ratio" and data["rows"][0]["values"]["ratio"] == pytest.approx(15 / 20)
+    assert data["rows"][0]["shown"]["ratio"] == "75 %" and data["rows"][0]["count"] == 20
+    assert data["count_name"] == "lookups"
     assert [v for v in data["lines"][0]["values"] if v is not None] == [pytest.approx(0.75)]
     tokens = viewer.get("/data/explore?ratio=tokens_per_response&window=5m").json()
     assert tokens["rows"][0]["values"]["ratio"] == pytest.approx(1000 / 60)
     assert set(explore.RATIOS) == {"hit_rate", "error_ratio", "tokens_per_response"}
+
+
+@pytest.fixture
+def cache_fleet(db):
+    """Cache lookups tagged by tool and model: web_search on m-large hits 14 of 19, the
+    calculator on m-small once in one lookup, and the fetcher on m-small 2 of 10."""
+    token = ApiToken.issue("t", ["ingest"])[0]
+    now = time.time()
+    series = [
+        ("cache_hits_total", "node-1", "agent-1", '{"model":"m-large","tool":"web_search"}'),
+        ("cache_misses_total", "node-1", "agent-1", '{"model":"m-large","tool":"web_search"}'),
+        ("cache_hits_total", "node-2", "agent-2", '{"model":"m-small","tool":"calculator"}'),
+        ("cache_hits_total", "node-2", "agent-3", '{"model":"m-small","tool":"fetch"}'),
+        ("cache_misses_total", "node-2", "agent-3", '{"model":"m-small","tool":"fetch"}'),
+    ]
+    counts = [14, 5, 1, 2, 8]
+    idx = np.repeat(np.arange(len(series), dtype=np.int32), counts)
+    IngestedBatch.store(
+        token.id, Batch("c", series, idx, np.full(len(idx), now - 30), np.ones(len(idx))), now=now
+    )
+
+
+def test_a_ratio_grouped_by_a_tag_has_a_line_and_a_row_per_group(viewer, cache_fleet):
+    data = viewer.get("/data/explore?ratio=hit_rate&group=tool&window=5m").json()
+    rows = {r["name"]: r for r in data["rows"]}
+    # Ranked by lookups; one lookup is too few for a rate, not a hit rate of 100 %.
+    assert list(rows) == ["web_search", "fetch", "calculator", "all"]
+    assert (
+        rows["web_search"]["values"]["ratio"] == pytest.approx(14 / 19) and rows["web_search"]["count"] == 19
+    )
+    assert rows["fetch"]["shown"]["ratio"] == "20 %"
+    assert rows["calculator"]["values"]["ratio"] is None and rows["calculator"]["count"] == 1
+    assert rows["calculator"]["shown"]["ratio"] == "too few lookups (1 < 10)"
+    assert rows["all"]["values"]["ratio"] == pytest.approx(17 / 30)
+    lines = {line["group"]: [v for v in line["values"] if v is not None] for line in data["lines"]}
+    assert lines == {
+        "web_search": [pytest.approx(14 / 19)],
+        "fetch": [pytest.approx(0.2)],
+        "calculator": [],
+        "": [pytest.approx(17 / 30)],
+    }
+    assert any("fewer than 10 lookups" in note for note in data["notes"])
+
+
+def test_a_ratio_groups_by_model_node_or_agent_with_the_others_together(viewer, cache_fleet):
+    by_model = viewer.get("/data/explore?ratio=hit_rate&group=model&window=5m").json()
+    shown = [(r["name"], r["count"], r["shown"]["ratio"]) for r in by_model["rows"]]
+    assert shown == [("m-large", 19, "73.7 %"), ("m-small", 11, "27.3 %"), ("all", 30, "56.7 %")]
+    by_agent = viewer.get("/data/explore?ratio=hit_rate&group=agent&top=1&window=5m").json()
+    shown = [(r["name"], r.get("others"), r["count"]) for r in by_agent["rows"]]
+    assert shown == [("agent-1", None, 19), ("others", 2, 11), ("all", None, 30)]
+    assert {line["group"] for line in by_agent["lines"]} == {"agent-1", ""}
+    by_node = viewer.get("/data/explore?ratio=hit_rate&group=node&node=node-2&window=5m").json()
+    assert [(r["name"], r["count"]) for r in by_node["rows"]] == [("node-2", 11), ("all", 11)]
+    assert by_node["query"]["group"] == "node" and by_node["query"]["ratio"] == "hit_rate"
+
+
+def test_a_ratio_of_too_few_events_has_no_value_rather_than_0_or_100_percent(viewer, cache_fleet):
+    data = viewer.get("/data/explore?ratio=hit_rate&tag.tool=calculator&window=5m").json()
+    [row] = data["rows"]
+    assert row["count"] == 1 and row["values"]["ratio"] is None
+    assert row["shown"]["ratio"] == "too few lookups (1 < 10)"
+    assert [v for v in data["lines"][0]["values"] if v is not None] == []
+
+
+def test_tokens_group_by_their_type_a_default_dimension_tag(viewer, db):
+    token = ApiToken.issue("t", ["ingest"])[0]
+    now = time.time()
+    series = [
+        ("tokens_total", "node-1", "agent-1", '{"model":"m","type":"input"}'),
+        ("tokens_total", "node-1", "agent-1", '{"model":"m","type":"output"}'),
+    ]
+    idx = np.array([0, 0, 1], dtype=np.int32)
+    IngestedBatch.store(
+        token.id, Batch("t", series, idx, np.full(3, now - 30), np.array([300.0, 300.0, 120.0])), now=now
+    )
+    data = viewer.get("/data/explore?metric=tokens_total&stat=sum&group=type&window=5m").json()
+    assert [(r["name"], r["values"]["sum"]) for r in data["rows"]] == [
+        ("input", 600),
+        ("output", 120),
+        ("all", 720),
+    ]
+    output = viewer.get("/data/explore?metric=tokens_total&stat=sum&tag.type=output&window=5m").json()
+    assert output["rows"][0]["values"]["sum"] == 120
 
 
 def test_a_metric_not_seen_yet_is_said_not_an_error(viewer, fleet):
@@ -143,7 +233,8 @@ def test_a_metric_not_seen_yet_is_said_not_an_error(viewer, fleet):
         ("metric=agent_response_ms&tag.tool=a&tag.model=b", "tag.model"),
         ("metric=tool_execution_ms&tag.tool=a&group=model", "group"),
         ("ratio=golden", "ratio"),
-        ("ratio=hit_rate&group=node", "group"),
+        ("ratio=hit_rate&group=colour", "group"),
+        ("ratio=hit_rate&group=agent&top=0", "top"),
         ("metric=agent_response_ms&node=a%00b", "node"),
         ("metric=a%01b", "metric"),
         ("metric=agent_response_ms&colour=red", "colour"),

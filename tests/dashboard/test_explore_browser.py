@@ -41,9 +41,20 @@ def responses(now: float) -> list[dict]:
             }
             for i in range(n)
         ]
-    for metric, n in [("cache_hits_total", 6), ("cache_misses_total", 2)]:
+    for metric, tool, n in [
+        ("cache_hits_total", "web_search", 15),
+        ("cache_misses_total", "web_search", 5),
+        ("cache_hits_total", "calculator", 1),
+    ]:
         out += [
-            {"ts": now - 1, "node": "node-1", "agent": "agent-1", "metric": metric, "value": 1}
+            {
+                "ts": now - 1,
+                "node": "node-1",
+                "agent": "agent-1",
+                "metric": metric,
+                "value": 1,
+                "tags": {"tool": tool},
+            }
             for _ in range(n)
         ]
     return out
@@ -69,7 +80,7 @@ def test_explorer_urls_round_trip_and_a_new_metric_arrives_live_as_text(
     User.objects.create_user("explorer", password="explorer-password", is_staff=True)
     token = ApiToken.issue("browser", ["ingest"])[1]
     post(live_server_url, token, responses(time.time()))
-    wait_until(lambda: stored() == 68, what="the first points")
+    wait_until(lambda: stored() == 81, what="the first points")
     ARTIFACTS.mkdir(exist_ok=True)
     errors: list[str] = []
     # No database calls inside this block: Playwright runs an event loop in this thread.
@@ -115,6 +126,13 @@ def test_explorer_urls_round_trip_and_a_new_metric_arrives_live_as_text(
         page.wait_for_selector("body[data-rendered]")
         hit_rate = page.locator("#groups tbody tr").all_inner_texts()
         page.screenshot(path=str(ARTIFACTS / "explore-ratio.png"), full_page=True)
+        # The same ratio by tool: a line and a row per tool, counted in lookups.
+        page.goto(f"{live_server_url}/explore/?ratio=hit_rate&group=tool&window=1h")
+        page.wait_for_selector("body[data-rendered]")
+        by_tool = page.locator("#groups tbody tr").all_inner_texts()
+        by_tool_head = page.locator("#groups thead").inner_text()
+        by_tool_lines = page.evaluate(TRACES)
+        page.screenshot(path=str(ARTIFACTS / "explore-ratio-by-tool.png"), full_page=True)
 
         # A metric nobody has sent yet: said so, then drawn once its points arrive, no reload.
         page.goto(f"{live_server_url}/explore/?metric={CUSTOM}&stat=p95&group=tool&window=5m")
@@ -155,7 +173,14 @@ def test_explorer_urls_round_trip_and_a_new_metric_arrives_live_as_text(
     assert rows[0].split("\t")[1:3] == ["30", "30"] and rows[0].endswith(" s")  # points, count, p50, p95
     assert "statistic=p50" in alert and "metric=agent_response_ms" in alert and "scope=agent" in alert
 
-    assert hit_rate == ["all\t8\t75 %"]
+    assert hit_rate == ["all\t21\t76.2 %"]
+    assert "lookups" in by_tool_head
+    assert by_tool == ["web_search\t20\t75 %", "calculator\t1\ttoo few lookups (1 < 10)", "all\t21\t76.2 %"]
+    assert {name for chart in by_tool_lines for name, _ in chart} == {
+        "web_search · ratio",
+        "calculator · ratio",
+        "all · ratio",
+    }
     assert "no data in this window" in empty_chart
     assert [r.split("\t")[0] for r in live_rows] == [XSS, "all"]
     assert XSS in legend  # the tag value is shown, as text
