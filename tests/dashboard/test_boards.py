@@ -11,24 +11,35 @@ import time
 
 import numpy as np
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from perfdash.api.models import ApiToken
-from perfdash.dashboard import boards
+from perfdash.dashboard import board_files, boards
 from perfdash.dashboard.models import Board, Panel
 from perfdash.ingest.models import IngestedBatch
 from perfdash.metrics.batch import Batch
 
 SCRIPT = '<script>alert("x")</script>'
-SEEDED = importlib.import_module("perfdash.dashboard.migrations.0002_seed_boards").SEEDED
+SEED_BOARDS = importlib.import_module("perfdash.dashboard.migrations.0002_seed_boards")
+LLM_BY_TYPE = importlib.import_module("perfdash.dashboard.migrations.0004_llm_board_by_type")
+
+
+def seed_boards() -> list[Board]:
+    """The boards as the migrations leave them (a transactional test elsewhere may have flushed
+    them): the LLM and BEAM boards, then the LLM board's panels of 0004."""
+    from django.apps import apps
+
+    SEED_BOARDS.seed(apps, None)
+    LLM_BY_TYPE.forward(apps, None)
+    return list(Board.objects.filter(slug__in=["llm", "beam"]))
 
 
 @pytest.fixture
 def seeded(db) -> list[Board]:
-    """The migration's boards (a transactional test elsewhere may have flushed them)."""
-    return Board.load(boards.parse(SEEDED))
+    return seed_boards()
 
 
 @pytest.fixture
@@ -39,20 +50,24 @@ def staff(client, db):
 
 @pytest.fixture
 def llm_fleet(db) -> None:
-    """Tokens of two models and a script-named one, cache hits and misses, errors, LLM calls."""
+    """Tokens of two models and a script-named one, and of each type; cache hits and misses
+    (web_search on m-large 14 of 19, the calculator on m-small once), errors, LLM calls."""
     token = ApiToken.issue("t", ["ingest"])[0]
     now = time.time()
     series = [
         ("tokens_total", "node-1", "agent-1", '{"model":"m-large","provider":"acme"}'),
         ("tokens_total", "node-1", "agent-2", '{"model":"m-small","provider":"acme"}'),
         ("tokens_total", "node-2", "agent-3", json.dumps({"model": SCRIPT})),
-        ("cache_hits_total", "node-1", "agent-1", '{"tool":"web_search"}'),
-        ("cache_misses_total", "node-1", "agent-1", '{"tool":"web_search"}'),
+        ("cache_hits_total", "node-1", "agent-1", '{"model":"m-large","tool":"web_search"}'),
+        ("cache_misses_total", "node-1", "agent-1", '{"model":"m-large","tool":"web_search"}'),
         ("errors_total", "node-1", "agent-1", '{"error":"Timeout"}'),
         ("llm_call_ms", "node-1", "agent-1", '{"provider":"acme","model":"m-large"}'),
+        ("cache_hits_total", "node-1", "agent-2", '{"model":"m-small","tool":"calculator"}'),
+        ("tokens_total", "node-1", "agent-1", '{"model":"m-large","type":"input"}'),
+        ("tokens_total", "node-1", "agent-1", '{"model":"m-large","type":"output"}'),
     ]
-    counts = [10, 5, 2, 6, 2, 3, 20]
-    values = [600.0, 60.0, 10.0, 1.0, 1.0, 1.0, 900.0]
+    counts = [10, 5, 2, 14, 5, 3, 20, 1, 4, 4]
+    values = [600.0, 60.0, 10.0, 1.0, 1.0, 1.0, 900.0, 1.0, 500.0, 100.0]
     idx = np.repeat(np.arange(len(series), dtype=np.int32), counts)
     IngestedBatch.store(
         token.id, Batch("b", series, idx, np.full(len(idx), now - 30), np.repeat(values, counts)), now=now
@@ -89,6 +104,36 @@ def test_the_migration_seeds_the_llm_and_beam_boards_with_valid_queries(seeded):
     assert "telemetry_metrics_statsd" in beam.empty_hint
 
 
+def test_the_llm_board_has_tokens_by_type_and_the_hit_rate_by_tool_and_model(seeded):
+    llm = Board.objects.get(slug="llm")
+    assert [(p.title, p.query) for p in llm.panels.all()] == [
+        ("Tokens per second by model", "metric=tokens_total&stat=rate&group=model&window=1h"),
+        ("Tokens per second by provider", "metric=tokens_total&stat=rate&group=provider&window=1h"),
+        ("Tokens per second by type (input, output)", "metric=tokens_total&stat=rate&group=type&window=1h"),
+        ("Cache hit rate", "ratio=hit_rate&window=1h"),
+        ("Cache hit rate by tool", "ratio=hit_rate&group=tool&window=1h"),
+        ("Cache hit rate by model", "ratio=hit_rate&group=model&window=1h"),
+        ("Errors per second by error type", "metric=errors_total&stat=rate&group=error&window=1h"),
+        ("LLM call p95 by provider", "metric=llm_call_ms&stat=p95&group=provider&window=1h"),
+        ("LLM time to first token", "metric=llm_time_to_first_token_ms&stat=p50&stat=p95&window=1h"),
+    ]
+    for p in llm.panels.all():
+        boards.check_query(p.query)
+
+
+def test_the_llm_board_migration_goes_back_to_the_first_panels(seeded):
+    from django.apps import apps
+
+    LLM_BY_TYPE.backward(apps, None)
+    first = next(b for b in SEED_BOARDS.SEEDED["boards"] if b["slug"] == "llm")
+    assert [p.query for p in Board.objects.get(slug="llm").panels.all()] == [
+        p["query"] for p in first["panels"]
+    ]
+    Board.objects.filter(slug="llm").delete()
+    LLM_BY_TYPE.forward(apps, None)  # a board staff deleted is not brought back
+    assert not Board.objects.filter(slug="llm").exists()
+
+
 def test_the_navigation_links_the_list_and_the_first_boards_as_text(viewer, seeded):
     Board.objects.create(name=SCRIPT, slug="xss", position=0)
     html = viewer.get("/explore/").content.decode()
@@ -111,9 +156,20 @@ def test_a_board_draws_each_panel_from_the_explorer(viewer, seeded, llm_fleet):
     assert list(rows) == ["m-large", "m-small", SCRIPT, "all"]  # the name is data, shown as text
     assert {line["group"] for line in tokens["data"]["lines"]} == {"m-large", "m-small", SCRIPT, ""}
     # A counter's rate: the sum of its values per second, over the part of the window passed.
-    assert rows["m-large"]["values"]["rate"] == pytest.approx(10 * 600 / 3600, rel=0.05)
+    assert rows["m-large"]["values"]["rate"] == pytest.approx((10 * 600 + 4 * 600) / 3600, rel=0.05)
     hit = panel(data, "Cache hit rate")["data"]
     assert hit["rows"][0]["shown"]["ratio"] == "75 %"
+    by_tool = panel(data, "Cache hit rate by tool")["data"]
+    assert [(r["name"], r["shown"]["ratio"]) for r in by_tool["rows"]] == [
+        ("web_search", "73.7 %"),
+        ("calculator", "too few lookups (1 < 10)"),
+        ("all", "75 %"),
+    ]
+    by_model = panel(data, "Cache hit rate by model")["data"]
+    assert [r["name"] for r in by_model["rows"]] == ["m-large", "m-small", "all"]
+    by_type = panel(data, "Tokens per second by type (input, output)")["data"]
+    assert [r["name"] for r in by_type["rows"]] == ["input", "output", "all"]
+    assert by_type["rows"][0]["values"]["rate"] == pytest.approx(4 * 500 / 3600, rel=0.05)
     errors = panel(data, "Errors per second by error type")["data"]
     assert [r["name"] for r in errors["rows"]] == ["Timeout", "all"]
     ttft = panel(data, "LLM time to first token")["data"]
@@ -269,6 +325,82 @@ def test_the_admin_exports_the_selected_boards_as_json(staff, seeded):
     r = staff.post("/admin/dashboard/board/", {"action": "export_json", "_selected_action": ids})
     assert r["Content-Type"] == "application/json"
     assert boards.parse(json.loads(r.content)) == [b.spec() for b in Board.objects.all()]
+
+
+def upload(staff, data, name: str = "boards.json"):
+    text = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return staff.post("/admin/dashboard/board/import/", {"file": SimpleUploadedFile(name, text)}, follow=True)
+
+
+def said(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_the_admin_imports_a_board_file_by_slug_as_the_command_does(staff, seeded):
+    listed = staff.get("/admin/dashboard/board/").content.decode()
+    assert 'href="/admin/dashboard/board/import/"' in listed and "Import boards" in listed
+    form = staff.get("/admin/dashboard/board/import/")
+    assert form.status_code == 200 and b'type="file" name="file"' in form.content
+    data = boards.export([Board.objects.get(slug="beam").spec()])
+    data["boards"][0]["name"] = "BEAM, imported"
+    data["boards"][0]["panels"] = data["boards"][0]["panels"][:2]
+    data["boards"].append(
+        {"name": SCRIPT, "slug": "new", "panels": [{"title": "q", "query": "metric=queue"}]}
+    )
+    before = Board.objects.count()
+    r = upload(staff, data)
+    assert r.redirect_chain == [("/admin/dashboard/board/", 302)]
+    assert said(r) == [f"Imported from boards.json: BEAM, imported (2 panels), {SCRIPT} (1 panels)."]
+    assert SCRIPT.encode() not in r.content  # the message is escaped like any other text
+    assert Board.objects.get(slug="beam").panels.count() == 2 and Board.objects.count() == before + 1
+    again = upload(staff, data)  # the same file again: nothing changes
+    assert Board.objects.count() == before + 1 and Board.objects.get(slug="beam").name == "BEAM, imported"
+    assert said(again)[0].startswith("Imported from boards.json: BEAM, imported (2 panels)")
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (
+            one({"title": "Latency by colour", "query": "metric=agent_response_ms&stat=p97"}),
+            "board 'B', panel 1 ('Latency by colour'): query 'metric=agent_response_ms&stat=p97': stat: "
+            "stat must be one of",
+        ),
+        (b"{", "not JSON"),
+        (b'{"boards": [{"name": "\xff"}]}', "not UTF-8 text"),
+        (
+            b'{"boards": [{"name": "B", "panels": [{"title": "t", "query": "metric=a", "target": NaN}]}]}',
+            "NaN",
+        ),
+        ({"boards": [{"name": "LLM providers and cache", "slug": "llm-2"}]}, "the board 'llm' has that name"),
+        ({"boards": [{"name": "A", "slug": "a"}, {"name": "A", "slug": "b"}]}, "board names repeat"),
+        ({"boards": [{"name": "B", "position": 2**31}]}, "position must be a whole number from 0 to"),
+    ],
+    ids=["bad-panel", "not-json", "not-utf8", "nan", "name-taken", "names-repeat", "position"],
+)
+def test_a_bad_board_file_in_the_admin_is_a_message_and_imports_nothing(staff, seeded, data, says):
+    panels = Panel.objects.count()
+    r = upload(staff, data, "mine.json")
+    assert r.status_code == 400 and r.redirect_chain == []
+    [message] = said(r)
+    assert message.startswith("Nothing was imported from mine.json: ") and says in message
+    assert Panel.objects.count() == panels and not Board.objects.filter(slug__in=["b", "llm-2", "a"]).exists()
+
+
+def test_an_import_without_a_file_or_too_large_a_file_is_a_message(staff, seeded, monkeypatch):
+    r = staff.post("/admin/dashboard/board/import/", {}, follow=True)
+    assert r.status_code == 400 and said(r) == ["Choose a board file (JSON, as export_boards writes it)."]
+    monkeypatch.setattr(board_files, "MAX_BYTES", 10)
+    r = upload(staff, {"boards": []})
+    assert r.status_code == 400 and "at most 0 KiB" in said(r)[0]
+
+
+def test_only_staff_who_may_add_and_change_boards_import_them(client, viewer, db):
+    clerk = User.objects.create_user("clerk", password="x" * 12, is_staff=True)
+    clerk.user_permissions.add(Permission.objects.get(codename="change_board"))
+    client.force_login(clerk)
+    assert client.get("/admin/dashboard/board/import/").status_code == 403
+    assert viewer.get("/admin/dashboard/board/import/", follow=True).status_code == 403
 
 
 def test_a_viewer_cannot_edit_boards(viewer, seeded):

@@ -5,7 +5,6 @@ Screenshots land in test-artifacts/."""
 
 from __future__ import annotations
 
-import importlib
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from perfdash.api.models import ApiToken
 from perfdash.dashboard import boards
 from perfdash.dashboard.models import Board
 from tests.conftest import wait_until
+from tests.dashboard.test_boards import seed_boards
 from tests.dashboard.test_browser import ARTIFACTS, CHROMIUM, XSS, log_in, open_page, post, stored
 
 pytestmark = [
@@ -24,7 +24,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by .ci/run"),
 ]
-SEEDED = importlib.import_module("perfdash.dashboard.migrations.0002_seed_boards").SEEDED
 CUSTOM = "checkout_latency_ms"
 # Each panel's traces as the page drew them: names and values.
 TRACES = """() => [...document.querySelectorAll('#panels .js-plotly-plot')].map(
@@ -43,8 +42,8 @@ def llm(now: float) -> list[dict]:
         for i in range(10):
             out.append(point(now - 60 * i - 1, "tokens_total", tokens, model=model, provider=provider))
             out.append(point(now - 60 * i - 1, "llm_call_ms", 800 + 40 * i, provider=provider))
-    out += [point(now - 1, "cache_hits_total", 1, tool="web_search") for _ in range(6)]
-    out += [point(now - 1, "cache_misses_total", 1, tool="web_search") for _ in range(2)]
+    out += [point(now - 1, "cache_hits_total", 1, tool="web_search", model="m-large") for _ in range(15)]
+    out += [point(now - 1, "cache_misses_total", 1, tool="web_search", model="m-large") for _ in range(5)]
     out += [point(now - 1, "errors_total", 1, error=e) for e in ["RateLimited", "RateLimited", "Timeout"]]
     return out
 
@@ -55,7 +54,7 @@ def custom(now: float) -> list[dict]:
 
 def test_a_custom_metric_arrives_on_a_board_live_and_as_text(live_server_url, celery_worker, clean_tables):
     User.objects.create_user("boarder", password="boarder-password")
-    Board.load(boards.parse(SEEDED))
+    seed_boards()
     Board.load(
         boards.parse(
             {
@@ -147,12 +146,19 @@ def test_a_custom_metric_arrives_on_a_board_live_and_as_text(live_server_url, ce
     assert not hint_after  # a panel has data: the board's hint stands aside
     assert "every panel over the last 24h" in subtitle
     assert all("last 24h" in title for title, _ in windows)
-    assert [t.split("<br>")[0] for t, _ in llm_titles][:3] == [
+    assert [t.split("<br>")[0] for t, _ in llm_titles][:6] == [
         "Tokens per second by model",
         "Tokens per second by provider",
+        "Tokens per second by type (input, output)",
         "Cache hit rate",
+        "Cache hit rate by tool",
+        "Cache hit rate by model",
     ]
     assert llm_titles[0][1] == "tokens/s"
     assert {name for name, _ in llm_traces[0]} == {"m-large", "m-small", "all"}
+    # The hit rate by tool and by model: a line per group, 15 hits in 20 lookups.
+    for drawn, group in [(llm_traces[4], "web_search"), (llm_traces[5], "m-large")]:
+        lines = {name: [v for v in values if v is not None] for name, values in drawn}
+        assert lines == {group: [0.75], "all": [0.75]}
     assert "telemetry_metrics_statsd" in beam
     assert "Checkout" in listed and "BEAM runtime" in listed

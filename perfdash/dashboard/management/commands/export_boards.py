@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-import json
-
 from django.core.management.base import BaseCommand
 
-from perfdash.dashboard import boards
+from perfdash.dashboard import board_files
 from perfdash.dashboard.models import Board
 
 
@@ -23,7 +21,7 @@ class Command(BaseCommand):
             if missing:
                 self.stderr.write(f"no board {', '.join(missing)}")
                 raise SystemExit(1)
-        text = json.dumps(boards.export([b.spec() for b in found]), indent=2) + "\n"
+        text = board_files.dumps(found)
         if output:
             with open(output, "w") as f:
                 f.write(text)

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import json
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from perfdash.dashboard import boards
-from perfdash.dashboard.models import Board
+from perfdash.dashboard import board_files, boards
 
 
 class Command(BaseCommand):
@@ -22,18 +20,15 @@ class Command(BaseCommand):
     def handle(self, *args, file: str, **options) -> None:
         try:
             if file == "-":
-                data = json.load(sys.stdin)
+                text = sys.stdin.buffer.read()
             else:
-                with open(file) as f:
-                    data = json.load(f)
+                with open(file, "rb") as f:
+                    text = f.read()
         except OSError as exc:
             raise CommandError(f"{file}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"{file}: not JSON: {exc}") from None
         try:
-            specs = boards.parse(data)
+            loaded = board_files.load(text)
         except boards.BoardError as exc:
             raise CommandError(f"{file}: {exc}") from None
-        loaded = Board.load(specs)
         for board in loaded:
             self.stdout.write(f"{board.slug}: {board.name}, {board.panels.count()} panels")
