@@ -1,6 +1,7 @@
 """A rule's thresholds and measured values as people type and read them: in the metric's
 units ("2 s", "100 MB"), or days for a forecast rule, a percentage for a deploy rule, MADs
-for an outlier rule. Used by the admin's forms and lists and by the dashboard's alerts table."""
+for an outlier rule, times the alerting rate for a burn-rate rule. Used by the admin's forms
+and lists and by the dashboard's alerts table."""
 
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ class RuleLike(Protocol):
 PERCENT = units.Kind("a percentage (10 or 10 %)", {"": Decimal("0.01"), "%": Decimal("0.01")}, ("%",))
 # An outlier rule's threshold: spreads (scaled MADs) above the peers' median.
 MADS = units.Kind("a number of MADs (5)", {"": Decimal(1), "mads": Decimal(1), "mad": Decimal(1)}, ("MADs",))
+# A burn-rate rule's threshold and values: the error budget's burn rate over the rate that
+# alerts, shown as a multiple ("1.056" followed by the multiplication sign, as the SLO page
+# writes burn rates), so 1 fires; typed with that sign, an "x" or none.
+TIMES = "\u00d7"
+BURN = units.Kind(
+    "a burn rate (1, 1x)", {"": Decimal(1), TIMES: Decimal(1), "x": Decimal(1)}, (TIMES,), joiner=""
+)
 
 
 def threshold_kind(kind: str, metric: str, statistic: str) -> units.Kind:
@@ -34,7 +42,7 @@ def threshold_kind(kind: str, metric: str, statistic: str) -> units.Kind:
     if kind in (AlertRule.Kind.OUTLIER, AlertRule.Kind.ANOMALY):
         return MADS
     if kind == AlertRule.Kind.BURN:
-        return units.NUMBER  # the burn over the alerting rate: 1 fires
+        return BURN
     return units.of_metric(metric, statistic)
 
 
