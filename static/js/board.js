@@ -71,7 +71,7 @@
     }
     const data = panel.data;
     const unit = panel.units || data.units[data.stats[0]] || "";
-    const what = data.kind === "ratio" ? data.formula : `${data.title}: ${data.stats.join(" / ")}`
+    const what = (data.kind === "ratio" ? data.formula : `${data.title}: ${data.stats.join(" / ")}`)
       + `${data.view.group ? ` by ${data.view.group}` : ""}`;
     const title = `${PD.esc(panel.title)}<br><span style="font-size:11px;color:#667">`
       + `${PD.esc(what)} per ${PD.esc(data.step)}, last ${PD.esc(data.view.window)}</span>`;

@@ -157,6 +157,7 @@ def test_a_custom_metric_arrives_on_a_board_live_and_as_text(live_server_url, ce
     assert llm_titles[0][1] == "tokens/s"
     assert {name for name, _ in llm_traces[0]} == {"m-large", "m-small", "all"}
     # The hit rate by tool and by model: a line per group, 15 hits in 20 lookups.
+    assert "cache_misses_total) by tool per 1m" in llm_titles[4][0]
     for drawn, group in [(llm_traces[4], "web_search"), (llm_traces[5], "m-large")]:
         lines = {name: [v for v in values if v is not None] for name, values in drawn}
         assert lines == {group: [0.75], "all": [0.75]}
