@@ -97,7 +97,7 @@ def ingest(request):
     pending = PendingBatch.keep(request.token.id, batch)
     if pending is not None:
         try:
-            wake(pending, batch.batch_id, time.time())
+            wake(pending, batch.batch_id)
         except Exception as exc:  # the broker is away: the sweeper queues the batch once it is back
             log.warning("ingest queue unavailable, batch kept for the sweeper: %s", type(exc).__name__)
     measure.push("web", ("perfdash_points_accepted_total", len(batch), {}))

@@ -29,6 +29,7 @@ def record(now: float | None = None) -> int:
     series_ids, level_keys = store.prepare(batch, now)
     with transaction.atomic(), connection.cursor() as cur:
         store.write(cur, batch, series_ids, level_keys, now)
+    gauges.note_recorded(now)
     publish.points_committed(len(batch), sorted({s[0] for s in batch.series}))
     return len(batch)
 

@@ -105,10 +105,11 @@ class PendingBatch(models.Model):
         return row[0] if row else None
 
     @classmethod
-    def load(cls, pending: int) -> tuple[int, Batch] | None:
-        """(token id, batch) of a pending row, or None once it is stored."""
-        row = cls.objects.filter(pk=pending).values_list("token_id", "payload").first()
-        return (row[0], Batch.from_bytes(bytes(row[1]))) if row else None
+    def load(cls, pending: int) -> tuple[int, Batch, float] | None:
+        """(token id, batch, when it was accepted in Unix seconds) of a pending row, or None
+        once it is stored."""
+        row = cls.objects.filter(pk=pending).values_list("token_id", "payload", "accepted_at").first()
+        return (row[0], Batch.from_bytes(bytes(row[1])), row[2].timestamp()) if row else None
 
     @classmethod
     def due(cls, older_than_s: float, limit: int = 1000) -> list[int]:

@@ -36,12 +36,12 @@ def store_batch(message: dict) -> None:
     messages, queued by a web process from before the outbox, carry the batch itself."""
     pending = message.get("pending")
     if pending is None:
-        token_id, batch = message["token_id"], Batch.from_message(message)
+        token_id, batch, accepted_at = message["token_id"], Batch.from_message(message), None
     else:
         kept = PendingBatch.load(pending)
         if kept is None:  # stored already: a second wake-up (the sweeper, a redelivery)
             return
-        token_id, batch = kept
+        token_id, batch, accepted_at = kept
     try:
         written = IngestedBatch.store(token_id, batch, pending=pending)
     except DATABASE_AWAY:
@@ -60,18 +60,16 @@ def store_batch(message: dict) -> None:
         metrics = sorted({s[0] for s in batch.series})
         publish.points_committed(len(batch), metrics, peaks.of_batch(batch))
         stored = [("perfdash_points_stored_total", len(batch), {})]
-        if "at" in message:  # from the 202 to the commit; the sweeper's wake-ups carry no time
-            stored.append(("perfdash_ingest_lag_ms", (time.time() - message["at"]) * 1000, {}))
+        # From its acceptance into the outbox (just before the 202) to the commit, however
+        # the worker was woken: the web process, OTLP or the sweeper.
+        if accepted_at is not None:
+            stored.append(("perfdash_ingest_lag_ms", (time.time() - accepted_at) * 1000, {}))
         measure.push("worker", *stored)
 
 
-def wake(pending: int, batch_id: str, accepted_at: float | None = None) -> None:
-    """Queue the storing of an outbox row (raises when the broker is unreachable).
-    `accepted_at`: when its 202 went out, for the end-to-end lag."""
-    message = {"v": 2, "pending": pending}
-    if accepted_at is not None:
-        message["at"] = accepted_at
-    store_batch.apply_async(args=[message], argsrepr=f"<batch {batch_id}>")
+def wake(pending: int, batch_id: str) -> None:
+    """Queue the storing of an outbox row (raises when the broker is unreachable)."""
+    store_batch.apply_async(args=[{"v": 2, "pending": pending}], argsrepr=f"<batch {batch_id}>")
 
 
 @shared_task(name="ingest.requeue_pending", queue="ingest", ignore_result=True)

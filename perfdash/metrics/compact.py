@@ -19,12 +19,18 @@ from django.db import DatabaseError, connection, transaction
 
 from perfdash.lib.durations import DAY_S
 from perfdash.lib.pg import binary_cursor
+from perfdash.lib.redis import client, key
 from perfdash.metrics import copydata, partitions
 from perfdash.metrics.rollup import ROW_COLUMNS, Rows, group_label
 
 log = logging.getLogger(__name__)
 _LOCK_ID = 0x636F6D7061  # "compa"
+_LOCKED = -1  # _fold: another compactor holds the lock
 RETURNING = "RETURNING " + ROW_COLUMNS
+
+
+def _caught_up_key() -> str:
+    return key("compact", "caught_up_at")
 
 
 def compact(chunk: int = 50_000, budget_s: float = 4.0) -> int:
@@ -34,9 +40,13 @@ def compact(chunk: int = 50_000, budget_s: float = 4.0) -> int:
     try:
         _ensure_partitions()
         while time.monotonic() - started < budget_s:
+            began = time.time()
             n = _fold(chunk)
+            if n == _LOCKED:
+                break
             total += n
-            if n < chunk:
+            if n < chunk:  # every delta committed before `began` was seen, so is folded now
+                _note_caught_up(began)
                 break
     except Exception:
         partitions.forget()  # a partition made in a rolled-back transaction must not be believed
@@ -44,6 +54,21 @@ def compact(chunk: int = 50_000, budget_s: float = 4.0) -> int:
     if total and not connection.in_atomic_block:  # VACUUM cannot run inside a transaction
         _vacuum_deltas()
     return total
+
+
+def _note_caught_up(at: float) -> None:
+    """Kept for perfdash's own health (compaction lag); losing it costs only that measure."""
+    try:
+        client().set(_caught_up_key(), at)
+    except Exception as exc:
+        log.warning("could not note the compaction's progress: %s", type(exc).__name__)
+
+
+def caught_up_at() -> float | None:
+    """When the compactor last found every delta committed before then folded, or None if it
+    has not since Redis was emptied. Any delta waiting now was committed after it."""
+    value = client().get(_caught_up_key())
+    return None if value is None else float(value)
 
 
 def _vacuum_deltas() -> None:
@@ -95,7 +120,7 @@ def _fold(chunk: int) -> int:
         cur = binary_cursor()
         cur.execute("SELECT pg_try_advisory_xact_lock(%s)", [_LOCK_ID])
         if not cur.fetchone()[0]:
-            return 0
+            return _LOCKED
         cur.execute(
             "WITH v AS (SELECT ctid FROM metrics_rollup_delta LIMIT %s) "
             "DELETE FROM metrics_rollup_delta d USING v WHERE d.ctid = v.ctid "

@@ -284,7 +284,8 @@ const PD = (() => {
 })();
 
 // perfdash's own health: the header's status turns amber while ingest is more than 60 s
-// behind (docs/dashboard.md). One small request every 30 s, whatever the page.
+// behind, or while nothing records perfdash's health (docs/dashboard.md); the server says why.
+// One small request every 30 s, whatever the page.
 (() => {
   const status = document.getElementById("live-status");
   async function check() {
@@ -298,7 +299,7 @@ const PD = (() => {
     }
     if (health.behind) {
       status.dataset.behind = "";
-      status.title = `perfdash is behind: the oldest batch waiting to be stored came in ${Math.round(health.oldest_batch_age_s)} s ago`;
+      status.title = health.reason;
     } else {
       delete status.dataset.behind;
       status.removeAttribute("title");

@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import importlib
 import time
+from datetime import timedelta
 
 import pytest
 import redis
 from django.apps import apps
+from django.db.models import F
 
 from perfdash.alerts import engine
 from perfdash.alerts.models import AlertRule, AlertState
-from perfdash.health import measure
+from perfdash.dashboard import boards
+from perfdash.health import gauges, measure
 from perfdash.health.record import record
 from perfdash.ingest.models import PendingBatch
-from perfdash.metrics import query
+from perfdash.ingest.tasks import requeue_pending
+from perfdash.lib.redis import client
+from perfdash.metrics import compact, query
 from perfdash.metrics.scope import Scope
 from tests.conftest import start_server, wait_until
 from tests.ingest.test_pipeline import make_points, post
@@ -109,3 +114,80 @@ def test_a_stored_batch_records_its_lag_from_the_202_to_the_commit(
     )
     assert 0 < stat("perfdash_ingest_lag_ms", "max", now) < 30_000
     assert stat("perfdash_points_stored_total", "sum", now, Scope(node="perfdash", agent="worker")) == 20
+
+
+LAG = "perfdash_compaction_lag_seconds"
+
+
+def test_compaction_lag_is_how_long_deltas_have_waited_since_the_compactor_last_caught_up(
+    clean_tables, nothing_measured
+):
+    compact.compact()  # nothing to fold: caught up now
+    caught_up = time.time()
+    assert gauges.read(caught_up)[LAG] == 0  # nothing waits
+    assert gauges.read(caught_up)["perfdash_compaction_backlog_rows"] == 0
+
+    record(caught_up)  # its own points leave rollup deltas behind
+    later = caught_up + 45  # no compaction since
+    waited = gauges.read(later)
+    assert waited["perfdash_compaction_backlog_rows"] > 0
+    assert 45 <= waited[LAG] < 50
+
+    compact.compact()
+    assert gauges.read(later)[LAG] == 0
+
+
+def test_compaction_lag_is_stored_as_a_metric_of_perfdash(clean_tables, nothing_measured):
+    compact.compact()
+    now = time.time()
+    record(now)
+    record(now + 30)
+    assert stat(LAG, "max", now + 30) >= 30
+
+
+def test_compaction_lag_is_left_out_while_unknown(clean_tables, nothing_measured):
+    # Deltas waiting and no catch-up noted since Redis was emptied: no figure rather than a guess.
+    record(time.time())
+    client().delete(compact._caught_up_key())
+    assert LAG not in gauges.read(time.time())
+
+
+def test_a_recording_is_noted_for_the_header(clean_tables, nothing_measured):
+    now = time.time()
+    record(now)
+    assert gauges.silent_s(now + 12) == pytest.approx(12)
+
+
+@pytest.mark.slow
+def test_a_batch_stored_through_the_sweeper_records_its_lag_from_its_acceptance(
+    tmp_path, celery_worker, ingest_token, clean_tables, nothing_measured
+):
+    # Its wake-up lost (the broker unreachable for the web process): only the sweeper stores it.
+    proc, url = start_server(tmp_path, CELERY_BROKER_URL="redis://127.0.0.1:1/0")
+    try:
+        r = post(url, ingest_token, {"batch_id": "swept", "points": make_points(20)})
+        assert r.status_code == 202
+    finally:
+        proc.kill()
+    PendingBatch.objects.update(accepted_at=F("accepted_at") - timedelta(seconds=40))
+
+    assert requeue_pending(older_than_s=0) == 1
+    wait_until(lambda: not PendingBatch.objects.exists(), 60, "the swept batch to be stored")
+    now = time.time()
+    wait_until(
+        lambda: record(now) and stat("perfdash_ingest_lag_ms", "count", now), 10, "the lag measurement"
+    )
+    assert stat("perfdash_ingest_lag_ms", "count", now) == 1
+    assert 40_000 <= stat("perfdash_ingest_lag_ms", "max", now) < 100_000
+
+
+def test_the_perfdash_board_shows_the_compaction_lag_in_seconds_before_the_backlog(db):
+    Board = apps.get_model("dashboard", "Board")
+    importlib.import_module("perfdash.dashboard.migrations.0003_perfdash_board").seed(apps, None)
+    lag_migration = importlib.import_module("perfdash.dashboard.migrations.0005_perfdash_compaction_lag")
+    lag_migration.forward(apps, None)
+    lag_migration.forward(apps, None)  # once only
+    queries = [p.query for p in Board.objects.get(slug="perfdash").panels.order_by("position")]
+    assert len(queries) == 13 and queries.count(lag_migration.LAG[1]) == 1
+    assert queries.index(lag_migration.LAG[1]) + 1 == queries.index(lag_migration.BACKLOG)
+    boards.check_query(lag_migration.LAG[1])
