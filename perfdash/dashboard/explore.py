@@ -432,7 +432,9 @@ def _ratio(view: Explore, now: float) -> dict:
     if view.group:
         members = _ratio_members(view, ratio)
         every = [k for of_group in members.values() for ids in of_group.values() for k in ids]
-        per_group = _totals(window.totals(every), members)
+        # Groups with points in the window only, as a metric's breakdown: a tool seen yesterday
+        # is no row of today's table.
+        per_group = {n: p for n, p in _totals(window.totals(every), members).items() if _seen(p)}
         ranked = sorted(per_group, key=lambda n: (-terms.events(per_group[n]), n))
         first, rest = ranked[: view.top], ranked[view.top :]
         tops = query.read_window(
@@ -444,7 +446,7 @@ def _ratio(view: Explore, now: float) -> dict:
         series |= {n: _series(tops, members[n]) for n in first}
         rows = [_ratio_row(view, terms, n, per_group[n]) for n in first]
         if rest:
-            others = {m: sum(per_group[n][m] for n in rest) for m in per_group[rest[0]]}
+            others = {part: sum(per_group[n][part] for n in rest) for part in per_group[rest[0]]}
             rows.append({**_ratio_row(view, terms, "others", others), "others": len(rest)})
     out["t"] = [t for t, _ in series[""][ratio.metrics[0], "count"]]
     out["lines"] = [
@@ -508,6 +510,10 @@ def _totals(totals: dict[int, tuple[int, float]], members: dict) -> dict[str, di
             parts[metric, "sum"] = float(sum(v for _, v in got))
         out[name] = parts
     return out
+
+
+def _seen(parts: dict) -> bool:
+    return any(n for (_, part), n in parts.items() if part == "count")
 
 
 def _ratio_row(view: Explore, terms: _Terms, name: str, parts: dict) -> dict:

@@ -184,6 +184,37 @@ def test_a_ratio_groups_by_model_node_or_agent_with_the_others_together(viewer, 
     assert by_node["query"]["group"] == "node" and by_node["query"]["ratio"] == "hit_rate"
 
 
+def test_a_ratio_group_without_points_in_the_window_is_no_row(viewer, cache_fleet):
+    token = ApiToken.issue("old", ["ingest"])[0]
+    now = time.time()
+    series = [("cache_hits_total", "node-1", "agent-1", '{"tool":"yesterday"}')]
+    old = Batch("o", series, np.zeros(20, np.int32), np.full(20, now - 2 * 3600), np.ones(20))
+    IngestedBatch.store(token.id, old, now=now)
+    names = [
+        r["name"] for r in viewer.get("/data/explore?ratio=hit_rate&group=tool&window=5m").json()["rows"]
+    ]
+    assert names == ["web_search", "fetch", "calculator", "all"]
+    names = [
+        r["name"] for r in viewer.get("/data/explore?ratio=hit_rate&group=tool&window=3h").json()["rows"]
+    ]
+    assert names[0] == "yesterday"
+
+
+def test_a_ratio_group_without_a_denominator_says_so(viewer, fleet):
+    token = ApiToken.issue("e", ["ingest"])[0]
+    now = time.time()
+    series = [("errors_total", "node-1", "agent-1", '{"tool":"web_search"}')]
+    IngestedBatch.store(
+        token.id, Batch("e", series, np.zeros(3, np.int32), np.full(3, now - 30), np.ones(3)), now=now
+    )
+    rows = viewer.get("/data/explore?ratio=error_ratio&group=tool&window=5m").json()["rows"]
+    # Responses carry no tool tag: no ratio for the tool, only for all.
+    assert [(r["name"], r["shown"]["ratio"]) for r in rows] == [
+        ("web_search", "too few responses (0 < 10)"),
+        ("all", "0.05"),
+    ]
+
+
 def test_a_ratio_of_too_few_events_has_no_value_rather_than_0_or_100_percent(viewer, cache_fleet):
     data = viewer.get("/data/explore?ratio=hit_rate&tag.tool=calculator&window=5m").json()
     [row] = data["rows"]
