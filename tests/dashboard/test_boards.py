@@ -8,6 +8,7 @@ import importlib
 import io
 import json
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -281,6 +282,15 @@ def test_a_bad_board_file_is_refused_with_a_clear_error(data, says):
     with pytest.raises(boards.BoardError) as caught:
         boards.parse(data)
     assert says in str(caught.value)
+
+
+def test_import_reads_standard_input_with_a_dash(db, monkeypatch):
+    data = {"boards": [{"name": "Piped", "panels": [{"title": "q", "query": "metric=queue_depth"}]}]}
+    monkeypatch.setattr("sys.stdin", SimpleNamespace(buffer=io.BytesIO(json.dumps(data).encode())))
+    out = io.StringIO()
+    call_command("import_boards", "-", stdout=out)
+    assert out.getvalue() == "piped: Piped, 1 panels\n"
+    assert Board.objects.get(slug="piped").panels.get().query == "metric=queue_depth"
 
 
 def test_import_of_a_missing_or_garbled_file_is_an_error_not_a_traceback(db, tmp_path):
