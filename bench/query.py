@@ -31,6 +31,13 @@ METRICS = {  # metric -> (tag sets per agent, median, lognormal sigma)
     "memory_op_ms": ([{"op": "read"}, {"op": "write"}], 12.0, 0.8),
     "agent_memory_bytes": ([{}], 60e6, 0.3),
 }
+# --counters adds these (each point an increment), for boards that chart counters as rates.
+COUNTERS = {
+    "tokens_total": ([{"provider": p, "model": m} for p, m in common.MODELS], 800.0, 0.7),
+    "errors_total": ([{"error": "timeout"}, {"error": "rate_limit"}], 1.0, 0.0),
+    "cache_hits_total": ([{"tool": t} for t in common.TOOLS[:2]], 1.0, 0.0),
+    "cache_misses_total": ([{"tool": t} for t in common.TOOLS[:2]], 1.0, 0.0),
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,16 +48,22 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--reload", action="store_true")
+    ap.add_argument(
+        "--counters",
+        action="store_true",
+        help="add tokens, errors and cache counters per agent (what bench/dashboard.py's board charts)",
+    )
     return ap.parse_args()
 
 
-def fleet_series(agents: int, nodes: int) -> tuple[list, np.ndarray, np.ndarray]:
+def fleet_series(agents: int, nodes: int, counters: bool = False) -> tuple[list, np.ndarray, np.ndarray]:
     import orjson
 
     series, medians, sigmas = [], [], []
+    metrics = {**METRICS, **COUNTERS} if counters else METRICS
     for a in range(agents):
         node = f"node-{a % nodes}"
-        for metric, (tag_sets, median, sigma) in METRICS.items():
+        for metric, (tag_sets, median, sigma) in metrics.items():
             for tags in tag_sets:
                 series.append(
                     (metric, node, f"agent-{a}", orjson.dumps(tags, option=orjson.OPT_SORT_KEYS).decode())
@@ -72,7 +85,7 @@ def load(args: argparse.Namespace) -> None:
         cur.execute(
             "TRUNCATE metrics_point, metrics_rollup_delta, metrics_rollup_minute, metrics_rollup_hour"
         )
-    series, medians, sigmas = fleet_series(args.agents, args.nodes)
+    series, medians, sigmas = fleet_series(args.agents, args.nodes, args.counters)
     series_ids, level_keys = store.resolve(series)
     rng = np.random.default_rng(42)
     hours = args.days * 24

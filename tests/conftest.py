@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import connection
 
 from perfdash.api.models import ApiToken
+from perfdash.dashboard import boards
 from perfdash.metrics import keys, partitions, store
 from perfdash.run import web_server, worker_command
 
@@ -31,6 +32,7 @@ def fresh_caches() -> None:
     store.forget()
     keys.forget()
     partitions.forget()
+    boards.forget()  # panels reused across viewers (boards.reuse_s)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ may not divide another window).
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlencode
@@ -16,6 +17,7 @@ from django.http import QueryDict
 from django.utils.text import slugify
 
 from perfdash.dashboard import explore
+from perfdash.lib.durations import HOUR_S
 from perfdash.metrics.scope import QueryError
 
 PAGE = "board"
@@ -171,7 +173,9 @@ class BoardView:
 
 def build(spec: BoardSpec, window: str = "", now: float | None = None) -> dict:
     """The board's data: each panel's explorer data, or the error its query has now (a
-    dimension tag removed from settings, say) without spoiling the other panels."""
+    dimension tag removed from settings, say) without spoiling the other panels. Panels of
+    long steps are reused for a while (`reuse_s`) unless `now` is given."""
+    reuse = now is None
     now = time.time() if now is None else now
     out = {
         "board": {k: getattr(spec, k) for k in ("name", "slug", "description", "empty_hint")},
@@ -186,10 +190,69 @@ def build(spec: BoardSpec, window: str = "", now: float | None = None) -> dict:
         except BoardError as exc:
             out["panels"].append({**shown, "error": str(exc)})
             continue
-        data = explore.build(view, now)
-        data.pop("metrics")  # the explorer's metric list: no use on a board
-        out["events"] = out["events"] or data.pop("events")
-        data.pop("events", None)
+        if reuse:
+            data, events = _recent.get(view.key(), reuse_s(view), lambda v=view: _panel_data(v, now))
+        else:
+            data, events = _panel_data(view, now)
+        out["events"] = out["events"] or events
         shown["explore"] = f"/explore/?{urlencode(view.query(), doseq=True)}"
         out["panels"].append({**shown, "data": data})
     return out
+
+
+def _panel_data(view: explore.Explore, now: float) -> tuple[dict, list]:
+    data = explore.build(view, now)
+    data.pop("metrics")  # the explorer's metric list: no use on a board
+    return data, data.pop("events", [])
+
+
+# A panel of steps of an hour or more is reused for a 360th of its step (10 s for 1-hour steps,
+# 30 s for the 3-hour steps of 7 days, at most a minute), by every viewer's first paint and
+# live updates: such a panel reads every hour of its window, breakdowns over every agent, and
+# within that time new points move only its last step, by a fraction of what it holds. Panels
+# of shorter steps are the live ones: computed each time.
+REUSE_FROM_STEP_S = HOUR_S
+REUSE_SHARE = 360
+REUSE_AT_MOST_S = 60.0
+
+
+def reuse_s(view: explore.Explore) -> float:
+    step = view.step_seconds
+    return 0.0 if step < REUSE_FROM_STEP_S else min(step / REUSE_SHARE, REUSE_AT_MOST_S)
+
+
+class _Recent:
+    """Values kept per key for as long as each asks; past `most` keys (views come from
+    typed windows and panel queries), all are dropped."""
+
+    def __init__(self, most: int = 256) -> None:
+        self.most = most
+        self._kept: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, key, seconds: float, compute):
+        if seconds <= 0:
+            return compute()
+        now = time.monotonic()
+        with self._lock:
+            kept = self._kept.get(key)
+        if kept is not None and now - kept[0] < seconds:
+            return kept[1]
+        value = compute()
+        with self._lock:
+            if len(self._kept) >= self.most:
+                self._kept.clear()
+            self._kept[key] = (now, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
+
+_recent = _Recent()
+
+
+def forget() -> None:
+    """Drop the reused panels (tests; the benchmark's cold first paint)."""
+    _recent.clear()
