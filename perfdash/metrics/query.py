@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from django.conf import settings
@@ -494,7 +494,10 @@ def top(
         others, folded, folded_sum = None, 0, 0.0
     else:
         others, folded, folded_sum = _plain(*rest[2:6], elapsed), rest[6], rest[7]
-    if percentiles:
+    whole = _partitioned(metric, by, scope, names)
+    if percentiles and rest is not None and whole:
+        rows, others = _first_and_whole(members, [row[1] for row in first], whole, rest, bounds, elapsed)
+    elif percentiles:
         rows, others = _first_and_rest(members, [row[1] for row in first], bounds, elapsed)
     else:
         rows = {members.names[label]: _plain(c, s, lo, hi, elapsed) for _, label, c, s, lo, hi, _, _ in first}
@@ -524,6 +527,42 @@ def _first_and_rest(
     g = _summaries(rows, label)
     stats = {int(lab): _stat_values(g, i, elapsed) for i, lab in enumerate(g.label)}
     return {members.names[lab]: stats[lab] for lab in first if lab in stats}, stats.get(others_label)
+
+
+def _partitioned(metric: str, by: str, scope: Scope, names: Collection[str] | None) -> list[int]:
+    """The scope's own keys, when its points are split between the groups (each point has one
+    node and one agent, and rolls up to the fleet's key too); else none."""
+    if by not in ("node", "agent") or names is not None or scope.node or scope.agent:
+        return []
+    return keys.ids(metric, scope)
+
+
+def _first_and_whole(
+    members: _Members, first: list[int], whole: list[int], rest: tuple, bounds: tuple, elapsed: float
+) -> tuple[dict[str, dict], dict]:
+    """As `_first_and_rest`, the others' sketch being the whole scope's less the first groups':
+    one read of a few keys' rows, not of every other group's (a thousand agents over a week).
+    Counts per sketch bin subtract exactly; the others' count, sum, minimum and maximum are the
+    ranking's (`rest`), so their percentiles are clamped into their own range."""
+    chosen = np.isin(members.label, first)
+    rows = read_rows(sorted({*members.ids[chosen].tolist(), *whole}), *bounds)
+    of_whole = np.isin(rows.key, whole)
+    firsts, everything = rows.where(~of_whole), rows.where(of_whole)
+    less = replace(firsts, count=-firsts.count, sum=-firsts.sum, pair_count=-firsts.pair_count)
+    others_label = len(members.names)
+    label = np.concatenate(
+        [members.of(firsts.key), np.full(len(everything.key) + len(less.key), others_label)]
+    )
+    g = _summaries(Rows.concat(Rows.concat(firsts, everything), less), label)
+    if others_label not in g.label:  # the window's rows dropped since the ranking (retention)
+        return _first_and_rest(members, first, bounds, elapsed)
+    stats = {}
+    for i, lab in enumerate(g.label):
+        if lab == others_label:
+            g.min[i], g.max[i] = rest[4], rest[5]
+        stats[int(lab)] = _stat_values(g, i, elapsed)
+    others = {**stats[others_label], **_plain(*rest[2:6], elapsed)}
+    return {members.names[lab]: stats[lab] for lab in first if lab in stats}, others
 
 
 def peaks(

@@ -105,3 +105,15 @@ def test_a_read_can_be_limited_to_some_names(fleet):
 def test_it_refuses_a_rank_postgresql_cannot_compute(fleet):
     with pytest.raises(QueryError):
         query.top("tool_execution_ms", 300, "agent", 10, now=NOW, rank="p95")
+
+
+@pytest.mark.parametrize("by", ["agent", "node"])
+def test_the_others_are_the_same_read_as_the_whole_less_the_first_or_merged_from_each(fleet, by, monkeypatch):
+    # Agents and nodes split the fleet's points: the others' sketch is the fleet's less the
+    # first groups' (a read of a few keys), which must equal merging every other group's rows.
+    assert query._partitioned("tool_execution_ms", by, query.FLEET, None)  # the fleet's key
+    less = query.top("tool_execution_ms", 300, by, 1, now=NOW)
+    monkeypatch.setattr(query, "_partitioned", lambda *args: [])
+    merged = query.top("tool_execution_ms", 300, by, 1, now=NOW)
+    assert less.rows == merged.rows and less.folded == merged.folded
+    assert less.others == pytest.approx(merged.others, rel=1e-12)
