@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import logging
 import os
 import time
 
@@ -41,10 +42,16 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument(
         "--paced-s", type=float, default=30, help="then this long at one export per agent per 10 s"
     )
+    ap.add_argument("--warm-up", type=int, default=5, help="rounds of both before measuring")
     ap.add_argument("--web-workers", type=int, default=2)
     ap.add_argument("--worker-concurrency", type=int, default=2)
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--port", type=int, default=8124)
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="instead: both paths in this process, CPU per stage (no HTTP, Celery or second process)",
+    )
     return ap.parse_args()
 
 
@@ -163,12 +170,13 @@ def reset() -> None:
 
     common.reset_store()
     with connection.cursor() as cur:
-        cur.execute("TRUNCATE otlp_stream, ingest_pendingbatch")
+        cur.execute("TRUNCATE otlp_stream, otlp_streamstate, ingest_pendingbatch")
 
 
 def main() -> None:
     args = parse_args()
     common.setup_django(OTLP_DB)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     from perfdash.api.models import ApiToken
     from perfdash.run import web_server, worker_command
 
@@ -194,6 +202,10 @@ def main() -> None:
         for seed in range(n_v1)
     ]
 
+    if args.breakdown:
+        breakdown(token, intervals, otlp_points, v1_bodies, now, start_ns, fleet, args)
+        return
+
     web = common.spawn(
         [*web_server(str(args.port)), "--workers", str(args.web_workers), "--log-level", "warning"],
         f"/tmp/bench-otlp-web-{args.port}.log",
@@ -207,10 +219,15 @@ def main() -> None:
     try:
         common.wait_for(lambda: _up(base), 30, "the web server")
         time.sleep(2)
-        # Warm-up: series and rollup keys are created once per fleet, not per run.
-        asyncio.run(post_all(f"{base}/api/v1/ingest", token, v1_bodies[: args.nodes], 4, "application/json"))
-        warm, _ = otlp_bodies(fleet, args.agents_per_request, start_ns - 10**9, int((now - 120) * 1e9))
-        asyncio.run(post_all(f"{base}/v1/metrics", token, warm, 4, "application/x-protobuf"))
+        # Warm-up: series and rollup keys are created once per fleet, not per run, and each
+        # worker process caches their ids once (a batch goes to either): several rounds, so
+        # that each has seen nearly every series, as in a worker that has run for a while.
+        for k in range(args.warm_up):
+            v1_warm = v1_bodies[: 2 * args.nodes]
+            asyncio.run(post_all(f"{base}/api/v1/ingest", token, v1_warm, 4, "application/json"))
+            at = int((now - 120 + k) * 1e9)
+            warm, _ = otlp_bodies(fleet, args.agents_per_request, start_ns - 10**9, at)
+            asyncio.run(post_all(f"{base}/v1/metrics", token, warm, 4, "application/x-protobuf"))
         common.wait_for(lambda: pending() == 0, 300, "warm-up batches")
 
         for name, url, runs, kind in [
@@ -227,7 +244,7 @@ def main() -> None:
             common.wait_for(lambda w=want: committed() >= w and pending() == 0, 900, f"{name} to commit")
             elapsed = time.perf_counter() - started
             cpu_after = common.cpu_seconds(groups)
-            results[name] = (elapsed, {g: cpu_after[g] - cpu_before[g] for g in groups})
+            results[name] = (elapsed, {g: cpu_after[g] - cpu_before[g] for g in cpu_after})
 
         paced = paced_run(args, fleet, base, token, start_ns) if args.paced_s else None
     finally:
@@ -244,7 +261,7 @@ def main() -> None:
         f"{otlp_rate:>10,.0f} data points/s, {recorded / otlp_s:,.0f} recorded values/s"
     )
     print(f"ratio OTLP / v1 in points per second: {otlp_rate / v1_rate:.2f} (target >= 0.5)")
-    print("CPU µs per (data) point, by process group: v1 / OTLP")
+    print("CPU µs per (data) point, by process group (postgres: all its processes on the machine): v1 / OTLP")
     for g in v1_cpu:
         print(f"  {g:<10} {v1_cpu[g] / (n_v1 * 10_000) * 1e6:8.2f} / {otlp_cpu[g] / otlp_points * 1e6:8.2f}")
     if paced:
@@ -253,6 +270,80 @@ def main() -> None:
             f"{paced['points']:,} data points, outbox at most {paced['max_pending']} batches, "
             f"all committed {paced['lag']:.2f} s after the last export"
         )
+
+
+def breakdown(token, intervals, otlp_points, v1_bodies, now, start_ns, fleet, args) -> None:
+    """Each path's stages in this process, one after the other, on one database connection:
+    CPU per (data) point of each stage here, and of the PostgreSQL backend serving it."""
+    import psutil
+    from django.db import connection
+
+    from perfdash.api.models import ApiToken
+    from perfdash.api.views import _limits
+    from perfdash.ingest import cardinality
+    from perfdash.ingest.models import IngestedBatch, PendingBatch
+    from perfdash.ingest.validate import parse_batch
+    from perfdash.metrics.dimensions import dimension_tags
+    from perfdash.otlp import assemble, models, receive, wire
+    from perfdash.otlp.translate import Translator
+
+    token_id = ApiToken.authenticate(token, "ingest").id
+    limits = _limits()
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = psutil.Process(cur.fetchone()[0])
+    stages: dict[str, list[float]] = {}  # stage -> [CPU here, CPU of the backend]
+
+    def timed(stage: str, f, *a):
+        cpu, pg = time.process_time(), sum(backend.cpu_times()[:2])
+        out = f(*a)
+        spent = stages.setdefault(stage, [0.0, 0.0])
+        spent[0] += time.process_time() - cpu
+        spent[1] += sum(backend.cpu_times()[:2]) - pg
+        return out
+
+    def store(batch):
+        pending = PendingBatch.keep(token_id, batch)
+        _, kept, _ = PendingBatch.load(pending)
+        IngestedBatch.store(token_id, kept, now=now, pending=pending)
+
+    def v1(body):
+        batch = timed("parse", parse_batch, gzip.decompress(body), limits, now)
+        timed("cardinality", cardinality.check, token_id, batch, now)
+        timed("outbox + worker", store, batch)
+
+    def otlp(body):
+        raw = gzip.decompress(body)
+        translator = Translator(token_id, receive.identity(), limits, dimension_tags(), now)
+        points = timed("decode + translate", lambda: translator.request(wire.decode(raw, wire.PROTOBUF)))
+        timed(
+            "cardinality", receive._check_limits, token_id, receive.batch_id(raw, wire.PROTOBUF), points, now
+        )
+        with transaction.atomic():
+            added = timed("stream state", models.added, points, now)
+            batch = timed("assemble", assemble.batch, receive.batch_id(raw, wire.PROTOBUF), points, added)
+        timed("outbox + worker", store, batch)
+
+    from unittest import mock
+
+    from django.db import transaction
+
+    warm, _ = otlp_bodies(fleet, args.agents_per_request, start_ns - 10**9, int((now - 120) * 1e9))
+    with mock.patch("perfdash.ingest.ratelimit.allow", return_value=True):
+        for body in warm + v1_bodies[: 2 * args.nodes]:  # series created, ids cached
+            (otlp if body in warm else v1)(body)
+        for name, run, bodies, n in [
+            ("ingest API v1", v1, v1_bodies, len(v1_bodies) * 10_000),
+            ("OTLP", otlp, [b for i in intervals for b in i], otlp_points),
+        ]:
+            reset()
+            stages.clear()
+            for body in bodies:
+                run(body)
+            total = sum(sum(v) for v in stages.values())
+            print(f"{name}: {total / n * 1e6:.2f} µs CPU per (data) point; by stage, here + PostgreSQL:")
+            for k, (here, pg) in stages.items():
+                print(f"  {k:<20} {here / n * 1e6:6.2f} + {pg / n * 1e6:6.2f}")
 
 
 def paced_run(args, fleet: list[Agent], base: str, token: str, start_ns: int) -> dict:

@@ -91,9 +91,11 @@ def _merge_pairs(pair_gid: np.ndarray, pair_key: np.ndarray, pair_count: np.ndar
         return pair_gid, pair_key, pair_count
     lo = int(pair_key.min())
     span = int(pair_key.max()) - lo + 1
-    if span * groups <= 16_000_000:
+    if span * groups <= min(16_000_000, 8 * len(pair_key)):
         # Keys of one metric sit within a few thousand of each other: a dense bincount is
         # linear, where sorting the pairs of a month of hourly rows is n log n and far slower.
+        # But only while the pairs fill the dense array well: many groups with a few pairs
+        # each (an OTLP batch's histograms, each in rows of its own) sort faster.
         totals = np.bincount(pair_gid * span + (pair_key - lo), weights=pair_count, minlength=span * groups)
         nz = np.flatnonzero(totals)
         return nz // span, (nz % span + lo).astype(np.int32), totals[nz].astype(np.int64)

@@ -1,6 +1,6 @@
-"""Translated data points and what each adds (models.deltas) into one ingest `Batch`: numbers
-as plain points, histograms as pre-aggregated entries whose buckets are placed into sketch
-bins all at once (histograms.pairs)."""
+"""Translated data points and what each adds (temporality.Added) into one ingest `Batch`:
+numbers as plain points, histograms as pre-aggregated entries whose buckets are placed into
+sketch bins all at once (histograms.pairs)."""
 
 from __future__ import annotations
 
@@ -10,79 +10,115 @@ import numpy as np
 
 from perfdash.metrics.batch import Aggregates, Batch, SeriesKey
 from perfdash.metrics.sketch import key_values
-from perfdash.otlp.histograms import Histogram, close, pairs
-from perfdash.otlp.translate import Point
+from perfdash.otlp.histograms import close, pairs
+from perfdash.otlp.temporality import Added, _ranges
+from perfdash.otlp.translate import EXPLICIT, NUMBER, TO_DELTA, Points
+
+_KEEPS = {"value": 0, "histogram": 1, "sum": 2, "count": 3}
 
 
-def batch(batch_id: str, points: list[Point], added: list[float | Histogram | None]) -> Batch:
+def batch(batch_id: str, points: Points, added: Added) -> Batch:
     series: dict[SeriesKey, int] = {}
-    idx, ts, values = [], [], []
-    entries = []  # (series index, ts, histogram, factor)
-    for p, delta in zip(points, added, strict=True):
-        if delta is None:
-            continue
-        t = p.time_ns / 1e9
-        for out in p.outputs:
-            s = series.setdefault(out.series, len(series))
-            if out.keep == "value":
-                if p.stream is not None and not delta:
-                    continue  # a counter that did not move adds nothing
-                v = delta * out.factor
-            elif not delta.count:
-                continue
-            elif out.keep == "histogram":
-                entries.append((s, t, delta, out.factor))
-                continue
-            elif out.keep == "sum":
-                if not delta.sum:
-                    continue
-                v = delta.sum
-            else:
-                v = float(delta.count)
-            idx.append(s)
-            ts.append(t)
-            values.append(v)
-    return Batch.of_lists(batch_id, series, idx, ts, values, _aggregates(entries) if entries else None)
+    # One row per output of every data point that adds something.
+    point, out_series, keep, factor = [], [], [], []
+    take = added.take.tolist()
+    for i, outputs in enumerate(points.outputs):
+        if take[i]:
+            for out in outputs:
+                point.append(i)
+                out_series.append(series.setdefault(out.series, len(series)))
+                keep.append(_KEEPS[out.keep])
+                factor.append(out.factor)
+    if not point:
+        return Batch.of_lists(batch_id, series, [], [], [])
+    point, out_series = np.array(point, np.int64), np.array(out_series, np.int32)
+    keep, factor = np.array(keep), np.array(factor)
+    ts = np.array(points.time_ns, np.float64)[point] / 1e9
+    kind = np.array(points.kind)[point]
+    count, total = added.count.copy(), added.sum.copy()
+    for i, h in added.histograms.items():  # exponential: their own count and sum
+        count[i], total[i] = h.count, (math.nan if h.sum is None else h.sum)
+    count, total = count[point], total[point]
+
+    # Plain points: a number (a counter that did not move adds nothing), or a histogram's
+    # sum (if any) or count (if any) as a counter.
+    value = np.where(kind == NUMBER, added.value[point] * factor, np.where(keep == 2, total, count))
+    counter = np.array(points.mode)[point] == TO_DELTA
+    plain = (keep == 0) & (kind == NUMBER) & ~(counter & (value == 0))
+    plain |= (keep == 2) & (kind != NUMBER) & (count > 0) & ~np.isnan(total) & (total != 0)
+    plain |= (keep == 3) & (kind != NUMBER) & (count > 0)
+    entries = np.flatnonzero((keep == 1) & (kind != NUMBER) & (count > 0))
+    aggregates = None
+    if len(entries):
+        aggregates = _aggregates(points, added, point[entries], out_series[entries], factor[entries])
+    return Batch(
+        batch_id, list(series), out_series[plain], ts[plain], value[plain].astype(np.float64), aggregates
+    )
 
 
-def _aggregates(entries: list[tuple[int, float, Histogram, float]]) -> Aggregates:
-    owners, lowers, uppers, counts = [], [], [], []
-    lo, hi, mean, exact_lo, exact_hi, total = [], [], [], [], [], []
-    nan = math.nan
-    for e, (_, _, h, factor) in enumerate(entries):
-        lower, upper, count = h.ranges(factor)
-        owners += [e] * len(count)
-        lowers += lower
-        uppers += upper
-        counts += count
-        low = h.min if h.min is not None else h.within[0]
-        high = h.max if h.max is not None else h.within[1]
-        lo.append(nan if low is None else low * factor)
-        hi.append(nan if high is None else high * factor)
-        mean.append(h.sum / h.count * factor if h.sum is not None and h.count else 0.0)
-        exact_lo.append(nan if h.min is None else h.min * factor)
-        exact_hi.append(nan if h.max is None else h.max * factor)
-        total.append(nan if h.sum is None else h.sum * factor)
-    owner = np.array(owners, np.int64)
-    lo, hi, mean = np.array(lo), np.array(hi), np.array(mean)
-    lower, upper = close(np.array(lowers), np.array(uppers), lo[owner], hi[owner], mean[owner])
-    m = len(entries)
-    pair_start, keys, pair_count = pairs(owner, lower, upper, np.array(counts, np.int64), m)
+def _aggregates(points: Points, added: Added, point: np.ndarray, series_idx: np.ndarray, factor: np.ndarray):
+    m = len(point)
+    kind = np.array(points.kind)[point]
+    count = added.count[point].copy()
+    total, lo, hi = added.sum[point].copy(), added.lo[point].copy(), added.hi[point].copy()
+    within_lo, within_hi = added.within_lo[point].copy(), added.within_hi[point].copy()
+
+    # Explicit histograms: each bucket's bounds from its layout, all at once.
+    ex = np.flatnonzero(kind == EXPLICIT)
+    owner_parts, lower_parts, upper_parts, count_parts = [], [], [], []
+    if len(ex):
+        edges, edge_start = _edges(points.bounds)
+        p = point[ex]
+        layout = np.array(points.layout, np.int64)[p]
+        lengths = added.bstart[p + 1] - added.bstart[p]
+        at = _ranges(added.bstart[p], lengths)
+        j = at - np.repeat(added.bstart[p], lengths)  # bucket number within its histogram
+        e = edge_start[np.repeat(layout, lengths)] + j
+        f = np.repeat(factor[ex], lengths)
+        owner_parts.append(np.repeat(ex, lengths))
+        lower_parts.append(edges[e] * f)
+        upper_parts.append(edges[e + 1] * f)
+        count_parts.append(added.buckets[at])
+    # Exponential histograms: bucket by bucket (their layouts differ from export to export).
+    for e in np.flatnonzero(kind != EXPLICIT).tolist():
+        h = added.histograms[int(point[e])]
+        lower, upper, counts = h.ranges(float(factor[e]))
+        owner_parts.append(np.full(len(counts), e, np.int64))
+        lower_parts.append(np.array(lower, np.float64))
+        upper_parts.append(np.array(upper, np.float64))
+        count_parts.append(np.array(counts, np.int64))
+        count[e] = h.count
+        total[e] = math.nan if h.sum is None else h.sum
+        lo[e] = math.nan if h.min is None else h.min
+        hi[e] = math.nan if h.max is None else h.max
+        within_lo[e] = math.nan if h.within[0] is None else h.within[0]
+        within_hi[e] = math.nan if h.within[1] is None else h.within[1]
+    owner = np.concatenate(owner_parts)
+    lower, upper = np.concatenate(lower_parts), np.concatenate(upper_parts)
+    counts = np.concatenate(count_parts)
+    held = counts > 0
+    owner, lower, upper, counts = owner[held], lower[held], upper[held], counts[held]
+
+    exact_lo, exact_hi, total = lo * factor, hi * factor, total * factor
+    low = np.where(np.isnan(lo), within_lo, lo) * factor
+    high = np.where(np.isnan(hi), within_hi, hi) * factor
+    mean = np.where(~np.isnan(total) & (count > 0), total / np.maximum(count, 1), 0.0)
+    lower, upper = close(lower, upper, low[owner], high[owner], mean[owner])
+    pair_start, keys, pair_count = pairs(owner, lower, upper, counts, m)
     # Where the sender gave no min, max or sum (an interval of a cumulative histogram), they
     # come from the buckets: the lowest and highest bound holding values, the bins' values.
     lowest, highest = np.full(m, np.inf), np.full(m, -np.inf)
     np.minimum.at(lowest, owner, lower)
     np.maximum.at(highest, owner, upper)
-    exact_lo, exact_hi, total = np.array(exact_lo), np.array(exact_hi), np.array(total)
     exact_lo = np.where(np.isnan(exact_lo), lowest, exact_lo)
     exact_hi = np.where(np.isnan(exact_hi), highest, exact_hi)
     for e in np.flatnonzero(np.isnan(total)):
         sl = slice(pair_start[e], pair_start[e + 1])
         total[e] = float((key_values(keys[sl]) * pair_count[sl]).sum())
     return Aggregates(
-        np.array([e[0] for e in entries], np.int32),
-        np.array([e[1] for e in entries], np.float64),
-        np.array([e[2].count for e in entries], np.int64),
+        series_idx.astype(np.int32),
+        np.array(points.time_ns, np.float64)[point] / 1e9,
+        count,
         total,
         exact_lo,
         exact_hi,
@@ -90,3 +126,13 @@ def _aggregates(entries: list[tuple[int, float, Histogram, float]]) -> Aggregate
         keys,
         pair_count,
     )
+
+
+def _edges(bounds: list[tuple[float, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    """Every layout's bucket edges, -inf and inf around its bounds, one after the other, and
+    where each layout's start: bucket j of layout L is (edges[s + j], edges[s + j + 1])."""
+    edges, starts = [], []
+    for b in bounds:
+        starts.append(len(edges))
+        edges += [-math.inf, *b, math.inf]
+    return np.array(edges, np.float64), np.array(starts, np.int64)

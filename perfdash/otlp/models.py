@@ -1,6 +1,8 @@
-"""Cumulative streams' last values, so each export of a cumulative sum or histogram is stored
-as what it added since the one before (the Collector's `cumulativetodelta`, kept in
-PostgreSQL: it survives restarts and every web process shares it).
+"""The state of streams whose data points need the one before (cumulative counters and
+histograms, delta up-down counters: temporality.py), kept in PostgreSQL: it survives
+restarts and every web process shares it. One row per metric of a resource and scope holds
+the last export taken of each of its streams, so an export reads and writes a row per metric,
+not per stream.
 
 Conversion happens in the web process, in the transaction that also keeps the batch in the
 ingest outbox: the new state and the batch commit together, so an acknowledged export has
@@ -12,23 +14,39 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import orjson
+from django.conf import settings
 from django.db import connection, models
 
+from perfdash.lib.durations import DAY_S
 from perfdash.lib.pg import binary_cursor
-from perfdash.otlp.histograms import Histogram
-from perfdash.otlp.translate import Point
+from perfdash.otlp import temporality
+from perfdash.otlp.temporality import REC, State
+from perfdash.otlp.translate import EXPLICIT, EXPONENTIAL, NUMBER, Points, bounds_digest
+
+
+class StreamState(models.Model):
+    """The streams of one metric of one resource and scope (`key`: a digest of token,
+    resource, scope and metric name), each stream's last export taken (temporality.State)."""
+
+    key = models.BinaryField(primary_key=True)
+    state = models.BinaryField(null=True)
+    # Not indexed: every export updates its rows, and an index on a column that changes would
+    # make each of those updates write the primary key's index too.
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.key.hex()
 
 
 class Stream(models.Model):
-    """A cumulative stream: a digest of (token, resource, scope, metric, attributes), its start
-    time and the last export taken (time and value, or histogram)."""
+    """A cumulative stream's last export, as kept one row per stream before StreamState:
+    read (never written) for a stream not yet in its StreamState row, so that an upgrade
+    counts nothing twice. Forgotten like the others once not exported for the retention."""
 
     key = models.BinaryField(primary_key=True)
     start_ns = models.BigIntegerField(null=True)
     time_ns = models.BigIntegerField(null=True)
     state = models.BinaryField(null=True)
-    # Not indexed: every export updates every row of its streams, and an index on a column
-    # that changes would make each of those updates write the primary key's index too.
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -90,108 +108,105 @@ def coarse_note(metric: str, window_s: float, now: float) -> str | None:
 
 
 def forget_streams(before: datetime, chunk: int = 10_000) -> int:
-    """Remove the streams not exported since `before`, a chunk per statement. A stream that
-    comes back later counts from its start again: the window must outlast any sender's pause
-    (it is the rollup retention, past which its earlier values are gone anyway)."""
+    """Remove the state rows not exported to since `before`, a chunk per statement. A stream
+    that comes back later counts from its start again: the window must outlast any sender's
+    pause (it is the rollup retention, past which its earlier values are gone anyway). Streams
+    of a row still exported to are left out of it on its next write (temporality.apply)."""
     removed = 0
-    while True:
-        with connection.cursor() as cur:
-            cur.execute(
-                "DELETE FROM otlp_stream WHERE key IN "
-                "(SELECT key FROM otlp_stream WHERE updated_at < %s LIMIT %s)",
-                [before, chunk],
-            )
-            removed += cur.rowcount
-            if cur.rowcount < chunk:
-                return removed
+    for table in ("otlp_streamstate", "otlp_stream"):
+        while True:
+            with connection.cursor() as cur:
+                cur.execute(
+                    f"DELETE FROM {table} WHERE key IN "
+                    f"(SELECT key FROM {table} WHERE updated_at < %s LIMIT %s)",
+                    [before, chunk],
+                )
+                removed += cur.rowcount
+                if cur.rowcount < chunk:
+                    break
+    return removed
 
 
-def deltas(points: list[Point]) -> list[float | Histogram | None]:
-    """For each point, what it adds: the value itself for a gauge or delta point; for a
-    cumulative one, the difference to the stream's last export, the whole value at the
-    stream's first export or after a reset (a new start time, or a value that went down),
-    and None for an export not newer than the last one taken (a duplicate, or out of order).
-
-    Must run inside the caller's transaction: the streams' rows stay locked until it ends."""
-    out: list[float | Histogram | None] = [p.value if p.histogram is None else p.histogram for p in points]
-    cumulative = sorted(
-        (i for i, p in enumerate(points) if p.stream is not None),
-        key=lambda i: (points[i].stream, points[i].time_ns),
-    )
-    if not cumulative:
-        return out
-    keys = sorted({points[i].stream for i in cumulative})
+def added(points: Points, now: float) -> temporality.Added:
+    """What each data point adds (temporality.apply), with its streams' state rows read and
+    written. Must run inside the caller's transaction: the rows stay locked until it ends."""
+    rows = sorted({g for g in points.group if g is not None})
+    if not rows:
+        return temporality.as_sent(points)
     # A server-side binding cursor, arrays in binary (%b): Django's cursors bind on the client,
     # quoting each element of an array in Python.
     with binary_cursor() as cur:
-        state = _locked(cur, keys)
-        missing = [k for k in keys if k not in state]
+        blobs = _locked(cur, rows)
+        missing = [k for k in rows if k not in blobs]
         if missing:
-            # New streams get their rows first, in key order, so that two exports of a new
-            # stream taken at once wait for each other instead of both counting from zero.
+            # New rows first, in key order, so that two exports of a new stream taken at once
+            # wait for each other instead of both counting from zero.
             cur.execute(
-                "INSERT INTO otlp_stream (key, updated_at) SELECT k, now() FROM unnest(%b::bytea[]) AS k "
-                "ORDER BY k ON CONFLICT DO NOTHING",
+                "INSERT INTO otlp_streamstate (key, updated_at) SELECT k, now() "
+                "FROM unnest(%b::bytea[]) AS k ORDER BY k ON CONFLICT DO NOTHING",
                 [missing],
             )
-            state |= _locked(cur, missing)
-        changed = {}
-        for i in cumulative:
-            p = points[i]
-            start, time, last = state[p.stream]
-            current = p.value if p.histogram is None else p.histogram
-            if time is not None and p.time_ns <= time:
-                out[i] = None
-                continue
-            out[i] = (
-                current
-                if last is None or (p.start_ns and start and p.start_ns != start)
-                else _less(current, last)
-            )
-            state[p.stream] = changed[p.stream] = (p.start_ns, p.time_ns, current)
-        if changed:
-            cur.execute(
-                "UPDATE otlp_stream s SET start_ns = x.s, time_ns = x.t, state = x.v, updated_at = now() "
-                "FROM unnest(%b::bytea[], %b::int8[], %b::int8[], %b::bytea[]) AS x(k, s, t, v) "
-                "WHERE s.key = x.k",
-                [
-                    list(changed),
-                    [v[0] for v in changed.values()],
-                    [v[1] for v in changed.values()],
-                    [_dump(v[2]) for v in changed.values()],
-                ],
-            )
+            blobs |= _locked(cur, missing)
+        state = State.of_blobs(blobs)
+        known = set(state.keys)
+        new = {
+            s: g for s, g in zip(points.stream, points.group, strict=True) if s is not None and s not in known
+        }
+        if new:
+            _earlier(cur, state, new)
+        forget_before_ns = int((now - settings.ROLLUP_RETENTION_DAYS * DAY_S) * 1e9)
+        out, written = temporality.apply(points, state, forget_before_ns)
+        cur.execute(
+            "UPDATE otlp_streamstate s SET state = x.v, updated_at = now() "
+            "FROM unnest(%b::bytea[], %b::bytea[]) AS x(k, v) WHERE s.key = x.k",
+            [list(written), list(written.values())],
+        )
     return out
 
 
-def _locked(cur, keys: list[bytes]) -> dict[bytes, tuple]:
-    """The rows of these streams that exist, locked until the transaction ends (in key
-    order, as every export locks them: two exports never wait for each other in a circle)."""
+def _locked(cur, keys: list[bytes]) -> dict[bytes, bytes | None]:
+    """The state rows that exist, locked until the transaction ends (in key order, as every
+    export locks them: two exports never wait for each other in a circle)."""
     cur.execute(
-        "SELECT key, start_ns, time_ns, state FROM otlp_stream WHERE key = ANY(%b::bytea[]) "
-        "ORDER BY key FOR NO KEY UPDATE",
+        "SELECT key, state FROM otlp_streamstate WHERE key = ANY(%b::bytea[]) ORDER BY key FOR NO KEY UPDATE",
         [keys],
     )
-    return {bytes(r[0]): (r[1], r[2], _load(r[3])) for r in cur.fetchall()}
+    return {bytes(r[0]): (bytes(r[1]) if r[1] is not None else None) for r in cur.fetchall()}
 
 
-def _less(current: float | Histogram, last: float | Histogram) -> float | Histogram:
-    """current - last, or the whole of current when it went down (a reset)."""
-    if isinstance(current, Histogram):
-        if not isinstance(last, Histogram):
-            return current
-        return current.minus(last) or current
-    if isinstance(last, Histogram) or current < last:
-        return current
-    return current - last
-
-
-def _dump(value: float | Histogram) -> bytes:
-    return orjson.dumps(value.to_state() if isinstance(value, Histogram) else {"value": value})
-
-
-def _load(raw) -> float | Histogram | None:
-    if raw is None:
-        return None
-    state = orjson.loads(bytes(raw))
-    return state["value"] if "value" in state else Histogram.from_state(state)
+def _earlier(cur, state: State, new: dict[bytes, bytes]) -> None:
+    """Streams kept one row each before StreamState (otlp_stream), into `state`."""
+    cur.execute(
+        "SELECT key, start_ns, time_ns, state FROM otlp_stream "
+        "WHERE key = ANY(%b::bytea[]) AND state IS NOT NULL",
+        [list(new)],
+    )
+    for key, start, time, raw in cur.fetchall():
+        last = orjson.loads(bytes(raw))
+        rec = dict.fromkeys(REC.names, 0) | {"start": start or 0, "time": time}
+        buckets = []
+        if "value" in last:
+            rec |= {"kind": NUMBER, "value": last["value"]}
+        else:
+            nan = float("nan")
+            rec |= {
+                "count": last["count"],
+                "value": nan if last["sum"] is None else last["sum"],
+                "lo": nan if last["min"] is None else last["min"],
+                "hi": nan if last["max"] is None else last["max"],
+            }
+            if "bounds" in last:
+                buckets = last["counts"]
+                rec |= {"kind": EXPLICIT, "layout": bounds_digest(last["bounds"])}
+            else:
+                buckets = last["pos"] + last["neg"]
+                rec |= {
+                    "kind": EXPONENTIAL,
+                    "layout": last["scale"],
+                    "zero": last["zero"],
+                    "pos_offset": last["pos_offset"],
+                    "npos": len(last["pos"]),
+                    "neg_offset": last["neg_offset"],
+                }
+            rec["nbuckets"] = len(buckets)
+        state.add(bytes(key), new[bytes(key)], tuple(rec[n] for n in REC.names), buckets)

@@ -20,7 +20,7 @@ from perfdash.lib.unavailable import RETRY_AFTER_S
 from perfdash.metrics.batch import Batch
 from perfdash.metrics.dimensions import dimension_tags
 from perfdash.otlp import assemble, models, wire
-from perfdash.otlp.translate import Identity, Report, Translator
+from perfdash.otlp.translate import EXPLICIT, Identity, Points, Report, Translator
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +56,17 @@ def receive(token_id: int, body: bytes, kind: str, limits: Limits, now: float) -
         points = translator.request(request)
     except RecursionError:
         raise wire.WireError("attribute values nested too deeply") from None
-    if not points:
+    if not len(points):
         return translator.report, None
     bid = batch_id(body, kind)
     _check_limits(token_id, bid, points, now)
     with transaction.atomic():
-        batch = assemble.batch(bid, points, models.deltas(points))
+        batch = assemble.batch(bid, points, models.added(points, now))
         pending = PendingBatch.keep(token_id, batch) if len(batch) else None
     coarse = {
         out.series[0]
-        for p in points
-        if p.histogram is not None and not p.histogram.exponential
-        for out in p.outputs
+        for outputs in _outputs_of(points, EXPLICIT)
+        for out in outputs
         if out.keep == "histogram"
     }
     if coarse:
@@ -80,7 +79,17 @@ def receive(token_id: int, body: bytes, kind: str, limits: Limits, now: float) -
     return translator.report, batch
 
 
-def _check_limits(token_id: int, bid: str, points, now: float) -> None:
+def _outputs_of(points: Points, kind: int | None):
+    """The outputs of the data points (of this kind), each list once: the data points of a
+    stream share theirs."""
+    seen = {}
+    for k, outputs in zip(points.kind, points.outputs, strict=True):
+        if kind is None or k == kind:
+            seen[id(outputs)] = outputs
+    return seen.values()
+
+
+def _check_limits(token_id: int, bid: str, points: Points, now: float) -> None:
     try:
         allowed = ratelimit.allow(token_id, len(points))
     except Exception as exc:  # Redis counts the rate: the exporter keeps what it sent and retries
@@ -88,7 +97,7 @@ def _check_limits(token_id: int, bid: str, points, now: float) -> None:
         raise Refused(503, "ingest rate limit unavailable; retry later", RETRY_AFTER_S) from None
     if not allowed:
         raise Refused(429, f"over the rate limit of {settings.INGEST_RATE_LIMIT} points/s", 1)
-    series = list(dict.fromkeys(out.series for p in points for out in p.outputs))
+    series = list(dict.fromkeys(out.series for outputs in _outputs_of(points, None) for out in outputs))
     refusal = cardinality.check(token_id, Batch(bid, series, *([None] * 3)), now)
     if refusal is not None:
         raise Refused(refusal.status, refusal.body["error"], refusal.retry_after)

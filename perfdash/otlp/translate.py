@@ -2,8 +2,9 @@
 agent), tags, the metrics each becomes (conventions.py), and the data points refused, each
 with the reason, for the answer's partial success.
 
-Nothing here touches the database: cumulative streams are turned into deltas afterwards
-(streams.py), and the deltas into a batch (assemble.py).
+Nothing here touches the database: the data points come out as columns (`Points`), whose
+streams' state is applied afterwards (temporality.py, models.py), and the result made into a
+batch (assemble.py).
 """
 
 from __future__ import annotations
@@ -53,17 +54,58 @@ class Output:
     factor: float = 1.0
 
 
-@dataclass
-class Point:
-    """One OTLP data point: a number or a histogram, the stream it continues when cumulative
-    (a digest of its identity), and what it becomes."""
+# What a data point is, and what its stream's state does with it (temporality.py).
+NUMBER, EXPLICIT, EXPONENTIAL = 0, 1, 2
+AS_SENT, TO_DELTA, TO_LEVEL = 0, 1, 2
+NAN = math.nan
 
-    time_ns: int
-    start_ns: int
-    value: float | None
-    histogram: Histogram | None
-    stream: bytes | None  # set for cumulative sums and histograms
-    outputs: list[Output]
+
+@dataclass
+class Points:
+    """An export's data points as columns, one entry per data point, so the streams' state
+    and the batch are worked out for all of them at once (temporality.py, assemble.py), not
+    point by point.
+
+    `mode`: AS_SENT (a gauge, a delta counter or histogram, a cumulative up-down counter),
+    TO_DELTA (a cumulative counter or histogram: stored as what it added since the stream's
+    last export) or TO_LEVEL (a delta up-down counter: stored as the running level)."""
+
+    time_ns: list[int] = field(default_factory=list)
+    start_ns: list[int] = field(default_factory=list)
+    kind: list[int] = field(default_factory=list)
+    mode: list[int] = field(default_factory=list)
+    value: list[float] = field(default_factory=list)  # a number, or a histogram's sum (NaN: not sent)
+    count: list[int] = field(default_factory=list)  # histograms: their count
+    lo: list[float] = field(default_factory=list)  # histograms: min and max, NaN where not sent
+    hi: list[float] = field(default_factory=list)
+    # Explicit: the index of its bounds in `bounds`; exponential: the scale.
+    layout: list[int] = field(default_factory=list)
+    # Exponential: zero count, positive offset, number of positive buckets, negative offset.
+    exp: list[tuple[int, int, int, int]] = field(default_factory=list)
+    buckets: list[int] = field(default_factory=list)  # every histogram's bucket counts, in turn
+    nbuckets: list[int] = field(default_factory=list)
+    stream: list[bytes | None] = field(default_factory=list)  # set where mode is not AS_SENT
+    group: list[bytes | None] = field(default_factory=list)  # the state row holding the stream
+    outputs: list[list[Output]] = field(default_factory=list)
+    bounds: list[tuple[float, ...]] = field(default_factory=list)  # explicit bounds, each once
+    bounds_digest: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.time_ns)
+
+    def histogram(self, i: int, start: int) -> Histogram:
+        """Data point i as a Histogram (its buckets from `start` in `buckets`)."""
+        end = start + self.nbuckets[i]
+        lo, hi, total = (None if math.isnan(x) else x for x in (self.lo[i], self.hi[i], self.value[i]))
+        if self.kind[i] == EXPLICIT:
+            bounds = list(self.bounds[self.layout[i]])
+            return Histogram(self.count[i], total, lo, hi, bounds, self.buckets[start:end])
+        zero, pos_offset, npos, neg_offset = self.exp[i]
+        return Histogram(
+            self.count[i], total, lo, hi, scale=self.layout[i], zero=zero,
+            pos_offset=pos_offset, pos=self.buckets[start : start + npos],
+            neg_offset=neg_offset, neg=self.buckets[start + npos : end],
+        )  # fmt: skip
 
 
 @dataclass
@@ -114,7 +156,8 @@ def _any(value) -> str:
 
 
 def attributes(kvs) -> dict[str, str]:
-    return {kv.key: _any(kv.value) for kv in kvs}
+    # Nearly every attribute is a string: read it directly, the others through _any.
+    return {kv.key: kv.value.string_value or _any(kv.value) for kv in kvs}
 
 
 class Translator:
@@ -128,7 +171,8 @@ class Translator:
         self.earliest_ns = int((now - limits.max_age_s) * 1e9)
         self.latest_ns = int((now + limits.max_future_s) * 1e9)
         self.report = Report()
-        self.points: list[Point] = []
+        self.points = Points()
+        self._layouts: dict[tuple[float, ...], int] = {}
         setup = (
             token_id,
             identity.node,
@@ -139,7 +183,7 @@ class Translator:
         )
         self.described = _described.setdefault(setup, {})
 
-    def request(self, req: ExportMetricsServiceRequest) -> list[Point]:
+    def request(self, req: ExportMetricsServiceRequest) -> Points:
         for rm in req.resource_metrics:
             resource = attributes(rm.resource.attributes)
             resource_id = orjson.dumps(sorted(resource.items()))
@@ -153,71 +197,100 @@ class Translator:
     def metric(self, metric, resource: dict[str, str], extra_tags: dict[str, str], scope_id: bytes) -> None:
         kind = metric.WhichOneof("data")
         if kind == "gauge":
-            data, cumulative, counter = metric.gauge, False, False
+            data, mode, counter = metric.gauge, AS_SENT, False
         elif kind == "sum":
             data = metric.sum
             counter = data.is_monotonic
-            # A non-monotonic sum is a level (an up-down counter): its last value, like a gauge.
-            cumulative = counter and data.aggregation_temporality == CUMULATIVE
+            cumulative = data.aggregation_temporality == CUMULATIVE
+            # A counter is stored as what it added; a non-monotonic sum (an up-down counter)
+            # is a level, stored like a gauge: as sent when cumulative, summed up when delta.
+            mode = (TO_DELTA if cumulative else AS_SENT) if counter else (AS_SENT if cumulative else TO_LEVEL)
         elif kind in ("histogram", "exponential_histogram"):
             data = getattr(metric, kind)
-            cumulative, counter = data.aggregation_temporality == CUMULATIVE, False
+            mode, counter = (TO_DELTA if data.aggregation_temporality == CUMULATIVE else AS_SENT), False
         else:
             n = len(metric.summary.data_points) if kind == "summary" else 0
             self.report.reject(f"metric {metric.name!r}: {kind or 'no data'} is not supported", max(n, 1))
             return
+        # What identifies the metric's streams, but for their attributes.
+        base = (scope_id, metric.name, metric.unit, kind, counter, mode)
         for dp in data.data_points:
             if dp.flags & NO_RECORDED_VALUE:
                 continue
             try:
-                self.points.append(
-                    self.point(metric, kind, dp, cumulative, counter, resource, extra_tags, scope_id)
-                )
+                self.point(metric, base, dp, resource, extra_tags)
             except Rejected as exc:
                 self.report.reject(f"metric {metric.name!r}: {exc}")
 
-    def point(self, metric, kind, dp, cumulative, counter, resource, extra_tags, scope_id) -> Point:
-        attrs = attributes(dp.attributes)
-        if not dp.time_unix_nano:
+    def point(self, metric, base: tuple, dp, resource, extra_tags) -> None:
+        """Append one data point to the columns, or raise Rejected (leaving them as they were)."""
+        scope_id, _, _, kind, counter, mode = base
+        # Nearly every attribute is a string: read it directly, the others through _any.
+        attrs = tuple((kv.key, kv.value.string_value or _any(kv.value)) for kv in dp.attributes)
+        t = dp.time_unix_nano
+        if not t:
             raise Rejected("a data point without time_unix_nano")
-        if not self.earliest_ns <= dp.time_unix_nano <= self.latest_ns:
+        if not self.earliest_ns <= t <= self.latest_ns:
             raise Rejected("time_unix_nano is too far in the future or older than the rollup retention")
-        value = histogram = None
+        start = dp.start_time_unix_nano
+        if start >= 1 << 63:
+            raise Rejected("start_time_unix_nano is beyond the year 2262")
+        # A stream repeats every export: what it becomes is worked out once per process.
+        key = (base, attrs)
+        described = self.described.get(key)
+        if described is None:
+            described = self.describe(metric, kind, mode, counter, dict(attrs), resource, extra_tags, scope_id)
+            if len(self.described) >= _DESCRIBED_MAX:
+                self.described.clear()
+            self.described[key] = described
+        outputs, stream, group, dropped = described
+        pts = self.points
         if kind in ("gauge", "sum"):
             value = float(dp.as_int) if dp.WhichOneof("value") == "as_int" else dp.as_double
             if not math.isfinite(value):
                 raise Rejected("value must be finite")
+            if value < 0 and mode != TO_LEVEL and outputs[0].series[0].endswith(NON_NEGATIVE_SUFFIXES):
+                raise Rejected(f"{outputs[0].series[0]} cannot be negative")
+            pts.kind.append(NUMBER)
+            pts.value.append(value)
+            pts.count.append(0)
+            pts.lo.append(NAN)
+            pts.hi.append(NAN)
+            pts.layout.append(0)
+            pts.exp.append(())
+            pts.nbuckets.append(0)
+        elif kind == "histogram":
+            self.explicit(dp)
         else:
-            histogram = _histogram(kind, dp)
-        # A stream repeats every export: what it becomes is worked out once per process.
-        key = (scope_id, metric.name, metric.unit, kind, counter, cumulative, tuple(attrs.items()))
-        described = self.described.get(key)
-        if described is None:
-            described = self.describe(
-                metric, kind, cumulative, counter, attrs, resource, extra_tags, scope_id
-            )
-            if len(self.described) >= _DESCRIBED_MAX:
-                self.described.clear()
-            self.described[key] = described
-        outputs, stream, dropped = described
+            self.exponential(dp)
         self.report.dropped_attributes += dropped
-        if value is not None and value < 0 and outputs[0].series[0].endswith(NON_NEGATIVE_SUFFIXES):
-            raise Rejected(f"{outputs[0].series[0]} cannot be negative")
-        return Point(dp.time_unix_nano, dp.start_time_unix_nano, value, histogram, stream, outputs)
+        pts.time_ns.append(t)
+        pts.start_ns.append(start)
+        pts.mode.append(mode)
+        pts.stream.append(stream)
+        pts.group.append(group)
+        pts.outputs.append(outputs)
 
-    def describe(self, metric, kind, cumulative, counter, attrs, resource, extra_tags, scope_id):
-        """(outputs, the stream's digest if cumulative, attributes dropped) of a stream."""
+    def describe(self, metric, kind, mode, counter, attrs, resource, extra_tags, scope_id):
+        """(outputs, the stream's digest and its state row's if it has state, attributes
+        dropped) of a stream."""
         node = self.pick(self.identity.node, attrs, resource, "node")
         agent = self.pick(self.identity.agent, attrs, resource, "agent")
-        stream = None
-        if cumulative:
+        stream = group = None
+        if mode != AS_SENT:
             identity = orjson.dumps([self.token_id, metric.name, kind, sorted(attrs.items())])
             stream = hashlib.blake2b(scope_id + b"\0" + identity, digest_size=16).digest()
+            # One state row per (token, resource, scope, metric): a metric's streams are
+            # exported together, and the SDKs bound their number (2000 by default).
+            of = orjson.dumps([self.token_id, metric.name])
+            group = hashlib.blake2b(scope_id + b"\0" + of, digest_size=16).digest()
         is_histogram = kind not in ("gauge", "sum")
         rule = conventions.rule_for(metric.name, attrs) if is_histogram else None
-        dropped = self.report.dropped_attributes
+        before = self.report.dropped_attributes
         outputs = self.outputs(metric, rule, counter, is_histogram, attrs, extra_tags, node, agent)
-        return outputs, stream, self.report.dropped_attributes - dropped
+        # Counted by `point`, at every export of the stream.
+        dropped, self.report.dropped_attributes = self.report.dropped_attributes - before, before
+        return outputs, stream, group, dropped
 
     def outputs(self, metric, rule, counter, is_histogram, attrs, extra_tags, node, agent) -> list[Output]:
         used = self.identity.node + self.identity.agent
@@ -274,45 +347,81 @@ class Translator:
             tags[key] = v
         return (metric, node, agent, orjson.dumps(tags, option=orjson.OPT_SORT_KEYS).decode())
 
-
-def _histogram(kind: str, dp) -> Histogram:
-    h = _read_histogram(kind, dp)
-    if max(h.count, *h.counts, *h.pos, *h.neg, h.zero) >= 1 << 63:
-        raise Rejected("histogram counts are too large")
-    if not h.buckets_consistent():
-        raise Rejected("bucket counts do not add up to count")
-    return h
-
-
-def _read_histogram(kind: str, dp) -> Histogram:
-    lo = dp.min if dp.HasField("min") else None
-    hi = dp.max if dp.HasField("max") else None
-    total = dp.sum if dp.HasField("sum") else None
-    for name, v in (("sum", total), ("min", lo), ("max", hi)):
-        if v is not None and not math.isfinite(v):
-            raise Rejected(f"histogram {name} must be finite")
-    if kind == "histogram":
-        bounds = list(dp.explicit_bounds)
-        if len(bounds) > MAX_BUCKETS:
-            raise Rejected(f"more than {MAX_BUCKETS} buckets")
-        if not all(map(math.isfinite, bounds)) or any(a >= b for a, b in pairwise(bounds)):
-            raise Rejected("explicit_bounds must be finite and increasing")
-        counts = list(dp.bucket_counts)
-        if not counts and dp.count:
+    def explicit(self, dp) -> None:
+        lo, hi, total = _summary(dp)
+        bounds = tuple(dp.explicit_bounds)
+        layout = self._layouts.get(bounds)
+        if layout is None:
+            if len(bounds) > MAX_BUCKETS:
+                raise Rejected(f"more than {MAX_BUCKETS} buckets")
+            if not all(map(math.isfinite, bounds)) or any(a >= b for a, b in pairwise(bounds)):
+                raise Rejected("explicit_bounds must be finite and increasing")
+            layout = self._layout(bounds)
+        counts = list(dp.bucket_counts)  # once: each read of the container costs as much
+        count = dp.count
+        if not counts and count:
             # Buckets are optional: a histogram without them is its count, sum, min and max.
-            bounds, counts = [], [dp.count]
-        return Histogram(dp.count, total, lo, hi, bounds, counts)
-    if not -10 <= dp.scale <= 20:
-        raise Rejected("exponential histogram scale must be within -10 to 20")
-    for side in (dp.positive, dp.negative):
-        if len(side.bucket_counts) > MAX_BUCKETS:
-            raise Rejected(f"more than {MAX_BUCKETS} buckets")
-        # Every bound must be a finite float: |log2| of at most 1000.
-        if max(abs(side.offset), abs(side.offset + len(side.bucket_counts))) * 2.0**-dp.scale > 1000:
-            raise Rejected("exponential histogram buckets beyond the range of a float")
-    return Histogram(
-        dp.count, total, lo, hi,
-        scale=dp.scale, zero=dp.zero_count,
-        pos_offset=dp.positive.offset, pos=list(dp.positive.bucket_counts),
-        neg_offset=dp.negative.offset, neg=list(dp.negative.bucket_counts),
-    )  # fmt: skip
+            layout, counts = self._layout(()), [count]
+        if count >= 1 << 63 or (counts and max(counts) >= 1 << 63):
+            raise Rejected("histogram counts are too large")
+        if len(counts) != len(self.points.bounds[layout]) + 1 or sum(counts) != count:
+            raise Rejected("bucket counts do not add up to count")
+        self._histogram(EXPLICIT, count, total, lo, hi, layout, (), counts)
+
+    def _layout(self, bounds: tuple[float, ...]) -> int:
+        layout = self._layouts.get(bounds)
+        if layout is None:
+            layout = self._layouts[bounds] = len(self.points.bounds)
+            self.points.bounds.append(bounds)
+            self.points.bounds_digest.append(bounds_digest(bounds))
+        return layout
+
+    def exponential(self, dp) -> None:
+        lo, hi, total = _summary(dp)
+        if not -10 <= dp.scale <= 20:
+            raise Rejected("exponential histogram scale must be within -10 to 20")
+        for side in (dp.positive, dp.negative):
+            if len(side.bucket_counts) > MAX_BUCKETS:
+                raise Rejected(f"more than {MAX_BUCKETS} buckets")
+            # Every bound must be a finite float: |log2| of at most 1000.
+            if max(abs(side.offset), abs(side.offset + len(side.bucket_counts))) * 2.0**-dp.scale > 1000:
+                raise Rejected("exponential histogram buckets beyond the range of a float")
+        pos, neg = list(dp.positive.bucket_counts), list(dp.negative.bucket_counts)
+        if max(dp.count, dp.zero_count, *pos, *neg) >= 1 << 63:
+            raise Rejected("histogram counts are too large")
+        if dp.zero_count + sum(pos) + sum(neg) != dp.count:
+            raise Rejected("bucket counts do not add up to count")
+        exp = (dp.zero_count, dp.positive.offset, len(pos), dp.negative.offset)
+        self._histogram(EXPONENTIAL, dp.count, total, lo, hi, dp.scale, exp, pos + neg)
+
+    def _histogram(self, kind, count, total, lo, hi, layout, exp, counts) -> None:
+        pts = self.points
+        pts.kind.append(kind)
+        pts.value.append(total)
+        pts.count.append(count)
+        pts.lo.append(lo)
+        pts.hi.append(hi)
+        pts.layout.append(layout)
+        pts.exp.append(exp)
+        pts.buckets.extend(counts)
+        pts.nbuckets.append(len(counts))
+
+
+def bounds_digest(bounds) -> int:
+    """Explicit bounds as one int64: a stream whose bounds changed has been reset."""
+    digest = hashlib.blake2b(orjson.dumps(list(bounds)), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def _summary(dp) -> tuple[float, float, float]:
+    """A histogram's min, max and sum, NaN where not sent."""
+    out = []
+    for name in ("min", "max", "sum"):
+        if dp.HasField(name):
+            v = getattr(dp, name)
+            if not math.isfinite(v):
+                raise Rejected(f"histogram {name} must be finite")
+            out.append(v)
+        else:
+            out.append(NAN)
+    return out[0], out[1], out[2]

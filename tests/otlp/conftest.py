@@ -31,8 +31,13 @@ DELTA = {
 class Sdk:
     """A meter provider for one fleet member, read on demand: each `collect` is one export."""
 
-    def __init__(self, temporality: str = "cumulative", exponential: bool = False, **resource: str):
-        self.reader = InMemoryMetricReader(preferred_temporality=DELTA if temporality == "delta" else None)
+    def __init__(self, temporality: str | dict = "cumulative", exponential: bool = False, **resource: str):
+        # "delta": the SDKs' delta preference (up-down counters stay cumulative); or a dict of
+        # instrument -> temporality.
+        preferred = temporality if isinstance(temporality, dict) else None
+        if temporality == "delta":
+            preferred = DELTA
+        self.reader = InMemoryMetricReader(preferred_temporality=preferred)
         views = [View(instrument_type=Histogram, aggregation=ExponentialBucketHistogramAggregation())]
         self.provider = MeterProvider(
             metric_readers=[self.reader],

@@ -37,8 +37,8 @@ def translate(
     points = t.request(request)
     return [
         (o.series[0], o.series[1], o.series[2], orjson.loads(o.series[3]), o.keep)
-        for p in points
-        for o in p.outputs
+        for outputs in points.outputs
+        for o in outputs
     ]
 
 

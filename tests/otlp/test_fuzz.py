@@ -10,7 +10,7 @@ import time
 import pytest
 
 from perfdash.ingest.validate import Limits
-from perfdash.otlp import assemble, wire
+from perfdash.otlp import assemble, temporality, wire
 from perfdash.otlp.receive import identity
 from perfdash.otlp.translate import Translator
 from tests.otlp.conftest import Sdk
@@ -57,9 +57,8 @@ def test_garbled_bodies_are_read_or_refused_never_anything_else(kind):
             continue
         translator = Translator(1, identity(), Limits(), ("tool", "model"), time.time())
         points = translator.request(request)
-        if points:
-            added = [p.value if p.histogram is None else p.histogram for p in points]
-            assemble.batch("fuzz", points, added)
+        if len(points):
+            assemble.batch("fuzz", points, temporality.as_sent(points))
         read += 1
     assert read and refused
 

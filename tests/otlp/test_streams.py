@@ -14,7 +14,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from perfdash.api.models import ApiToken
 from perfdash.metrics import query
 from perfdash.otlp.histograms import Histogram
-from perfdash.otlp.models import Stream
+from perfdash.otlp.models import StreamState
 from perfdash.otlp.tasks import forget_streams
 from tests.otlp.conftest import store
 
@@ -58,7 +58,7 @@ def test_a_cumulative_counter_counts_each_increment_once(token_id):
     for value, began, at, want in steps:
         store(token_id, counter_export(value, began, at), now=NOW)
         assert total() == want
-    assert Stream.objects.count() == 1
+    assert StreamState.objects.count() == 1
 
 
 def test_a_stream_without_start_times_resets_when_its_value_goes_down(token_id):
@@ -91,6 +91,6 @@ def test_a_retried_export_is_the_same_batch(token_id):
 
 def test_streams_not_exported_for_the_retention_are_forgotten(token_id):
     store(token_id, counter_export(10, NOW - 300, NOW - 200), now=NOW)
-    Stream.objects.update(updated_at=datetime.now(UTC) - timedelta(days=91))
+    StreamState.objects.update(updated_at=datetime.now(UTC) - timedelta(days=91))
     assert forget_streams() == 1
-    assert not Stream.objects.exists()
+    assert not StreamState.objects.exists()
