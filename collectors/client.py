@@ -169,8 +169,13 @@ class Client:
     def error(self, kind: str = "error", **tags: str) -> None:
         self.record(ERRORS_TOTAL, 1, {"error": kind, **tags})
 
-    def tokens(self, n: int, provider: str, model: str) -> None:
-        self.record(TOKENS_TOTAL, n, {"provider": provider, "model": model})
+    def tokens(self, n: int, provider: str, model: str, token_type: str | None = None) -> None:
+        """Count `n` tokens; `token_type` ("input", "output") is the `type` tag, as
+        OpenTelemetry's gen_ai.token.type, so tokens can be read by type."""
+        tags = {"provider": provider, "model": model}
+        if token_type:
+            tags["type"] = token_type
+        self.record(TOKENS_TOTAL, n, tags)
 
     def cache_hit(self, **tags: str) -> None:
         self.record(CACHE_HITS_TOTAL, 1, tags or None)

@@ -19,6 +19,7 @@ from django.conf import settings
 
 from collectors.protocol import COUNTER_SUFFIX, LATENCY_SUFFIX
 from perfdash.dashboard import compare_page, panels
+from perfdash.dashboard.panels import MIN_RATIO_EVENTS
 from perfdash.lib import units
 from perfdash.lib.durations import DAY_S, HOUR_S, parse_duration
 from perfdash.metrics import keys, query
@@ -79,9 +80,6 @@ RATIOS = {
         "responses",
     ),
 }
-# A ratio over fewer events (lookups, responses) than this, in a step or a row, has no value:
-# one lookup gives a hit rate of 0 % or 100 %, which says nothing about the cache.
-MIN_RATIO_EVENTS = 10
 
 
 def kind_of(metric: str) -> str:

@@ -174,21 +174,26 @@ def overview(view: View, live: AgentPeaks | None = None) -> dict:
 
 
 LLM_COUNTERS = ("tokens_total", "cache_hits_total", "cache_misses_total")
+# A ratio over fewer events (lookups, responses) than this, in a step or a row, has no value:
+# one lookup gives a hit rate of 0 % or 100 %, which says nothing about the cache.
+MIN_RATIO_EVENTS = 10
 ERROR_TYPES_SHOWN = 3
 
 
 def llm(totals: dict, ids: dict[str, list[int]], by_error: list[tuple[int, str]], elapsed: float) -> dict:
-    """The overview's LLM row: tokens per second, the cache hit rate, and the most frequent
-    error types per second (the `error` tag of errors_total), from counters' sums."""
+    """The overview's LLM row: tokens per second, the cache hit rate (none under
+    MIN_RATIO_EVENTS lookups), and the most frequent error types per second (the `error` tag of
+    errors_total), from counters' sums."""
     summed = {m: sum(totals.get(k, (0, 0.0))[1] for k in keys_of) for m, keys_of in ids.items()}
-    hits, misses = summed["cache_hits_total"], summed["cache_misses_total"]
+    lookups = summed["cache_hits_total"] + summed["cache_misses_total"]
     per_type: dict[str, float] = {}
     for key, error in by_error:
         per_type[error] = per_type.get(error, 0.0) + totals.get(key, (0, 0.0))[1]
     top = sorted((e for e in per_type.items() if e[1] > 0), key=lambda e: (-e[1], e[0]))
     return {
         "tokens_per_s": summed["tokens_total"] / elapsed,
-        "cache_hit_rate": hits / (hits + misses) if hits + misses else None,
+        "cache_hit_rate": summed["cache_hits_total"] / lookups if lookups >= MIN_RATIO_EVENTS else None,
+        "cache_lookups": lookups,
         "errors": [{"error": e, "per_s": n / elapsed} for e, n in top[:ERROR_TYPES_SHOWN]],
         "other_error_types": max(0, len(top) - ERROR_TYPES_SHOWN),
     }

@@ -15,8 +15,9 @@
   // Tokens, cache and errors by type: counters' sums over the window.
   function llm(l) {
     document.getElementById("llm-tokens").textContent = PD.fmt(l.tokens_per_s, 1);
+    const cache = l.cache_lookups ? `too few lookups (${PD.fmt(l.cache_lookups, 0)})` : "no cache data";
     document.getElementById("llm-cache").textContent =
-      l.cache_hit_rate === null ? "no cache data" : `${(100 * l.cache_hit_rate).toFixed(1)} %`;
+      l.cache_hit_rate === null ? cache : `${(100 * l.cache_hit_rate).toFixed(1)} %`;
     const more = l.other_error_types ? ` (+${l.other_error_types} more types)` : "";
     document.getElementById("llm-errors").textContent = l.errors.length
       ? l.errors.map((e) => `${e.error} ${PD.fmt(e.per_s, 3)}`).join(" · ") + more : "none";

@@ -47,6 +47,7 @@ def test_timers_counters_and_decorators_send_the_well_known_metrics(receiver, tm
     with pytest.raises(KeyError), perf.memory_op("read"):
         raise KeyError("missing")
     perf.tokens(350, "acme", "m-large")
+    perf.tokens(90, "acme", "m-large", token_type="output")
     perf.cache_hit()
     perf.cache_miss()
     perf.close()
@@ -57,6 +58,9 @@ def test_timers_counters_and_decorators_send_the_well_known_metrics(receiver, tm
     assert ("agent_response_ms", ()) in got and ("memory_op_ms", (("op", "read"),)) in got
     assert got[("errors_total", (("error", "KeyError"), ("op", "read")))]["value"] == 1
     assert got[("tokens_total", (("model", "m-large"), ("provider", "acme")))]["value"] == 350
+    assert (
+        got[("tokens_total", (("model", "m-large"), ("provider", "acme"), ("type", "output")))]["value"] == 90
+    )
     assert ("cache_hits_total", ()) in got and ("cache_misses_total", ()) in got
     assert all(p["node"] == "node-1" and p["agent"] == "agent-1" for p in receiver.points())
     assert len({r["batch_id"] for r in receiver.requests}) == len(receiver.requests)

@@ -293,7 +293,7 @@ def test_the_overview_has_an_llm_row_of_tokens_cache_hit_rate_and_error_types(vi
         ),
     ]
     idx = np.array([0, 0, 1, 1, 1, 2, 3, 3, 3, 4, 4, 5, 6], np.int32)
-    values = np.array([600.0, 600.0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    values = np.array([600.0, 600.0, 5, 5, 5, 5, 1, 1, 1, 1, 1, 1, 1])  # 15 hits, 5 misses
     assert IngestedBatch.store(
         token.id, Batch("llm", series, idx, np.full(len(idx), now - 30), values), now=now
     )
@@ -301,9 +301,22 @@ def test_the_overview_has_an_llm_row_of_tokens_cache_hit_rate_and_error_types(vi
     llm = body["llm"]
     elapsed = 1200 / llm["tokens_per_s"]  # the seconds of the window that have passed
     assert 240 < elapsed <= 360
-    assert llm["cache_hit_rate"] == pytest.approx(0.75)
+    assert llm["cache_hit_rate"] == pytest.approx(0.75) and llm["cache_lookups"] == 20
     assert [e["error"] for e in llm["errors"]] == ["Timeout", "RateLimit", "Other"]
     assert llm["errors"][0]["per_s"] == pytest.approx(3 / elapsed) and llm["other_error_types"] == 1
+
+
+def test_the_overview_gives_no_cache_hit_rate_from_too_few_lookups(viewer):
+    token = ApiToken.issue("llm", ["ingest"])[0]
+    now = time.time()
+    series = [
+        ("cache_hits_total", "node-1", "agent-1", "{}"),
+        ("cache_misses_total", "node-1", "agent-1", "{}"),
+    ]
+    idx = np.array([0, 0, 0, 1], np.int32)  # 3 hits and 1 miss: 75 %, from 4 lookups
+    assert IngestedBatch.store(token.id, Batch("llm", series, idx, np.full(4, now - 30), np.ones(4)), now=now)
+    llm = viewer.get("/data/overview?window=5m").json()["llm"]
+    assert llm["cache_hit_rate"] is None and llm["cache_lookups"] == 4
 
 
 def test_the_time_to_first_token_is_shown_with_the_llm_panels_once_sent(viewer, fleet):
