@@ -23,7 +23,7 @@ from perfdash.ingest.tasks import requeue_pending
 from perfdash.lib.redis import client
 from perfdash.metrics import compact, query
 from perfdash.metrics.scope import Scope
-from tests.conftest import start_server, wait_until
+from tests.conftest import start_server, start_worker, wait_until
 from tests.ingest.test_pipeline import make_points, post
 
 HEALTH = Scope(node="perfdash")
@@ -191,3 +191,37 @@ def test_the_perfdash_board_shows_the_compaction_lag_in_seconds_before_the_backl
     assert len(queries) == 13 and queries.count(lag_migration.LAG[1]) == 1
     assert queries.index(lag_migration.LAG[1]) + 1 == queries.index(lag_migration.BACKLOG)
     boards.check_query(lag_migration.LAG[1])
+
+
+@pytest.mark.slow
+def test_when_the_only_worker_stops_the_queue_grows_and_the_rule_fires(
+    tmp_path, own_queue, ingest_token, clean_tables, nothing_measured
+):
+    server, url = start_server(tmp_path, PERFDASH_TEST_SESSION=own_queue)
+    worker = start_worker(tmp_path, "health-only", PERFDASH_TEST_SESSION=own_queue)
+    rule = seeded_rule()
+    try:
+        assert post(url, ingest_token, {"batch_id": "kept-up", "points": make_points(20)}).status_code == 202
+        wait_until(lambda: not PendingBatch.objects.exists(), 30, "the worker to store the batch")
+        now = time.time()
+        record(now)
+        assert stat("perfdash_ingest_queue_batches", "max", now) == 0
+
+        worker.kill()  # the only worker of this queue
+        for i in range(3):
+            r = post(url, ingest_token, {"batch_id": f"stopped-{i}", "points": make_points(20, i)})
+            assert r.status_code == 202
+    finally:
+        server.kill()
+        worker.kill()
+    now = time.time()
+    record(now)
+    assert stat("perfdash_ingest_queue_batches", "max", now) == 3
+    engine.evaluate(rule.pk, now=now)
+    assert not AlertState.objects.filter(rule=rule, state=AlertState.State.FIRING).exists()
+
+    later = now + 90  # still no worker a minute and a half on
+    record(later)
+    assert stat("perfdash_ingest_oldest_batch_age_seconds", "max", later) > 60
+    engine.evaluate(rule.pk, now=later)
+    assert AlertState.objects.get(rule=rule).state == AlertState.State.FIRING
