@@ -303,14 +303,14 @@ def breakdown(token, intervals, otlp_points, v1_bodies, now, start_ns, fleet, ar
         return out
 
     def store(batch):
-        pending = PendingBatch.keep(token_id, batch)
-        _, kept, _ = PendingBatch.load(pending)
-        IngestedBatch.store(token_id, kept, now=now, pending=pending)
+        pending = timed("outbox", PendingBatch.keep, token_id, batch)
+        _, kept, _ = timed("outbox", PendingBatch.load, pending)
+        timed("worker: store", IngestedBatch.store, token_id, kept, now, pending)
 
     def v1(body):
         batch = timed("parse", parse_batch, gzip.decompress(body), limits, now)
         timed("cardinality", cardinality.check, token_id, batch, now)
-        timed("outbox + worker", store, batch)
+        store(batch)
 
     def otlp(body):
         raw = gzip.decompress(body)
@@ -322,7 +322,7 @@ def breakdown(token, intervals, otlp_points, v1_bodies, now, start_ns, fleet, ar
         with transaction.atomic():
             added = timed("stream state", models.added, points, now)
             batch = timed("assemble", assemble.batch, receive.batch_id(raw, wire.PROTOBUF), points, added)
-        timed("outbox + worker", store, batch)
+        store(batch)
 
     from unittest import mock
 

@@ -239,7 +239,8 @@ class Translator:
         key = (base, attrs)
         described = self.described.get(key)
         if described is None:
-            described = self.describe(metric, kind, mode, counter, dict(attrs), resource, extra_tags, scope_id)
+            as_dict = dict(attrs)
+            described = self.describe(metric, kind, mode, counter, as_dict, resource, extra_tags, scope_id)
             if len(self.described) >= _DESCRIBED_MAX:
                 self.described.clear()
             self.described[key] = described
