@@ -133,6 +133,50 @@ def _stat_values(g: Groups, i: int, seconds: float) -> dict[str, float | int | N
     return out
 
 
+def _stat_columns(g: Groups, wanted: list[str], seconds: float) -> dict[str, np.ndarray]:
+    """`_stat_values` of every group at once, as one column per statistic in `wanted`: a
+    window's steps are hundreds of groups, and numpy over all their bins at once costs about
+    what one group's does in a Python loop. Same numbers as `_stat_values`, group by group."""
+    out: dict[str, np.ndarray] = {}
+    count = g.count
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plain = {"count": lambda: count, "min": lambda: g.min, "max": lambda: g.max}
+        plain |= {"avg": lambda: g.sum / count, "sum": lambda: g.sum, "rate": lambda: count / seconds}
+        for stat in wanted:
+            if stat in plain:
+                out[stat] = np.asarray(plain[stat]())
+    wanted_q = [s for s in wanted if s in PERCENTILES]
+    if wanted_q:
+        values = grouped_quantiles(g, [PERCENTILES[s] for s in wanted_q])
+        out |= {stat: values[:, j] for j, stat in enumerate(wanted_q)}
+    return out
+
+
+def grouped_quantiles(g: Groups, qs: list[float]) -> np.ndarray:
+    """`sketch.quantiles` of every group's bins, one row per group (NaN for a group without
+    bins): each group's ranks found in one cumulative count over all the groups' pairs, offset
+    by what the groups before it hold."""
+    n = len(g.label)
+    out = np.full((n, len(qs)), np.nan)
+    if not n or not len(g.pair_key):
+        return out
+    cum = np.cumsum(g.pair_count)
+    before = np.concatenate([[0], cum])[g.pair_start]  # each group's offset, and the end's
+    total = np.diff(before)
+    has = np.flatnonzero(total > 0)
+    base, last = before[has][:, None], g.pair_start[has + 1][:, None] - 1
+    ranks = np.asarray(qs, dtype=np.float64)[None, :] * (total[has][:, None] - 1)
+    below = np.floor(ranks)
+    at_below = np.minimum(np.searchsorted(cum, base + below, side="right"), last)
+    at_above = np.minimum(
+        np.searchsorted(cum, base + np.minimum(below + 1, total[has][:, None] - 1), side="right"), last
+    )
+    v_below, v_above = key_values(g.pair_key[at_below.ravel()]), key_values(g.pair_key[at_above.ravel()])
+    vals = (v_below + (v_above - v_below) * (ranks - below).ravel()).reshape(len(has), len(qs))
+    out[has] = np.minimum(np.maximum(vals, g.min[has][:, None]), g.max[has][:, None])
+    return out
+
+
 EMPTY = {
     "count": 0,
     "min": None,
@@ -275,11 +319,12 @@ class Window:
             result = {"stats": stats, "histogram": _histogram(whole, buckets)}
         if len(rows.key):
             g = _summaries(rows, (rows.period - start) // step)
-            for i, bucket in enumerate(g.label):
-                if 0 <= bucket < steps:
-                    values = _stat_values(g, i, step)
-                    for stat in stats_wanted:
-                        out[stat][bucket] = values[stat]
+            inside = np.flatnonzero((g.label >= 0) & (g.label < steps))
+            buckets_at = g.label[inside].tolist()
+            for stat, column in _stat_columns(g, stats_wanted, step).items():
+                values = out[stat]
+                for bucket, value in zip(buckets_at, column[inside].tolist(), strict=True):
+                    values[bucket] = value
         result["series"] = {
             stat: [(start + i * step, _clean(v)) for i, v in enumerate(vals)] for stat, vals in out.items()
         }
