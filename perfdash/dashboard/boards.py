@@ -18,6 +18,7 @@ from django.utils.text import slugify
 
 from perfdash.dashboard import explore
 from perfdash.lib.durations import HOUR_S
+from perfdash.metrics import keys
 from perfdash.metrics.scope import QueryError
 
 PAGE = "board"
@@ -172,9 +173,10 @@ class BoardView:
 
 
 def build(spec: BoardSpec, window: str = "", now: float | None = None) -> dict:
-    """The board's data: each panel's explorer data, or the error its query has now (a
-    dimension tag removed from settings, say) without spoiling the other panels. Panels of
-    long steps are reused for a while (`reuse_s`) unless `now` is given."""
+    """The board's data: each panel's explorer chart, or the error its query has now (a
+    dimension tag removed from settings, say) without spoiling the other panels, and the events
+    of the first panel that has any. Panels of long steps are reused for a while (`reuse_s`)
+    unless `now` is given."""
     reuse = now is None
     now = time.time() if now is None else now
     out = {
@@ -183,27 +185,29 @@ def build(spec: BoardSpec, window: str = "", now: float | None = None) -> dict:
         "panels": [],
         "events": [],
     }
-    for panel in spec.panels:
-        shown = {**asdict(panel), "explore": ""}
-        try:
-            view = check_query(panel.query, window)
-        except BoardError as exc:
-            out["panels"].append({**shown, "error": str(exc)})
-            continue
-        if reuse:
-            data, events = _recent.get(view.key(), reuse_s(view), lambda v=view: _panel_data(v, now))
-        else:
-            data, events = _panel_data(view, now)
-        out["events"] = out["events"] or events
-        shown["explore"] = f"/explore/?{urlencode(view.query(), doseq=True)}"
-        out["panels"].append({**shown, "data": data})
+    views = []
+    with keys.pinned():  # one look for new rollup keys for the whole board
+        for panel in spec.panels:
+            shown = {**asdict(panel), "explore": ""}
+            try:
+                view = check_query(panel.query, window)
+            except BoardError as exc:
+                out["panels"].append({**shown, "error": str(exc)})
+                continue
+            if reuse:
+                data = _recent.get(view.key(), reuse_s(view), lambda v=view: explore.chart(v, now))
+            else:
+                data = explore.chart(view, now)
+            views.append(view)
+            shown["explore"] = f"/explore/?{urlencode(view.query(), doseq=True)}"
+            out["panels"].append({**shown, "data": data})
+    # Panels of the same filters and window mark the same events: one read for each such kind.
+    for marked in dict.fromkeys((v.node, v.agent, v.seconds) for v in views):
+        view = next(v for v in views if (v.node, v.agent, v.seconds) == marked)
+        out["events"] = explore.events(view, now)
+        if out["events"]:
+            break
     return out
-
-
-def _panel_data(view: explore.Explore, now: float) -> tuple[dict, list]:
-    data = explore.build(view, now)
-    data.pop("metrics")  # the explorer's metric list: no use on a board
-    return data, data.pop("events", [])
 
 
 # A panel of steps of an hour or more is reused for a 360th of its step (10 s for 1-hour steps,

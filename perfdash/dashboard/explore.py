@@ -248,17 +248,29 @@ def duration(seconds: int) -> str:
 
 def build(view: Explore, now: float | None = None) -> dict:
     """The page's data: time series, histogram (latency-like metrics), the groups' table,
-    "alert on this", and the metrics there are (the list grows live)."""
+    "alert on this", the metrics there are (the list grows live) and the events to mark."""
     now = time.time() if now is None else now
     with keys.pinned():  # one look for new rollup keys, not one per read
-        data = _ratio(view, now) if view.ratio else _metric(view, now)
+        data = chart(view, now)
         data["metrics"] = seen_metrics()
+    data["events"] = events(view, now)
+    return data
+
+
+def chart(view: Explore, now: float) -> dict:
+    """The view's chart and table without the page's metric list and events: a board's panel
+    (the caller pins the rollup keys, once for all its panels)."""
+    data = _ratio(view, now) if view.ratio else _metric(view, now)
     data["view"] = asdict(view)
     data["query"] = view.query()
     data["step"] = duration(view.step_seconds)
     data["range"] = query.window(view.seconds, now)  # the x axis of an empty chart
-    data["events"] = panels.events(view, now - view.seconds, now)
     return data
+
+
+def events(view: Explore, now: float) -> list[dict]:
+    """The events the view's charts mark (those of its node or agent, and the untagged)."""
+    return panels.events(view, now - view.seconds, now)
 
 
 def _metric(view: Explore, now: float) -> dict:

@@ -8,6 +8,7 @@ import importlib
 import io
 import json
 import time
+from datetime import timedelta
 from types import SimpleNamespace
 
 import numpy as np
@@ -427,3 +428,21 @@ def test_the_perfdash_board_reads_the_health_metrics_with_valid_queries(db):
     for p in panels:
         boards.check_query(p.query)
     assert next(p for p in panels if "oldest_batch" in p.query).target == 60
+
+
+def test_a_board_marks_the_events_of_its_first_panel_that_has_any(db):
+    from tests.dashboard.test_events import made
+
+    made("v2 on node-2", timedelta(minutes=10), {"node": "node-2"})
+    made("v1, a week ago", timedelta(days=6))
+
+    def marked(*queries: str) -> list[str]:
+        spec = boards.BoardSpec("E", "e", panels=tuple(boards.PanelSpec(q, q) for q in queries))
+        return [e["title"] for e in boards.build(spec, now=time.time())["events"]]
+
+    assert marked("metric=m&node=node-1&window=1h", "metric=m&node=node-2&window=7d") == [
+        "v2 on node-2",
+        "v1, a week ago",
+    ]
+    assert marked("metric=m&node=node-2&window=1h", "metric=m&window=7d") == ["v2 on node-2"]
+    assert marked("metric=m&node=node-1&window=1h") == []
