@@ -23,6 +23,7 @@ TASK_ROUTES = {
     "alerts.deliver": {"queue": "notify"},
     "forecast.*": {"queue": "forecast"},
     "health.*": {"queue": "alerts"},
+    "dashboard.*": {"queue": "forecast"},
 }
 
 BEAT_SCHEDULE = {
@@ -55,6 +56,9 @@ BEAT_SCHEDULE = {
     # perfdash's own health: every 10 s, as often as alert rules are evaluated, so "ingest is
     # more than 60 s behind" fires within a rule evaluation or two of being true.
     "record-health": {"task": "health.record", "schedule": timedelta(seconds=10)},
+    # Saved boards' panels of 7 days and more, kept for their first viewers: each copy is served
+    # for its reuse time (30 s for 3-hour steps), so a pass every 15 s renews it before it is due.
+    "precompute-boards": {"task": "dashboard.precompute_boards", "schedule": timedelta(seconds=15)},
     # Capacity forecasts are fitted on hourly steps: a new hour of history is the first thing
     # that can change them. The page also refits on demand.
     "refit-forecasts": {"task": "forecast.refit", "schedule": timedelta(seconds=FORECAST_REFIT_EVERY_S)},

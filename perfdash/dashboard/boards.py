@@ -8,15 +8,20 @@ may not divide another window).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlencode
 
+import redis
 from django.http import QueryDict
 from django.utils.text import slugify
 
 from perfdash.dashboard import explore
+from perfdash.lib import redis as redis_keys
 from perfdash.lib.durations import HOUR_S
 from perfdash.metrics import keys
 from perfdash.metrics.scope import QueryError
@@ -194,10 +199,7 @@ def build(spec: BoardSpec, window: str = "", now: float | None = None) -> dict:
             except BoardError as exc:
                 out["panels"].append({**shown, "error": str(exc)})
                 continue
-            if reuse:
-                data = _recent.get(view.key(), reuse_s(view), lambda v=view: explore.chart(v, now))
-            else:
-                data = explore.chart(view, now)
+            data = _recent.get(view, lambda v=view: _shared(v, now)) if reuse else _chart(view, now)
             views.append(view)
             shown["explore"] = f"/explore/?{urlencode(view.query(), doseq=True)}"
             out["panels"].append({**shown, "data": data})
@@ -225,28 +227,101 @@ def reuse_s(view: explore.Explore) -> float:
     return 0.0 if step < REUSE_FROM_STEP_S else min(step / REUSE_SHARE, REUSE_AT_MOST_S)
 
 
+def _chart(view: explore.Explore, now: float) -> dict:
+    """The panel's explorer chart, and when it was computed (`as_of`, Unix seconds)."""
+    return {**explore.chart(view, now), "as_of": now}
+
+
+# Saved boards' panels of 3-hour steps or longer (7 days and more) at the boards' own windows
+# are computed by a worker (`precompute`, every PRECOMPUTE_EVERY_S) and kept in Redis for every
+# web process: computing such a panel ranks every agent over a week of hour rows, so the first
+# viewer would wait for all of them; with the worker's copy it waits for none. The panel says
+# how old it is (`as_of`), never more than its reuse time. Shorter steps are not worth a pass
+# every 15 s: a viewer computes them, and its copy is shared too.
+PRECOMPUTE_FROM_S = 30.0  # reuse_s of 3-hour steps
+PRECOMPUTE_EVERY_S = 15.0  # beat's "precompute-boards" (perfdash/beat.py)
+# A pass computes panels, the oldest copies first, until this much time is spent; what is left
+# is next pass's (or a viewer's). It bounds the worker's cost whatever the number of boards.
+PRECOMPUTE_BUDGET_S = 5.0
+
+
+def _shared_key(view: explore.Explore) -> str:
+    return redis_keys.key("board-panel", hashlib.sha1(repr(view.key()).encode()).hexdigest())
+
+
+def _shared(view: explore.Explore, now: float) -> dict:
+    """The worker's (or another process's) copy of the panel while it is recent enough, else
+    the panel computed now and shared."""
+    seconds = reuse_s(view)
+    try:
+        kept = redis_keys.client().get(_shared_key(view))
+    except redis.RedisError:
+        return _chart(view, now)
+    if kept is not None and (data := json.loads(kept))["as_of"] > time.time() - seconds:
+        return data
+    data = _chart(view, now)
+    _share(view, data)
+    return data
+
+
+def _share(view: explore.Explore, data: dict) -> None:
+    with contextlib.suppress(redis.RedisError):  # then the next viewer computes it: slower, never wrong
+        redis_keys.client().set(_shared_key(view), json.dumps(data), ex=int(REUSE_AT_MOST_S * 2))
+
+
+def precompute(specs: list[BoardSpec], budget_s: float = PRECOMPUTE_BUDGET_S) -> int:
+    """Compute the boards' long panels (at their own windows) whose shared copies would be too
+    old before the next pass, the oldest first, until `budget_s` is spent (one at least);
+    returns how many were computed."""
+    views = {}
+    for spec in specs:
+        for panel in spec.panels:
+            try:
+                view = check_query(panel.query)
+            except BoardError:
+                continue
+            if reuse_s(view) >= PRECOMPUTE_FROM_S:
+                views.setdefault(view.key(), view)
+    if not views:
+        return 0
+    kept = redis_keys.client().mget([_shared_key(v) for v in views.values()])
+    started, due = time.time(), []
+    for view, value in zip(views.values(), kept, strict=True):
+        as_of = json.loads(value)["as_of"] if value is not None else 0.0
+        if as_of <= started + PRECOMPUTE_EVERY_S - reuse_s(view):
+            due.append((as_of, view))
+    done = 0
+    with keys.pinned():
+        for _, view in sorted(due, key=lambda d: d[0]):
+            if done and time.time() - started >= budget_s:
+                break
+            _share(view, _chart(view, time.time()))
+            done += 1
+    return done
+
+
 class _Recent:
-    """Values kept per key for as long as each asks; past `most` keys (views come from
-    typed windows and panel queries), all are dropped."""
+    """Panels kept in this process while younger (by `as_of`) than their reuse time; past
+    `most` views (they come from typed windows and panel queries), all are dropped."""
 
     def __init__(self, most: int = 256) -> None:
         self.most = most
         self._kept: dict = {}
         self._lock = threading.Lock()
 
-    def get(self, key, seconds: float, compute):
+    def get(self, view: explore.Explore, compute) -> dict:
+        seconds = reuse_s(view)
         if seconds <= 0:
-            return compute()
-        now = time.monotonic()
+            return _chart(view, time.time())
         with self._lock:
-            kept = self._kept.get(key)
-        if kept is not None and now - kept[0] < seconds:
-            return kept[1]
+            kept = self._kept.get(view.key())
+        if kept is not None and kept["as_of"] > time.time() - seconds:
+            return kept
         value = compute()
         with self._lock:
             if len(self._kept) >= self.most:
                 self._kept.clear()
-            self._kept[key] = (now, value)
+            self._kept[view.key()] = value
         return value
 
     def clear(self) -> None:
@@ -257,6 +332,11 @@ class _Recent:
 _recent = _Recent()
 
 
-def forget() -> None:
-    """Drop the reused panels (tests; the benchmark's cold first paint)."""
+def forget(shared: bool = True) -> None:
+    """Drop the reused panels of this process, and with `shared` every process's and the
+    worker's (tests; the benchmark's cold first paint)."""
     _recent.clear()
+    if shared:
+        client = redis_keys.client()
+        for key in client.scan_iter(redis_keys.key("board-panel", "*")):
+            client.delete(key)

@@ -92,6 +92,9 @@
     }
     note.textContent = empty ? "no data in this window" : data.rows.filter((r) => r.all)
       .map((r) => `over the window: ${data.stats.map((s) => `${s} ${r.shown[s]}`).join(", ")}`).join("");
+    // Long panels are computed ahead or shared between viewers: say how old this one is.
+    const age = Math.round(Date.now() / 1000 - data.as_of);
+    if (age >= 5) note.textContent += ` · computed ${age} s ago`;
     PD.draw(`panel-${i}`, empty ? [] : traces(panel, data), lay);
   }
 
