@@ -81,8 +81,22 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/perfdash"),
 }
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+# A pool per process. Under ASGI every request runs on a thread of its own, and a persistent
+# connection (CONN_MAX_AGE) stays with its thread: a burst of concurrent requests would leave
+# one idle connection per thread and exhaust PostgreSQL's max_connections. The pool bounds each
+# process's connections and reuses them; a request that finds it exhausted waits
+# DB_POOL_TIMEOUT seconds, then gets the 503 of an unavailable database.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django may not as well
+# With a pool: a connection PostgreSQL dropped while idle (a restart) is replaced, not handed out.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+    "min_size": 1,
+    "max_size": env.int("DB_POOL_MAX", default=8),
+    "timeout": env.float("DB_POOL_TIMEOUT", default=3.0),
+    # While PostgreSQL is away the pool retries with a growing delay; giving up soon lets the
+    # next request try again at once, so service resumes as soon as the database is back.
+    "reconnect_timeout": env.float("DB_POOL_TIMEOUT", default=3.0),
+}
 # An explicit test name: Channels' live-server tests otherwise open `test_test_<name>`.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_perfdash")}
 

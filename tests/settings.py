@@ -15,7 +15,6 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 from perfdash.settings import *  # noqa: E402, F403
 from perfdash.settings import CELERY_BROKER_TRANSPORT_OPTIONS, CHANNEL_LAYERS, DATABASES  # noqa: E402
 
-DATABASES["default"]["CONN_MAX_AGE"] = 0  # no connection outlives a test (async consumers' threads)
 DATABASES["default"]["TEST"] = {"NAME": f"test_perfdash_{SESSION.split('-')[0]}"}
 CELERY_BROKER_TRANSPORT_OPTIONS = {**CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": f"t{SESSION}:"}
 CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"t{SESSION}:asgi"
