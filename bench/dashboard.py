@@ -116,7 +116,7 @@ def bench_board() -> str:
     return board.slug
 
 
-def first_paint(repeat: int, jit_off: bool, only: str = "") -> None:
+def first_paint(repeat: int, jit_on: bool, only: str = "") -> None:
     os.environ["ALLOWED_HOSTS"] = "testserver"
     common.setup_django(common.QUERY_BENCH_DB)
     from django.contrib.auth.models import User
@@ -125,8 +125,8 @@ def first_paint(repeat: int, jit_off: bool, only: str = "") -> None:
 
     from perfdash.dashboard import boards
 
-    if jit_off:  # every connection of the pool, as docs/operations.md has perfdash's database run
-        connection.settings_dict["OPTIONS"]["options"] = "-c jit=off"
+    if jit_on:  # every connection of the pool, as with DB_JIT_OFF=0 (settings: off by default)
+        connection.settings_dict["OPTIONS"].pop("options", None)
         connection.close()
         connection.close_pool()  # made by the migrations' check, with the options of before
 
@@ -487,7 +487,7 @@ def main() -> None:
     fp.add_argument("--repeat", type=int, default=30)
     fp.add_argument("--only", default="", help="the pages whose label holds this text, e.g. board")
     fp.add_argument(
-        "--jit-off", action="store_true", help="PostgreSQL's JIT off, as docs/operations.md advises"
+        "--jit-on", action="store_true", help="PostgreSQL's JIT on (DB_JIT_OFF=0; perfdash turns it off)"
     )
     lv = sub.add_parser("live")
     lv.add_argument("--viewers", type=int, default=100)
@@ -503,7 +503,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     if args.what == "first-paint":
-        first_paint(args.repeat, args.jit_off, args.only)
+        first_paint(args.repeat, args.jit_on, args.only)
     elif args.what == "views":
         asyncio.run(views(args, *views_setup(args.users)))
     else:

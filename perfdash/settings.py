@@ -97,6 +97,12 @@ DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
     # next request try again at once, so service resumes as soon as the database is back.
     "reconnect_timeout": env.float("DB_POOL_TIMEOUT", default=3.0),
 }
+# PostgreSQL's JIT compiles every read it estimates as costly, as a week of a thousand agents'
+# rollups is, and the compiling takes about as long as the read. Off for perfdash's sessions
+# unless DB_JIT_OFF=0 (a pooler such as PgBouncer may refuse startup options: then set
+# `jit = off` on the database instead).
+if env.bool("DB_JIT_OFF", default=True):
+    DATABASES["default"]["OPTIONS"].setdefault("options", "-c jit=off")
 # An explicit test name: Channels' live-server tests otherwise open `test_test_<name>`.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_perfdash")}
 

@@ -40,3 +40,9 @@ def test_a_burst_of_requests_uses_at_most_the_pool(transactional_db, tmp_path):
         assert 1 <= connections_named("pool-test") <= 3
     finally:
         proc.kill(signal.SIGTERM)
+
+
+def test_perfdash_connections_run_with_postgresqls_jit_off(db):
+    with connection.cursor() as cursor:  # long-window reads would spend as long compiling as reading
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
