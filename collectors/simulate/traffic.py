@@ -350,7 +350,9 @@ class _Ticks:
         counts = self.rng.poisson(self.requests * per_request).ravel()
         agent, tick = np.divmod(np.repeat(np.arange(counts.size), counts), self.times.size)
         ts = self.times[tick] + self.rng.random(tick.size) * self.width[tick]
-        return agent, np.round(ts, 3)
+        # Whole milliseconds, rounded down: rounded to nearest, an event of the window's last
+        # half-millisecond would fall in the next window (and a rollup's next minute or hour).
+        return agent, np.floor(ts * 1000) / 1000
 
     def during(self, kind: str, ts: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
         """Per point: is an episode of `kind` on then (and hitting the point's `target`, the

@@ -12,6 +12,12 @@ Peers that all report nearly the same value have a MAD near zero, which would ma
 trivial difference look extreme: the spread is at least `FLOOR` of the median, twice the
 precision of a percentile read from the sketches. With fewer than `min_peers` peers no one is
 judged: "not enough peers" is an answer, not an outlier.
+
+The spread is the typical peer's, whose statistic rests on about the peers' median count of
+points. An agent with fewer points strays further by chance (a percentile's sampling error
+goes as 1/sqrt(count)): its spread is widened by sqrt(median count / its count), so an agent
+that was away for part of the window, or serves few requests, is not flagged for its own
+noise. An agent with as many points as its peers, or more, is judged by the peers' spread.
 """
 
 from __future__ import annotations
@@ -71,9 +77,11 @@ def judge(
             continue
         median = float(np.median(x))
         spread = max(MAD_TO_SD * float(np.median(np.abs(x - median))), FLOOR * abs(median))
-        band = (median - tolerance * spread, median + tolerance * spread)
-        for a, v in zip(members, x, strict=True):
-            mads = (v - median) / spread if spread > 0 else 0.0
+        counts = np.array([values[a][1] for a in members], float)
+        own = spread * np.sqrt(np.maximum(1.0, np.median(counts) / counts))  # see the module's doc
+        for a, v, its in zip(members, x, own, strict=True):
+            band = (median - tolerance * its, median + tolerance * its)
+            mads = (v - median) / its if its > 0 else 0.0
             out.append(Judged(a, values[a][2], float(v), values[a][1], median, band, float(mads)))
     return out
 

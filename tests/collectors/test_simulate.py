@@ -75,7 +75,7 @@ def test_every_point_keeps_the_v1_contract(seconds, step, sample):
     assert all(len(b) <= MAX_BATCH_POINTS and len({p["node"] for p in b}) == 1 for b in batches)
     for p in points:
         assert FIELDS <= set(p) <= FIELDS | {"tags"}
-        assert t0 <= p["ts"] <= t0 + seconds
+        assert t0 <= p["ts"] < t0 + seconds
         assert math.isfinite(p["value"]) and p["value"] >= 0
         assert NAME.match(p["metric"]) and len(p["metric"]) <= 128
         assert 1 <= len(p["node"]) <= 128 and 1 <= len(p["agent"]) <= 128
@@ -406,6 +406,32 @@ def test_a_fleet_without_episodes_has_none_and_one_given_episodes_has_exactly_th
         p["value"] for p in calm.points(t0 + 900, t0 + 960) if p.get("tags", {}).get("tool") == "web_search"
     ]
     assert np.median(during) > 2 * np.median(before)  # the slow tool is slower while its episode runs
+
+
+def test_scheduled_episodes_shift_their_metrics_from_the_time_given_as_bench_detect_needs():
+    t0 = MIDNIGHT + 14 * HOUR
+    slow = Episode("slow_provider", t0 + 30 * MINUTE, t0 + 60 * MINUTE, "globex", 1)  # PROVIDERS[1]
+    leak = Episode("memory_leak", t0 + 30 * MINUTE, t0 + 90 * MINUTE, "agent-5", 5)
+    f = Fleet(40, 3, 7, full_at=MIDNIGHT + DAY, episodes=[slow, leak])
+    points = f.points(t0, t0 + 90 * MINUTE, MINUTE, 1 / 15)  # sampled as the backfill is
+
+    def part(start: float, end: float, metric: str, **match: str) -> np.ndarray:
+        return values([p for p in points if start <= p["ts"] < end], metric, **match)
+
+    before, during, after = (t0, slow.start), (slow.start, slow.end), (slow.end, slow.end + 30 * MINUTE)
+    globex = [np.median(part(*w, "llm_call_ms", provider="globex")) for w in (before, during, after)]
+    assert 3 < globex[1] / globex[0] < 5.5 and 0.8 < globex[2] / globex[0] < 1.25
+    acme = [np.median(part(*w, "llm_call_ms", provider="acme")) for w in (before, during)]
+    assert 0.8 < acme[1] / acme[0] < 1.25  # only the provider named
+    responses = [np.median(part(*w, "agent_response_ms")) for w in (before, during, after)]
+    assert 1.5 < responses[1] / responses[0] < 2.2 and 0.8 < responses[2] / responses[0] < 1.25
+
+    memory = [p for p in points if p["metric"] == "agent_memory_bytes" and p["agent"] == "agent-5"]
+    quiet = [p["value"] for p in memory if p["ts"] < leak.start]
+    assert quiet and max(quiet) < 100e6
+    leaking = [p["value"] for p in memory if leak.start + 5 * MINUTE <= p["ts"] < leak.end]
+    assert len(leaking) >= 50 and min(leaking) > max(quiet)  # it grows from its start on
+    assert max(leaking) > max(quiet) + 140e6  # nearly LEAK_BYTES by its end
 
 
 def test_the_cli_runs_without_episodes():

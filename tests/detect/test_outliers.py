@@ -50,6 +50,22 @@ def test_too_few_peers_or_points_decide_nothing():
     assert judge(thin, 5, 5, 20, by_node=False) == []
 
 
+def test_an_agent_with_fewer_points_than_its_peers_is_judged_against_its_own_wider_spread():
+    values = alike(50, np.random.default_rng(4))
+    median = float(np.median([v for v, _, _ in values.values()]))
+    values["agent-7"] = (median * 1.45, 125, "node-1")  # a quarter of its peers' 500 points
+    judged = {j.agent: j for j in judge(values, 5, 5, 20, by_node=False)}
+    quiet = judged["agent-7"]
+    assert not quiet.outlier()  # its spread is twice the peers': 1.45x is its own noise
+    assert quiet.peer_band[1] - quiet.peer_median == pytest.approx(
+        2 * (judged["agent-1"].peer_band[1] - judged["agent-1"].peer_median)
+    )
+    values["agent-7"] = (median * 2.5, 125, "node-1")  # far beyond even that
+    assert [j.agent for j in judge(values, 5, 5, 20, by_node=False) if j.outlier()] == ["agent-7"]
+    values["agent-7"] = (median * 1.45, 2000, "node-1")  # more points than its peers: as before
+    assert [j.agent for j in judge(values, 5, 5, 20, by_node=False) if j.outlier()] == ["agent-7"]
+
+
 def test_only_the_high_side_counts():
     values = alike(50, np.random.default_rng(3), {5: 0.5})
     assert not any(j.outlier() for j in judge(values, 5, 5, 20, by_node=False))
