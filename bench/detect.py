@@ -326,24 +326,6 @@ def watch_rules() -> None:
         rule.save()
 
 
-def refit_hourly() -> None:
-    """Each anomaly rule's baseline computed once per hour, not once per pass: it rests on the
-    hours that ended before the one judged, which change only when an hour ends (the issue's
-    "refit hourly"), and this store is written before the day is evaluated. No decision
-    changes: it saves the bench time, not the engine."""
-    from perfdash.detect import anomaly
-
-    fit, fitted = anomaly.baseline, {}
-
-    def baseline(metric: str, stat: str, scope, before: float, now: float | None = None):
-        key = (metric, stat, scope, int(now // HOUR_S))
-        if key not in fitted:
-            fitted[key] = fit(metric, stat, scope, before, now)
-        return fitted[key]
-
-    anomaly.baseline = baseline
-
-
 @dataclass(frozen=True)
 class Fired:
     """A firing transition."""
@@ -416,7 +398,6 @@ def one_run(name: str, url: str, episodes: bool, reload: bool) -> Run:
         load(fleet, name)
         compare.analyze()
     watch_rules()
-    refit_hourly()
     fired, seconds = evaluate_day(name)
     rules = dict(AlertRule.objects.filter(enabled=True).values_list("name", "kind"))
     # From 6 h before the day: the history's last episodes are still in its longest windows.

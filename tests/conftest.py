@@ -19,6 +19,7 @@ from django.db import connection
 
 from perfdash.api.models import ApiToken
 from perfdash.dashboard import boards
+from perfdash.detect import anomaly
 from perfdash.metrics import keys, partitions, store
 from perfdash.run import web_server, worker_command
 
@@ -33,6 +34,7 @@ def fresh_caches() -> None:
     keys.forget()
     partitions.forget()
     boards.forget()  # panels reused across viewers (boards.reuse_s)
+    anomaly.forget()  # baselines fitted once an hour
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -110,11 +110,34 @@ def baseline(metric: str, stat: str, scope: Scope, before: float, now: float | N
     return Baseline(median, spread, level, days, weekly)
 
 
+# A judged hour's baseline rests on the hours that ended before it, which change only when an
+# hour ends: it is fitted once an hour per process, not on every evaluation pass.
+_fitted: dict[tuple[str, str, Scope], Baseline] = {}
+_fitted_hour: list[int] = [-1]
+
+
+def fitted(metric: str, stat: str, scope: Scope, now: float) -> Baseline:
+    """The baseline `judge` uses at `now`, refit when the hour changes."""
+    hour = int(now // HOUR_S)
+    if hour != _fitted_hour[0]:
+        _fitted.clear()
+        _fitted_hour[0] = hour
+    key = (metric, stat, scope)
+    if key not in _fitted:
+        _fitted[key] = baseline(metric, stat, scope, now - HOUR_S, now)
+    return _fitted[key]
+
+
+def forget() -> None:
+    _fitted.clear()
+    _fitted_hour[0] = -1
+
+
 def judge(metric: str, stat: str, scope: Scope, tolerance: float, now: float | None = None) -> Judged:
     """The statistic over the last hour against the baseline of the hours before it."""
     now = time.time() if now is None else now
     current = query.stats(metric, HOUR_S, scope, now).get(stat)
-    base = baseline(metric, stat, scope, now - HOUR_S, now)
+    base = fitted(metric, stat, scope, now)
     expected, spread = (float(x[0]) for x in base.at(np.array([now - HOUR_S / 2])))
     if math.isnan(expected) or current is None:
         return Judged(current, None, None, None, base.days, base.weekly, now)

@@ -67,6 +67,14 @@ def test_too_little_history_gives_no_baseline(db):
     assert "not enough history" in anomaly.explain("agent_response_ms", "p50", j)
 
 
+def test_the_baseline_is_refit_when_the_hour_changes_not_at_every_pass(db):
+    history(4, last_hour_factor=1.0)  # too little history: no baseline in the hour before NOW's
+    assert anomaly.judge("agent_response_ms", "p50", Scope(), 4, NOW - HOUR).expected is None
+    history(10, last_hour_factor=1.0)  # the history fills in, within the same hour
+    assert anomaly.judge("agent_response_ms", "p50", Scope(), 4, NOW - HOUR + 60).expected is None
+    assert anomaly.judge("agent_response_ms", "p50", Scope(), 4, NOW).expected == pytest.approx(1000, rel=0.1)
+
+
 def test_the_read_api_answers_the_judgement_and_its_explanation(client, read_token, db, monkeypatch):
     history(10, last_hour_factor=2.5)
     monkeypatch.setattr(anomaly.time, "time", lambda: NOW)
