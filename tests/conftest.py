@@ -37,18 +37,6 @@ def fresh_caches() -> None:
     anomaly.forget()  # baselines fitted once an hour
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_session_left(django_db_setup, django_db_blocker) -> Iterator[None]:
-    """At the end, end the sessions a server or worker killed late may still hold on the test
-    database, so that it can be dropped instead of left behind."""
-    yield
-    with django_db_blocker.unblock(), connection.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-
-
 @pytest.fixture
 def clean_tables(transactional_db) -> None:
     with connection.cursor() as cur:

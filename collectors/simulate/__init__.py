@@ -9,7 +9,8 @@ The traffic model (UTC; the same --seed gives the same fleet, episodes and point
   quieter than the next), following a daily cycle that peaks at 15:00 at 3x the 03:00 trough.
   A request makes one `agent_response_ms` (median ~900 ms), ~1.5 tool calls
   (`tool_execution_ms`, tag `tool`; timeouts at 30 s count in `errors_total`), ~1.5 LLM
-  calls (`llm_call_ms` and `tokens_total`, tags `provider` and `model`; failures count in
+  calls (`llm_call_ms` and `tokens_total`, tags `provider` and `model`, and `type` input or
+  output on the tokens; failures count in
   `errors_total`), ~2 memory ops (`memory_op_ms`, tag `op`) and one cache lookup
   (`cache_hits_total` or `cache_misses_total`). Counters are one point per event, as the
   SDK records them.

@@ -86,6 +86,10 @@ MODEL_PROVIDER = np.array([PROVIDERS.index(p) for p in MODELS.names("provider")]
 OPS = Kinds.of([({"op": "read"}, 6.0, 0.5, 0.7), ({"op": "write"}, 12.0, 0.5, 0.3)])
 TIMEOUT_TAGS = tuple({"error": "timeout", **t} for t in TOOLS.tags)
 FAILURE_TAGS = tuple({"error": "provider_error", **t} for t in MODELS.tags)
+# Tokens by type, as OpenTelemetry's gen_ai.token.type: a call's prompt is most of its tokens.
+INPUT_SHARE = 0.75
+INPUT_TAGS = tuple({"type": "input", **t} for t in MODELS.tags)
+OUTPUT_TAGS = tuple({"type": "output", **t} for t in MODELS.tags)
 
 
 @dataclass(frozen=True)
@@ -437,7 +441,8 @@ def _llm_calls(w: _Ticks) -> list[Group]:
     failed = w.rng.random(ts.size) < failure
     return [
         w.group("llm_call_ms", agent, ts, value, model, MODELS.tags),
-        w.counter("tokens_total", agent, ts, model, MODELS.tags, tokens),
+        w.counter("tokens_total", agent, ts, model, INPUT_TAGS, np.round(tokens * INPUT_SHARE)),
+        w.counter("tokens_total", agent, ts, model, OUTPUT_TAGS, tokens - np.round(tokens * INPUT_SHARE)),
         w.counter("errors_total", agent[failed], ts[failed], model[failed], FAILURE_TAGS),
     ]
 

@@ -190,6 +190,16 @@ def test_sampled_backfill_keeps_the_sums_of_counters():
     assert values(sampled, "tokens_total").sum() == pytest.approx(live, rel=0.1)
 
 
+def test_tokens_come_by_type_most_of_them_input():
+    f = fleet()
+    t0 = quiet_hour(f, "slow_provider")
+    points = f.points(t0, t0 + HOUR)
+    given, taken = values(points, "tokens_total", type="input"), values(points, "tokens_total", type="output")
+    assert len(given) == len(taken) > 0
+    assert given.sum() + taken.sum() == values(points, "tokens_total").sum()
+    assert given.sum() / (given.sum() + taken.sum()) == pytest.approx(0.75, abs=0.01)
+
+
 def test_a_long_backfill_gets_a_coarser_step():
     assert backfill_step(200, 2 * HOUR) == MINUTE
     assert backfill_step(1000, 14 * DAY) > 30 * MINUTE
