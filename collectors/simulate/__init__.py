@@ -12,7 +12,8 @@ The traffic model (UTC; the same --seed gives the same fleet, episodes and point
   calls (`llm_call_ms` and `tokens_total`, tags `provider` and `model`, and `type` input or
   output on the tokens; failures count in
   `errors_total`), ~2 memory ops (`memory_op_ms`, tag `op`) and one cache lookup
-  (`cache_hits_total` or `cache_misses_total`). Counters are one point per event, as the
+  (`cache_hits_total` or `cache_misses_total`, tags `tool`, `model` and
+  `provider`; calculator results hit 97 %, web searches 65 %). Counters are one point per event, as the
   SDK records them.
 - Gauges, every tick (1 s live): `agent_memory_bytes` per live agent (tens of MB, slowly
   varying) and `active_agents` per node, reported by the node's collector (agent

@@ -35,11 +35,13 @@ TOOL_CALLS, LLM_CALLS, MEMORY_OPS, CACHE_LOOKUPS = 1.5, 1.5, 2.0, 1.0  # per req
 TOOL_TIMEOUT_MS = 30_000.0
 TOOL_HANG_CHANCE = 0.001  # tools that hang until the timeout, on top of the slow tail
 LLM_FAILURE_CHANCE = 0.005
-CACHE_HIT_CHANCE = 0.8
+# A lookup caches a tool's result for a model's call: deterministic tools hit most, the
+# web and code least (about 0.8 over all lookups).
+CACHE_HIT_BY_TOOL = np.array([0.97, 0.9, 0.85, 0.65, 0.7, 0.75])
 SLOW_TOOL_FACTOR, SLOW_PROVIDER_FACTOR, SLOW_PROVIDER_FAILURES = 5.0, 4.0, 10.0
 LEAK_BYTES = 160e6  # over the leak's 1-3 h: well past 100 MB from any agent's 30-70 MB
 # Points per agent per tick when a tick holds one request: its events and a memory gauge.
-POINTS_PER_REQUEST_TICK = 1 + TOOL_CALLS + 2 * LLM_CALLS + MEMORY_OPS + CACHE_LOOKUPS + 1
+POINTS_PER_REQUEST_TICK = 1 + TOOL_CALLS + 3 * LLM_CALLS + MEMORY_OPS + CACHE_LOOKUPS + 1
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ FAILURE_TAGS = tuple({"error": "provider_error", **t} for t in MODELS.tags)
 INPUT_SHARE = 0.75
 INPUT_TAGS = tuple({"type": "input", **t} for t in MODELS.tags)
 OUTPUT_TAGS = tuple({"type": "output", **t} for t in MODELS.tags)
+CACHE_TAGS = tuple({**tool, **model} for tool in TOOLS.tags for model in MODELS.tags)
 
 
 @dataclass(frozen=True)
@@ -456,10 +459,12 @@ def _memory_ops(w: _Ticks) -> list[Group]:
 
 def _cache_lookups(w: _Ticks) -> list[Group]:
     agent, ts = w.events(CACHE_LOOKUPS)
-    hit = w.rng.random(ts.size) < CACHE_HIT_CHANCE
+    tool, model = w.choose(TOOLS, ts.size), w.choose(MODELS, ts.size)
+    kind = tool * len(MODELS.tags) + model
+    hit = w.rng.random(ts.size) < CACHE_HIT_BY_TOOL[tool]
     return [
-        w.counter("cache_hits_total", agent[hit], ts[hit]),
-        w.counter("cache_misses_total", agent[~hit], ts[~hit]),
+        w.counter("cache_hits_total", agent[hit], ts[hit], kind[hit], CACHE_TAGS),
+        w.counter("cache_misses_total", agent[~hit], ts[~hit], kind[~hit], CACHE_TAGS),
     ]
 
 

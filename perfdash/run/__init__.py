@@ -161,7 +161,7 @@ def demo_fleet(config: Config, demo: Demo) -> Program:
         f"{DEMO_VERSION}={DEMO_RELEASE_SLOWDOWN}",
         # An agent slower than its peers, for the outlier panel and rules to find.
         "--slowdown",
-        f"{DEMO_SLOW_AGENT}=60%",
+        f"{DEMO_SLOW_AGENT}=100%",
     ]
     # Backfill batches carry fresh ids: a restarted fleet that backfilled again would store
     # the history twice; and a later start runs the same release, so it marks no deploy.

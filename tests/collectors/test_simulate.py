@@ -449,3 +449,16 @@ def test_the_cli_runs_without_episodes():
 
     assert parse_args(["--dry-run", "--episodes", "none"]).episodes == "none"
     assert parse_args(["--dry-run"]).episodes == "random"
+
+
+def test_cache_lookups_hit_more_for_some_tools_than_others():
+    points = fleet().points(MIDNIGHT + 15 * HOUR, MIDNIGHT + 16 * HOUR)
+
+    def rate(tool: str) -> float:
+        hits = values(points, "cache_hits_total", tool=tool).sum()
+        return hits / (hits + values(points, "cache_misses_total", tool=tool).sum())
+
+    assert rate("calculator") > 0.9 > 0.75 > rate("web_search")
+    assert {"tool", "model", "provider"} <= set(
+        next(p for p in points if p["metric"] == "cache_hits_total")["tags"]
+    )
