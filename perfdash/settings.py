@@ -89,13 +89,14 @@ DATABASES = {
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django may not as well
 # With a pool: a connection PostgreSQL dropped while idle (a restart) is replaced, not handed out.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+POOL_TIMEOUT_S = env.float("DB_POOL_TIMEOUT", default=3.0)
 DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
     "min_size": 1,
     "max_size": env.int("DB_POOL_MAX", default=8),
-    "timeout": env.float("DB_POOL_TIMEOUT", default=3.0),
+    "timeout": POOL_TIMEOUT_S,
     # While PostgreSQL is away the pool retries with a growing delay; giving up soon lets the
     # next request try again at once, so service resumes as soon as the database is back.
-    "reconnect_timeout": env.float("DB_POOL_TIMEOUT", default=3.0),
+    "reconnect_timeout": POOL_TIMEOUT_S,
 }
 # PostgreSQL's JIT compiles every read it estimates as costly, as a week of a thousand agents'
 # rollups is, and the compiling takes about as long as the read. Off for perfdash's sessions

@@ -313,19 +313,15 @@ def latency(window: query.Window, ids: list[int], metric: str, title: str, scope
         "stats": data["stats"],
         "histogram": _rounded(data["histogram"]),
         "series": series,
-        "band": anomaly.band(_baseline(metric, scope), series["t"], BAND_MADS) if ids else None,
+        "band": anomaly.band(anomaly.fitted(metric, "p95", scope, time.time()), series["t"], BAND_MADS)
+        if ids
+        else None,
     }
 
 
-# The p95's usual band for the time of day on each latency chart (detect/anomaly.py), as wide
-# as the default anomaly rule's tolerance. A baseline learns from hourly values of 28 days and
-# changes hourly: live updates reuse one.
+# The p95's usual band for the time of day on each latency chart: the baseline anomaly rules
+# judge by (refit hourly), as wide as the default anomaly rule's tolerance.
 BAND_MADS = 4.0
-_baselines = _Reused(seconds=600)
-
-
-def _baseline(metric: str, scope: Scope) -> anomaly.Baseline:
-    return _baselines.get((metric, scope), lambda: anomaly.baseline(metric, "p95", scope, time.time()))
 
 
 def _rounded(histogram: dict) -> dict:

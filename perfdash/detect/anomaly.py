@@ -111,15 +111,18 @@ def baseline(metric: str, stat: str, scope: Scope, before: float, now: float | N
 
 
 # A judged hour's baseline rests on the hours that ended before it, which change only when an
-# hour ends: it is fitted once an hour per process, not on every evaluation pass.
+# hour ends: it is fitted once an hour per process, not on every evaluation pass or live
+# update. Scopes come from rules and from the pages' filters: past FITTED_MOST, all are dropped.
+FITTED_MOST = 256
 _fitted: dict[tuple[str, str, Scope], Baseline] = {}
 _fitted_hour: list[int] = [-1]
 
 
 def fitted(metric: str, stat: str, scope: Scope, now: float) -> Baseline:
-    """The baseline `judge` uses at `now`, refit when the hour changes."""
+    """The baseline of the hours that ended before the hour up to `now`, refit when the hour
+    changes: what `judge` compares with, and the charts' usual band."""
     hour = int(now // HOUR_S)
-    if hour != _fitted_hour[0]:
+    if hour != _fitted_hour[0] or len(_fitted) >= FITTED_MOST:
         _fitted.clear()
         _fitted_hour[0] = hour
     key = (metric, stat, scope)

@@ -100,3 +100,16 @@ def test_a_chart_band_follows_the_time_of_day(db):
         anomaly.band(anomaly.baseline("agent_response_ms", "p50", Scope(), NOW - 8 * DAY, NOW), [night], 4)
         is None
     )
+
+
+def test_the_overviews_latency_chart_draws_the_usual_band_of_the_time_of_day(db, client):
+    from django.contrib.auth.models import User
+
+    history(10, last_hour_factor=1.0)  # responses up to NOW, at most a day ago
+    client.force_login(User.objects.create_user("viewer", password="x" * 12))
+    window = int(time.time() - NOW + HOUR)  # the chart reaches back over the history's last hour
+    panel = client.get(f"/data/overview?window={window}s").json()["latency"][0]
+    assert panel["metric"] == "agent_response_ms"
+    hi = [h for h in panel["band"]["hi"] if h is not None]
+    # p95 (the band's statistic) over the daily cycle of 1 s to 3 s: the band spans it
+    assert hi and 1000 < max(hi) < 6000 and min(panel["band"]["lo"][i] or 0 for i in range(len(hi))) >= 0
