@@ -96,7 +96,7 @@ class PendingBatch(models.Model):
         """Commit the batch to the outbox; its row id, or None if this batch id is pending
         already (a re-send: it will be stored once)."""
         # The payload bound in binary (%b): Django's cursors send it as hex text, which
-        # PostgreSQL then parses, ten times the CPU for a batch of a few hundred kB.
+        # PostgreSQL must then parse back into bytes.
         with binary_cursor() as cur:
             cur.execute(
                 "INSERT INTO ingest_pendingbatch "

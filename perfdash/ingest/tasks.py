@@ -60,7 +60,7 @@ def store_batch(message: dict) -> None:
         metrics = sorted({s[0] for s in batch.series})
         publish.points_committed(len(batch), metrics, peaks.of_batch(batch))
         stored = [("perfdash_points_stored_total", len(batch), {})]
-        # From its acceptance into the outbox (just before the 202) to the commit, however
+        # From the start of the transaction that kept it in the outbox to the commit, however
         # the worker was woken: the web process, OTLP or the sweeper.
         if accepted_at is not None:
             stored.append(("perfdash_ingest_lag_ms", (time.time() - accepted_at) * 1000, {}))

@@ -54,12 +54,6 @@ class Histogram:
     def exponential(self) -> bool:
         return self.bounds is None
 
-    def buckets_consistent(self) -> bool:
-        if self.exponential:
-            total = self.zero + sum(self.pos) + sum(self.neg)
-            return total == self.count and min(self.pos, default=0) >= 0 and min(self.neg, default=0) >= 0
-        return len(self.counts) == len(self.bounds) + 1 and sum(self.counts) == self.count
-
     def minus(self, prev: Histogram) -> Histogram | None:
         """This cumulative histogram less an earlier one of the same stream, or None when it
         cannot be a continuation of it (a counter went down, the buckets changed): a reset."""
@@ -121,21 +115,6 @@ class Histogram:
                 upper.append(bounds[i] * factor if i < last else math.inf)
                 counts.append(c)
         return lower, upper, counts
-
-    def to_state(self) -> dict:
-        state = {"count": self.count, "sum": self.sum, "min": self.min, "max": self.max}
-        if self.exponential:
-            state |= {
-                "scale": self.scale,
-                "zero": self.zero,
-                "pos_offset": self.pos_offset,
-                "pos": self.pos,
-                "neg_offset": self.neg_offset,
-                "neg": self.neg,
-            }
-        else:
-            state |= {"bounds": self.bounds, "counts": self.counts}
-        return state
 
     @classmethod
     def from_state(cls, state: dict) -> Histogram:

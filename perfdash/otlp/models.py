@@ -21,7 +21,7 @@ from perfdash.lib.durations import DAY_S
 from perfdash.lib.pg import binary_cursor
 from perfdash.otlp import temporality
 from perfdash.otlp.temporality import REC, State
-from perfdash.otlp.translate import EXPLICIT, EXPONENTIAL, NUMBER, Points, bounds_digest
+from perfdash.otlp.translate import EXPLICIT, EXPONENTIAL, NUMBER, TO_DELTA, Points, bounds_digest
 
 
 class StreamState(models.Model):
@@ -149,8 +149,11 @@ def added(points: Points, now: float) -> temporality.Added:
             blobs |= _locked(cur, missing)
         state = State.of_blobs(blobs)
         known = set(state.keys)
+        # Only cumulative streams kept a row in the older table.
         new = {
-            s: g for s, g in zip(points.stream, points.group, strict=True) if s is not None and s not in known
+            s: g
+            for s, g, m in zip(points.stream, points.group, points.mode, strict=True)
+            if m == TO_DELTA and s not in known
         }
         if new:
             _earlier(cur, state, new)

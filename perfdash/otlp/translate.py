@@ -155,9 +155,13 @@ def _any(value) -> str:
     return ""
 
 
-def attributes(kvs) -> dict[str, str]:
+def attribute_pairs(kvs) -> tuple[tuple[str, str], ...]:
     # Nearly every attribute is a string: read it directly, the others through _any.
-    return {kv.key: kv.value.string_value or _any(kv.value) for kv in kvs}
+    return tuple((kv.key, kv.value.string_value or _any(kv.value)) for kv in kvs)
+
+
+def attributes(kvs) -> dict[str, str]:
+    return dict(attribute_pairs(kvs))
 
 
 class Translator:
@@ -225,8 +229,7 @@ class Translator:
     def point(self, metric, base: tuple, dp, resource, extra_tags) -> None:
         """Append one data point to the columns, or raise Rejected (leaving them as they were)."""
         scope_id, _, _, kind, counter, mode = base
-        # Nearly every attribute is a string: read it directly, the others through _any.
-        attrs = tuple((kv.key, kv.value.string_value or _any(kv.value)) for kv in dp.attributes)
+        attrs = attribute_pairs(dp.attributes)
         t = dp.time_unix_nano
         if not t:
             raise Rejected("a data point without time_unix_nano")
@@ -282,7 +285,7 @@ class Translator:
             identity = orjson.dumps([self.token_id, metric.name, kind, sorted(attrs.items())])
             stream = hashlib.blake2b(scope_id + b"\0" + identity, digest_size=16).digest()
             # One state row per (token, resource, scope, metric): a metric's streams are
-            # exported together, and the SDKs bound their number (2000 by default).
+            # exported together, and the SDKs bound their number (the cardinality limit).
             of = orjson.dumps([self.token_id, metric.name])
             group = hashlib.blake2b(scope_id + b"\0" + of, digest_size=16).digest()
         is_histogram = kind not in ("gauge", "sum")

@@ -6,8 +6,9 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     """One state row per metric of a resource and scope (otlp_streamstate) instead of one per
     stream. Every export rewrites its rows: with room left on each page the new version goes
-    on the same page (a HOT update), and a blob of up to 8 kB stays in the row, uncompressed
-    (not moved to TOAST, which would write and index chunks of its own at every export)."""
+    on the same page (a HOT update), and a small blob stays in the row, uncompressed (not
+    moved to TOAST, which would write and index chunks of its own at every export); a metric
+    with many streams outgrows that, and its whole blob is rewritten at each export."""
 
     dependencies = [("otlp", "0004_coarse_metric")]
 
