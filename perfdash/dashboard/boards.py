@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlencode
@@ -20,7 +19,7 @@ import redis
 from django.http import QueryDict
 from django.utils.text import slugify
 
-from perfdash.dashboard import explore
+from perfdash.dashboard import explore, panels
 from perfdash.lib import redis as redis_keys
 from perfdash.lib.durations import HOUR_S
 from perfdash.metrics import keys
@@ -199,13 +198,20 @@ def build(spec: BoardSpec, window: str = "", now: float | None = None) -> dict:
             except BoardError as exc:
                 out["panels"].append({**shown, "error": str(exc)})
                 continue
-            data = _recent.get(view, lambda v=view: _shared(v, now)) if reuse else _chart(view, now)
+            seconds = reuse_s(view) if reuse else 0.0
+            data = (
+                _recent.get(view.key(), lambda v=view: _shared(v, now), seconds, at=lambda d: d["as_of"])
+                if seconds
+                else _chart(view, now)
+            )
             views.append(view)
             shown["explore"] = f"/explore/?{urlencode(view.query(), doseq=True)}"
             out["panels"].append({**shown, "data": data})
     # Panels of the same filters and window mark the same events: one read for each such kind.
-    for marked in dict.fromkeys((v.node, v.agent, v.seconds) for v in views):
-        view = next(v for v in views if (v.node, v.agent, v.seconds) == marked)
+    first: dict[tuple, explore.Explore] = {}
+    for view in views:
+        first.setdefault((view.node, view.agent, view.seconds), view)
+    for view in first.values():
         out["events"] = explore.events(view, now)
         if out["events"]:
             break
@@ -238,7 +244,7 @@ def _chart(view: explore.Explore, now: float) -> dict:
 # viewer would wait for all of them; with the worker's copy it waits for none. The panel says
 # how old it is (`as_of`), never more than its reuse time. Shorter steps are not worth a pass
 # every 15 s: a viewer computes them, and its copy is shared too.
-PRECOMPUTE_FROM_S = 30.0  # reuse_s of 3-hour steps
+PRECOMPUTE_FROM_S = min(3 * HOUR_S / REUSE_SHARE, REUSE_AT_MOST_S)  # reuse_s of 3-hour steps
 PRECOMPUTE_EVERY_S = 15.0  # beat's "precompute-boards" (perfdash/beat.py)
 # A pass computes panels, the oldest copies first, until this much time is spent; what is left
 # is next pass's (or a viewer's). It bounds the worker's cost whatever the number of boards.
@@ -300,36 +306,7 @@ def precompute(specs: list[BoardSpec], budget_s: float = PRECOMPUTE_BUDGET_S) ->
     return done
 
 
-class _Recent:
-    """Panels kept in this process while younger (by `as_of`) than their reuse time; past
-    `most` views (they come from typed windows and panel queries), all are dropped."""
-
-    def __init__(self, most: int = 256) -> None:
-        self.most = most
-        self._kept: dict = {}
-        self._lock = threading.Lock()
-
-    def get(self, view: explore.Explore, compute) -> dict:
-        seconds = reuse_s(view)
-        if seconds <= 0:
-            return _chart(view, time.time())
-        with self._lock:
-            kept = self._kept.get(view.key())
-        if kept is not None and kept["as_of"] > time.time() - seconds:
-            return kept
-        value = compute()
-        with self._lock:
-            if len(self._kept) >= self.most:
-                self._kept.clear()
-            self._kept[view.key()] = value
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._kept.clear()
-
-
-_recent = _Recent()
+_recent = panels.Reused(seconds=0.0)  # each panel its own reuse_s, its age its as_of
 
 
 def forget(shared: bool = True) -> None:

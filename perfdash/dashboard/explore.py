@@ -19,7 +19,6 @@ from django.conf import settings
 
 from collectors.protocol import COUNTER_SUFFIX, LATENCY_SUFFIX
 from perfdash.dashboard import compare_page, panels
-from perfdash.dashboard.panels import MIN_RATIO_EVENTS
 from perfdash.lib import units
 from perfdash.lib.durations import DAY_S, HOUR_S, parse_duration
 from perfdash.metrics import keys, query
@@ -414,7 +413,7 @@ def _no_alert(why: str) -> dict:
 def _ratio(view: Explore, now: float) -> dict:
     """A fixed ratio of sums per step and over the window, for the scope and, with a group,
     for each of its first groups by events (the denominator: lookups, responses), the others
-    together in the table. Under MIN_RATIO_EVENTS events a step or a row has no value."""
+    together in the table. Under panels.MIN_RATIO_EVENTS events a step or a row has no value."""
     ratio = RATIOS[view.ratio]
     out = {
         "kind": "ratio",
@@ -425,7 +424,7 @@ def _ratio(view: Explore, now: float) -> dict:
         "count_name": ratio.events,
         "notes": [
             f"{ratio.title}: {ratio.formula}, per step and over the window (exact).",
-            f"A step or a row with fewer than {MIN_RATIO_EVENTS} {ratio.events} has no value: "
+            f"A step or a row with fewer than {panels.MIN_RATIO_EVENTS} {ratio.events} has no value: "
             "a ratio of so few says little.",
         ],
         "histogram": None,
@@ -481,7 +480,7 @@ class _Terms:
 
     def value(self, parts: dict) -> float | None:
         events = self.events(parts)
-        if events < MIN_RATIO_EVENTS:
+        if events < panels.MIN_RATIO_EVENTS:
             return None
         return sum(parts.get(term, 0.0) or 0.0 for term in self.ratio.numerator) / events
 
@@ -530,7 +529,7 @@ def _ratio_row(view: Explore, terms: _Terms, name: str, parts: dict) -> dict:
     events = terms.events(parts)
     value = terms.value(parts)
     if value is None:
-        shown = f"too few {terms.ratio.events} ({events:.0f} < {MIN_RATIO_EVENTS})"
+        shown = f"too few {terms.ratio.events} ({events:.0f} < {panels.MIN_RATIO_EVENTS})"
     elif view.ratio == "hit_rate":
         shown = f"{value * 100:.3g} %"
     else:

@@ -199,27 +199,28 @@ def llm(totals: dict, ids: dict[str, list[int]], by_error: list[tuple[int, str]]
     }
 
 
-class _Reused:
-    """Values that are slow to compute and change slowly, kept per key for `seconds` so that
-    live updates (one per view per second) reuse them. Keys come from typed filters: past
-    `most` of them, all are dropped."""
+class Reused:
+    """Values that are slow to compute and change slowly, kept per key for `seconds` (or the
+    `seconds` of a call) so that live updates (one per view per second) reuse them. A value's
+    age counts from when it was computed here, or from `at(value)` when it says itself how old
+    it is. Keys come from typed filters: past `most` of them, all are dropped."""
 
     def __init__(self, seconds: float, most: int = 256) -> None:
         self.seconds, self.most = seconds, most
         self._kept: dict = {}
         self._lock = threading.Lock()
 
-    def get(self, key, compute):
+    def get(self, key, compute, seconds: float | None = None, at=None):
         now = time.time()
         with self._lock:
             kept = self._kept.get(key)
-        if kept is not None and now - kept[0] < self.seconds:
+        if kept is not None and now - kept[0] < (self.seconds if seconds is None else seconds):
             return kept[1]
         value = compute()
         with self._lock:
             if len(self._kept) >= self.most:
                 self._kept.clear()
-            self._kept[key] = (now, value)
+            self._kept[key] = (now if at is None else at(value), value)
         return value
 
     def clear(self) -> None:
@@ -234,7 +235,7 @@ class _Reused:
 OUTLIER_WINDOW_S = 3600
 OUTLIER_ROWS = 10
 OUTLIER_CHECKS = (("agent_response_ms", "p50"), ("agent_memory_bytes", "max"))
-_outliers = _Reused(seconds=30)
+_outliers = Reused(seconds=30)
 
 
 def outlier_rows(node: str) -> list[dict]:

@@ -140,11 +140,9 @@ def _stat_columns(g: Groups, wanted: list[str], seconds: float) -> dict[str, np.
     out: dict[str, np.ndarray] = {}
     count = g.count
     with np.errstate(divide="ignore", invalid="ignore"):
-        plain = {"count": lambda: count, "min": lambda: g.min, "max": lambda: g.max}
-        plain |= {"avg": lambda: g.sum / count, "sum": lambda: g.sum, "rate": lambda: count / seconds}
-        for stat in wanted:
-            if stat in plain:
-                out[stat] = np.asarray(plain[stat]())
+        plain = {"count": count, "min": g.min, "max": g.max, "sum": g.sum}
+        plain |= {"avg": g.sum / count, "rate": count / seconds}
+        out |= {stat: np.asarray(plain[stat]) for stat in wanted if stat in plain}
     wanted_q = [s for s in wanted if s in PERCENTILES]
     if wanted_q:
         values = grouped_quantiles(g, [PERCENTILES[s] for s in wanted_q])
@@ -539,8 +537,7 @@ def top(
         others, folded, folded_sum = None, 0, 0.0
     else:
         others, folded, folded_sum = _plain(*rest[2:6], elapsed), rest[6], rest[7]
-    whole = _partitioned(metric, by, scope, names)
-    if percentiles and rest is not None and whole:
+    if percentiles and rest is not None and (whole := _partitioned(metric, by, scope, names)):
         rows, others = _first_and_whole(members, [row[1] for row in first], whole, rest, bounds, elapsed)
     elif percentiles:
         rows, others = _first_and_rest(members, [row[1] for row in first], bounds, elapsed)

@@ -1,15 +1,22 @@
-"""Dashboard tests' world: a logged-in viewer."""
+"""Dashboard tests' world: a logged-in viewer, an ingest token's id."""
 
 from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
 
+from perfdash.api.models import ApiToken
+
 
 @pytest.fixture
 def viewer(client, db):
     client.force_login(User.objects.create_user("viewer", password="x" * 12))
     return client
+
+
+@pytest.fixture
+def token(db) -> int:
+    return ApiToken.issue("t", ["ingest"])[0].id
 
 
 @pytest.fixture(scope="session", autouse=True)

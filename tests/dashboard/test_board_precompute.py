@@ -32,11 +32,6 @@ BOARD = boards.BoardSpec(
 )
 
 
-@pytest.fixture
-def token(db) -> int:
-    return ApiToken.issue("t", ["ingest"])[0].id
-
-
 def respond(token: int, n: int, batch_id: str) -> None:
     now = time.time()
     series = [("agent_response_ms", "node-1", f"agent-{i}", "{}") for i in range(3)]

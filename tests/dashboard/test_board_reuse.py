@@ -6,9 +6,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 
-from perfdash.api.models import ApiToken
 from perfdash.dashboard import boards
 from perfdash.ingest.models import IngestedBatch
 from perfdash.metrics.batch import Batch
@@ -21,11 +19,6 @@ BOARD = boards.BoardSpec(
         boards.PanelSpec("Hour", "metric=agent_response_ms&stat=count&window=1h"),
     ),
 )
-
-
-@pytest.fixture
-def token(db) -> int:
-    return ApiToken.issue("t", ["ingest"])[0].id
 
 
 def respond(token: int, n: int, batch_id: str) -> None:

@@ -41,7 +41,7 @@ def stored(db) -> list[int]:
 
 
 def one_at_a_time(window: query.Window, ids: list[int], stats: list[str]) -> dict[str, list]:
-    """Each step's statistics from its own group's sketch (`_stat_values`), as before."""
+    """Each step's statistics from its own group's sketch, by the per-group path (`_stat_values`)."""
     rows = window.of(ids)
     steps = (window.end - window.start) // window.step
     out = {stat: [0.0 if stat in ("count", "sum", "rate") else None] * steps for stat in stats}
