@@ -3,8 +3,9 @@ they cost.
 
 Detection (`--part detection`): the fleet simulator's traffic (1000 agents on 10 nodes, its
 daily cycle and growth) over 8 days of history and one evaluated day, written as ingest and
-compaction write rollups (bench/compare.py's bulk path: the same grouping and COPY code) and
-sampled as the simulator's backfill is (about one request per agent and minute), twice:
+compaction write rollups (bench/compare.py's bulk path: the same grouping and COPY code),
+requests sampled as the simulator's backfill is (about one per agent and minute) and memory
+read every 10 s as the collectors read it, twice:
 
 - with episodes: the history has the seed's random episodes, as a real fleet's history would;
   the evaluated day has 16 at known times (SCHEDULE): six slow tools (one per tool), six slow
@@ -12,18 +13,18 @@ sampled as the simulator's backfill is (about one request per agent and minute),
 - calm: the same fleet without any episode, history included (`simulate --episodes none`).
 
 On each, every rule a fresh install has (the seeded threshold rules, the seeded SLOs' burn-rate
-rules, the outlier, deploy and health rules) and the rules a user adds to watch the episode
-metrics: anomaly rules (4 MADs) on the fleet's response p95, on each tool's
-`tool_execution_ms` p95 and on each provider's `llm_call_ms` p95, and an outlier rule on
-`agent_memory_bytes` max among each node's agents. The alert engine's `evaluate(now=...)`
-steps over the evaluated day once a simulated minute, at the last second of each minute:
-rollups are per minute, so that pass sees what a live pass sees then. Beat's 10 s passes in
-between read the same whole minutes plus part of the running one, so they can decide at most
-50 s sooner: the delays here are at most that much late.
+rules, the outlier rules on response p50 and on memory growth, the deploy and health rules) and
+the rules a user adds to watch the episode metrics: anomaly rules (4 MADs) on the fleet's
+response p95, on each tool's `tool_execution_ms` p95 and on each provider's `llm_call_ms` p95,
+and an outlier rule on `agent_memory_bytes` max among each node's agents. The alert engine's
+`evaluate(now=...)` steps over the evaluated day once a simulated minute, at the last second of
+each minute: rollups are per minute, so that pass sees what a live pass sees then. Beat's 10 s
+passes in between read the same whole minutes plus part of the running one, so they can decide
+at most 50 s sooner: the delays here are at most that much late.
 
 - Caught: a rule meant for the episode fires while it lasts: for a slow tool or provider, the
   response anomaly rule, that tool's or provider's anomaly rule, or a burn rule of an SLO on
-  responses (or tool calls, for a tool); for a leak, the memory outlier rule on that agent.
+  responses (or tool calls, for a tool); for a leak, a memory outlier rule on that agent.
   Target: all of them.
 - Delay: from the episode's start to that alert. Target: p95 <= 5 min.
 - False alarms: firing transitions on the calm day. Target: <= 1 a day for the rule set.
@@ -36,10 +37,11 @@ Cost (`--part cost`): over bench/compare.py's store (7 days of a 1000-agent flee
 nodes, `agent_response_ms`, in perfdash_bench_compare; loaded there if missing), a pass of the
 default threshold rules is the baseline; then the same pass with 100 detection rules (50
 latency SLOs, fleet-wide and per node, each with its paging rule; 50 outlier rules on p50, p95
-and p99 over 15 min and 1 h, peers per node and fleet-wide). Prints each pass's median and
-p95 and the added time. Target: the detection rules add at most 1 s to a pass.
+and p99 over 15 min and 1 h and on the growth over 5 min, peers per node and fleet-wide).
+Prints each pass's median and p95 and the added time. Target: the detection rules add at most
+1 s to a pass.
 
-    .venv/bin/python bench/detect.py --part detection   # ~16 min the first time (two stores), 6-10 min after
+    .venv/bin/python bench/detect.py --part detection   # 3-16 min to load two stores, 6-10 min after
     .venv/bin/python bench/detect.py --part cost --repeat 10
 """
 
@@ -105,7 +107,7 @@ def detection_rules() -> None:
         )
     shapes = [
         (s, w, scope) for s in ("p50", "p95", "p99") for w in (900, 3600) for scope in ("node", "fleet")
-    ]
+    ] + [("growth", 300, scope) for scope in ("node", "fleet")]
     for i in range(OUTLIER_RULES):
         stat, window, scope = shapes[i % len(shapes)]
         AlertRule.objects.create(
@@ -185,6 +187,7 @@ HISTORY_DAYS = 8
 END = 1_796_083_200  # 2026-12-01 00:00 UTC, fixed: every run stores the same points
 DAY0 = END - DAY_S  # the evaluated day
 MINUTE_S = 60
+GAUGE_STEP_S = 10  # the SDK's and the agent collector's default between memory readings
 # The metrics the rules read; the simulator's counters (errors, tokens, cache) feed none.
 READ = (
     "agent_response_ms",
@@ -271,14 +274,14 @@ def series_of(fleet: sim.Fleet, g: Group) -> tuple[list[tuple], np.ndarray]:
 
 
 def load(fleet: sim.Fleet, name: str) -> None:
-    """History and evaluated day, an hour at a time, sampled as the simulator's backfill is:
-    about one request per agent and minute (a fifteenth of live traffic), a gauge reading
-    per agent and minute."""
+    """History and evaluated day, an hour at a time: requests sampled as the simulator's
+    backfill is, about one per agent and minute (a fifteenth of live traffic), and gauges read
+    as the collectors read them (every GAUGE_STEP_S)."""
     sample = 1 / (sim.REQUESTS_PER_S * MINUTE_S)
     start = DAY0 - HISTORY_DAYS * DAY_S
     began, stored = time.perf_counter(), 0
     for t0 in range(start, END, HOUR_S):
-        for g in fleet.groups(t0, t0 + HOUR_S, MINUTE_S, sample):
+        for g in fleet.groups(t0, t0 + HOUR_S, GAUGE_STEP_S, sample):
             if g.metric in READ:
                 series, idx = series_of(fleet, g)
                 compare.store_rollups(series, idx, g.ts, g.value, minutes_from=MINUTES_FROM)
@@ -418,8 +421,8 @@ def leaked_at(fleet: sim.Fleet, day: list[sim.Episode], fired: list[Fired]) -> d
             if f.subject == e.target and e.start <= f.at <= e.end:
                 node = fleet.node_names[fleet.node_of[e.index]]
                 peers = outliers.peer_values("agent_memory_bytes", "max", 360, node, f.at)
-                median = float(np.median([v for v, _, _ in peers.values()]))
-                out[(e.target, f.at)] = peers[e.target][0] - median
+                median = float(np.median([p.value for p in peers.values()]))
+                out[(e.target, f.at)] = peers[e.target].value - median
     return out
 
 

@@ -169,6 +169,7 @@ def test_the_demo_fleet_runs_a_release_with_two_variants_one_slower():
     args = parse_args([*fleet.command[simulate + 1 :], "--token", "t"])
     assert (args.version, args.variants) == ("1.3.0", ("a", "b"))
     assert args.slowdown == {"b": 1.15, "1.3.0": 1.12, "agent-7": 2.0}
+    assert args.leak == ("agent-3", 300)  # a young leak for the growth outliers
 
 
 def test_the_demo_fleets_history_runs_the_release_before_so_its_deploy_has_a_slowdown():

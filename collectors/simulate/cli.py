@@ -18,9 +18,11 @@ from collectors.simulate.send import Batch, DrySink, Progress, Senders, Stats
 from collectors.simulate.traffic import (
     DAY,
     HOUR,
+    LEAK_S,
     MAX_BACKFILL_S,
     MAX_BATCH_POINTS,
     MINUTE,
+    Episode,
     Fleet,
     Window,
     backfill_step,
@@ -156,6 +158,22 @@ def _slowdowns(text: str) -> dict[str, float]:
     return found
 
 
+def _leak(text: str) -> tuple[str, int]:
+    """ "agent-3=5m" as ("agent-3", 300)."""
+    agent, _, delay = text.partition("=")
+    if not agent.strip() or not delay:
+        raise argparse.ArgumentTypeError(f"{text!r} is not AGENT=DELAY, e.g. agent-3=5m")
+    return agent.strip(), _duration(delay)
+
+
+def _also(args: argparse.Namespace, start: float) -> list[Episode]:
+    if not args.leak:
+        return []
+    agent, delay = args.leak
+    begins = start + delay
+    return [Episode("memory_leak", begins, begins + LEAK_S, agent, int(agent.removeprefix("agent-")))]
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="python -m collectors simulate",
@@ -222,6 +240,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "none: steady traffic, e.g. to count false alarms",
     )
     ap.add_argument(
+        "--leak",
+        type=_leak,
+        metavar="AGENT=DELAY",
+        help="a memory leak in this agent (+160 MB over 2 h) that starts DELAY after live traffic "
+        "does, besides --episodes, e.g. agent-3=5m",
+    )
+    ap.add_argument(
         "--previous-version",
         type=_tag_value,
         help="the fleet runs this version (without --version's slowdown) until the release, then "
@@ -250,6 +275,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unknown = sorted(set(args.slowdown) - set(args.variants) - {args.version} - agents)
     if unknown:
         ap.error(f"--slowdown names {', '.join(unknown)}: not one of --variants, --version or the agents")
+    if args.leak and args.leak[0] not in agents:
+        ap.error(f"--leak names {args.leak[0]}: not one of the agents")
     if args.previous_version and not (args.version and args.backfill):
         ap.error("--previous-version needs --version and --backfill")
     if args.deployed_ago and not args.deployed_ago < args.backfill:
@@ -299,6 +326,7 @@ def run(args: argparse.Namespace) -> int:
         variants=args.variants,
         slowdown=args.slowdown,
         episodes=None if args.episodes == "random" else [],
+        also=_also(args, start),
     )
     earlier = None
     if args.previous_version:
@@ -312,6 +340,7 @@ def run(args: argparse.Namespace) -> int:
             variants=args.variants,
             slowdown=slowdown,
             episodes=None if args.episodes == "random" else [],
+            also=_also(args, start),
         )
     stats = Stats()
     try:

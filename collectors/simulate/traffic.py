@@ -40,6 +40,7 @@ LLM_FAILURE_CHANCE = 0.005
 CACHE_HIT_BY_TOOL = np.array([0.97, 0.9, 0.85, 0.65, 0.7, 0.75])
 SLOW_TOOL_FACTOR, SLOW_PROVIDER_FACTOR, SLOW_PROVIDER_FAILURES = 5.0, 4.0, 10.0
 LEAK_BYTES = 160e6  # over the leak's 1-3 h: well past 100 MB from any agent's 30-70 MB
+LEAK_S = 2 * HOUR  # a leak placed by `simulate --leak`
 # Points per agent per tick when a tick holds one request: its events and a memory gauge.
 POINTS_PER_REQUEST_TICK = 1 + TOOL_CALLS + 3 * LLM_CALLS + MEMORY_OPS + CACHE_LOOKUPS + 1
 
@@ -157,7 +158,8 @@ class Fleet:
     by a factor, e.g. {"b": 1.15}; naming the version, every agent's: {"1.3.0": 1.1}; naming an
     agent, that agent's (an outlier among its peers): {"agent-7": 1.6}. `episodes`, if given,
     replaces the seed's random slow-tool, slow-provider and memory-leak episodes: [] for none,
-    or episodes at known times (for measuring what detects them)."""
+    or episodes at known times (for measuring what detects them). `also` adds episodes to
+    either (a demo's leak that starts minutes after it does)."""
 
     def __init__(
         self,
@@ -170,6 +172,7 @@ class Fleet:
         variants: Sequence[str] = (),
         slowdown: Mapping[str, float] | None = None,
         episodes: Sequence[Episode] | None = None,
+        also: Sequence[Episode] = (),
     ):
         if not 1 <= nodes <= agents:
             raise ValueError("need at least one agent per node")
@@ -195,6 +198,7 @@ class Fleet:
         self.memory_phase = rng.uniform(0, 2 * np.pi, agents)
         self.version, self.variants, self.slowdown = version, tuple(variants), slowdown
         self.scheduled = None if episodes is None else tuple(episodes)
+        self.also = tuple(also)
         self.variant_of = np.arange(agents) % max(1, len(self.variants))
         self._release_tags, self._release_of = self._release(version)
         self.latency_factor = None
@@ -226,10 +230,11 @@ class Fleet:
 
     def episodes(self, t0: float, t1: float) -> list[Episode]:
         """The episodes that overlap [t0, t1), by start time: the seed's random schedule, or
-        exactly those the fleet was given (none, for a run with no episodes)."""
+        exactly those the fleet was given (none, for a run with no episodes); and `also`'s."""
+        found = [e for e in self.also if e.start < t1 and e.end > t0]
         if self.scheduled is not None:
-            return sorted((e for e in self.scheduled if e.start < t1 and e.end > t0), key=lambda e: e.start)
-        found = []
+            found += [e for e in self.scheduled if e.start < t1 and e.end > t0]
+            return sorted(found, key=lambda e: e.start)
         for i, schedule in enumerate(SCHEDULES):
             for slot in range(int(t0 // schedule.slot_s), int(t1 // schedule.slot_s) + 1):
                 episode = self._episode(i, schedule, slot)

@@ -124,6 +124,7 @@ def _outlying(rule: AlertRule, now: float, cache: dict) -> Observed:
             settings.OUTLIER_MIN_PEERS,
             rule.min_samples,
             by_node=rule.scope == AlertRule.Scope.NODE,
+            stat=rule.statistic,
         )
     except (UnknownMetric, QueryError):
         judged = []

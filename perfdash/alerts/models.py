@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from perfdash.lib.secrets import origin_only
 from perfdash.metrics.dimensions import MAX_TAG_LENGTH, dimension_tags
-from perfdash.metrics.query import STATS
+from perfdash.metrics.query import GROWTH, MAX_GROWTH_WINDOW_S, STATS
 from perfdash.metrics.scope import Scope
 
 
@@ -121,7 +121,11 @@ class AlertRule(models.Model):
         "windows, warning opens a ticket on its 3 d/6 h windows.",
     )
     metric = models.CharField(max_length=128, blank=True)
-    statistic = models.CharField(max_length=10, choices=[(s, s) for s in STATS if s != "sum"], default="p95")
+    statistic = models.CharField(
+        max_length=10,
+        choices=[(s, s) for s in STATS if s != "sum"] + [(GROWTH, "growth per minute (outlier rules)")],
+        default="p95",
+    )
     scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.FLEET)
     node = models.CharField(max_length=128, blank=True, help_text="Only this node (optional).")
     agent = models.CharField(max_length=128, blank=True, help_text="Only this agent (optional).")
@@ -171,6 +175,8 @@ class AlertRule(models.Model):
         if self.kind == self.Kind.ANOMALY:
             self._clean_anomaly()
         errors = {}
+        if self.statistic == GROWTH and self.kind != self.Kind.OUTLIER:
+            errors["statistic"] = "Growth compares an agent with its peers: it is for outlier rules."
         if not self.metric:
             errors["metric"] = "Give the metric to watch."
         elif not known_metric(self.metric):
@@ -259,13 +265,17 @@ class AlertRule(models.Model):
     def _clean_outlier(self) -> None:
         """An outlier rule watches every agent: its scope says who its peers are (each node's
         agents, or the whole fleet's), its threshold how many spreads (scaled MADs) above the
-        peers' median an agent may lie; min_samples is the fewest points an agent is judged on."""
+        peers' median an agent may lie; min_samples is the fewest points an agent is judged on.
+        Its statistic may also be the growth per minute (over at most MAX_GROWTH_WINDOW_S)."""
         if self.scope == self.Scope.AGENT:
             raise ValidationError({"scope": "Peers are each node's agents or the whole fleet's: choose one."})
         if self.threshold is None or not 0 < self.threshold <= 20:
             raise ValidationError(
                 {"threshold": "Give how many MADs above the peers' median fire: above 0, at most 20."}
             )
+        if self.statistic == GROWTH and self.window_seconds > MAX_GROWTH_WINDOW_S:
+            limit = f"at most {MAX_GROWTH_WINDOW_S} seconds"
+            raise ValidationError({"window_seconds": f"Growth is read from minute rollups: {limit}."})
         self.capacity_target, self.agent, self.tag_key, self.tag_value = None, "", "", ""
         self.comparison, self.no_data = self.Comparison.GT, self.NoData.KEEP
 

@@ -197,7 +197,7 @@ def outlier_agents(request, metric: str, window: int, scope: query.Scope) -> lis
     if scope.agent or scope.tag_key:
         raise query.QueryError("agent" if scope.agent else f"tag.{scope.tag_key}", "outliers take only node=")
     stat = request.GET.get("stat", "p95")
-    if stat not in (allowed := query.STATS):
+    if stat not in (allowed := outliers.STATS):
         raise query.QueryError("stat", f"stat must be one of {', '.join(allowed)}")
     peers = request.GET.get("peers", "node")
     if peers not in outliers.PEERS:

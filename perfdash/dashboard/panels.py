@@ -228,13 +228,17 @@ class Reused:
             self._kept.clear()
 
 
-# The overview's outliers: agents far above the other agents of their node, over the last
-# OUTLIER_WINDOW_S, in latency and in memory. The median response time: an agent's own p95 of
-# a few dozen responses an hour is too noisy to tell it from its peers'. A judgement reads
-# every agent's rows, so live updates reuse one (outliers last for minutes).
-OUTLIER_WINDOW_S = 3600
+# The overview's outliers: agents far above the other agents of their node, in latency, in
+# memory, and in how fast their memory grows (a young leak). The median response time over an
+# hour: an agent's own p95 of a few dozen responses an hour is too noisy to tell it from its
+# peers'. A judgement reads every agent's rows, so live updates reuse one (outliers last for
+# minutes).
+OUTLIER_CHECKS = (
+    ("agent_response_ms", "p50", 3600),
+    ("agent_memory_bytes", "max", 3600),
+    ("agent_memory_bytes", query.GROWTH, 900),
+)
 OUTLIER_ROWS = 10
-OUTLIER_CHECKS = (("agent_response_ms", "p50"), ("agent_memory_bytes", "max"))
 _outliers = Reused(seconds=30)
 
 
@@ -245,12 +249,12 @@ def outlier_rows(node: str) -> list[dict]:
 def _judge_outliers(node: str) -> list[dict]:
     now = time.time()
     rows = []
-    for metric, stat in OUTLIER_CHECKS:
+    for metric, stat, window_s in OUTLIER_CHECKS:
         try:
             judged = outliers.find(
                 metric,
                 stat,
-                OUTLIER_WINDOW_S,
+                window_s,
                 "node",
                 min_peers=settings.OUTLIER_MIN_PEERS,
                 min_count=settings.OUTLIER_MIN_COUNT if stat in query.PERCENTILES else 1,
@@ -265,6 +269,7 @@ def _judge_outliers(node: str) -> list[dict]:
                 **j.as_json(),
                 "metric": metric,
                 "stat": stat,
+                "window": window_s,
                 "shown": {
                     "value": units.readable(j.value, kind),
                     "peer_median": units.readable(j.peer_median, kind),

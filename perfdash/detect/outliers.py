@@ -18,6 +18,18 @@ points. An agent with fewer points strays further by chance (a percentile's samp
 goes as 1/sqrt(count)): its spread is widened by sqrt(median count / its count), so an agent
 that was away for part of the window, or serves few requests, is not flagged for its own
 noise. An agent with as many points as its peers, or more, is judged by the peers' spread.
+A growth's precision is not its count but how far its points spread in time (a slope's
+sampling error goes as 1/sqrt of their sum of squared distances from their mean time): an
+agent with points in three minutes of a window of six has a third of the precision a count
+would give it.
+
+Besides the statistics of a window, an agent can be judged on its `growth`: how fast its mean
+rises, as a share of itself per minute (`query.growth`). A leak is caught while young: five
+minutes into it, an agent's memory is still within its own daily swings, but it already rises
+faster than any of its peers' does. A share, so that a big agent's wider swings in bytes do not
+stand out from small peers'. Peers' growths centre near zero, so the least spread is
+`GROWTH_FLOOR` instead (at a tolerance of 5, growing 10 % an hour faster than the peers is the
+least that is flagged).
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,7 +46,9 @@ from perfdash.metrics.scope import Scope
 
 MAD_TO_SD = 1.4826
 FLOOR = 0.02  # the least spread, as a fraction of the median
+GROWTH_FLOOR = FLOOR / 60  # the least spread of a growth: 2 % an hour, per minute
 PEERS = ("node", "fleet")
+STATS = (*query.STATS, query.GROWTH)
 
 
 @dataclass(frozen=True)
@@ -61,44 +76,60 @@ class Judged:
         }
 
 
+class Peer(NamedTuple):
+    value: float  # the agent's statistic
+    count: int  # its points
+    node: str
+    precision: float | None = None  # what its sampling error goes as 1/sqrt of (None: count)
+
+
 def judge(
-    values: dict[str, tuple[float, int, str]], tolerance: float, min_peers: int, min_count: int, by_node: bool
+    values: dict[str, Peer], tolerance: float, min_peers: int, min_count: int, by_node: bool, stat: str = ""
 ) -> list[Judged]:
-    """Every agent with at least `min_count` points, from {agent: (value, count, node)}."""
+    """Every agent with at least `min_count` points, from {agent: Peer} of the statistic `stat`."""
     groups: dict[str, list[str]] = {}
-    for agent, (value, count, node) in values.items():
-        if count >= min_count and math.isfinite(value):
-            groups.setdefault(node if by_node else "", []).append(agent)
+    for agent, peer in values.items():
+        if peer.count >= min_count and math.isfinite(peer.value):
+            groups.setdefault(peer.node if by_node else "", []).append(agent)
     out = []
     for members in groups.values():
-        x = np.array([values[a][0] for a in members])
+        peers = [values[a] for a in members]
         if len(members) < min_peers:
-            out += [Judged(a, values[a][2], values[a][0], values[a][1], None, None, None) for a in members]
+            out += [
+                Judged(a, p.node, p.value, p.count, None, None, None)
+                for a, p in zip(members, peers, strict=True)
+            ]
             continue
+        x = np.array([p.value for p in peers])
         median = float(np.median(x))
-        spread = max(MAD_TO_SD * float(np.median(np.abs(x - median))), FLOOR * abs(median))
-        counts = np.array([values[a][1] for a in members], float)
-        own = spread * np.sqrt(np.maximum(1.0, np.median(counts) / counts))  # see the module's doc
-        for a, v, its in zip(members, x, own, strict=True):
+        least = GROWTH_FLOOR if stat == query.GROWTH else FLOOR * abs(median)
+        spread = max(MAD_TO_SD * float(np.median(np.abs(x - median))), least)
+        precision = np.array([p.count if p.precision is None else p.precision for p in peers], float)
+        own = spread * np.sqrt(np.maximum(1.0, np.median(precision) / precision))  # see the module's doc
+        for a, p, its in zip(members, peers, own, strict=True):
             band = (median - tolerance * its, median + tolerance * its)
-            mads = (v - median) / its if its > 0 else 0.0
-            out.append(Judged(a, values[a][2], float(v), values[a][1], median, band, float(mads)))
+            mads = (p.value - median) / its if its > 0 else 0.0
+            out.append(Judged(a, p.node, p.value, p.count, median, band, float(mads)))
     return out
 
 
 def peer_values(
     metric: str, stat: str, window_s: int, node: str = "", now: float | None = None
-) -> dict[str, tuple[float, int, str]]:
-    """{agent: (its statistic over the window, its count, its node)} within the node, if
-    given, else the fleet."""
+) -> dict[str, Peer]:
+    """Each agent's statistic over the window, within the node if given, else the fleet."""
     now = time.time() if now is None else now
     scope = Scope(node=node)
-    stats = query.breakdown(metric, window_s, "agent", scope, now=now, percentiles=stat in query.PERCENTILES)
+    if stat == query.GROWTH:
+        stats = query.growth(metric, window_s, "agent", scope, now)
+    else:
+        stats = query.breakdown(
+            metric, window_s, "agent", scope, now=now, percentiles=stat in query.PERCENTILES
+        )
     node_of = {k.agent: k.node for k in keys.agents(metric, scope)}
     return {
-        agent: (float(row[stat]), int(row["count"]), node_of.get(agent, node))
+        agent: Peer(value, int(row["count"]), node_of.get(agent, node), row.get("spread"))
         for agent, row in stats.items()
-        if row.get(stat) is not None
+        if (value := row.get(stat)) is not None
     }
 
 
@@ -115,4 +146,4 @@ def find(
 ) -> list[Judged]:
     """Every judged agent of the metric (outliers or not): `Judged.outlier()` says which."""
     values = peer_values(metric, stat, window_s, node, now)
-    return judge(values, tolerance, min_peers, min_count, by_node=peers == "node")
+    return judge(values, tolerance, min_peers, min_count, by_node=peers == "node", stat=stat)

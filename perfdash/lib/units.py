@@ -48,6 +48,8 @@ BYTES = _kind(
 NUMBER = _kind("a plain number", {"": "1"})
 PER_SECOND = _kind("a rate per second (5 or 5/s)", {"/s": "1"}, joiner="")
 DAYS = _kind("a number of days (7 or 7 d)", {"d": "1"}, {"day": "1", "days": "1"})
+# A growth: a share of a level per minute, stored as a fraction (0.01 is 1 %/min).
+PERCENT_PER_MINUTE = _kind("a growth (1 %/min)", {"%/min": "0.01"})
 
 # A number, then maybe a unit; no digit grouping, since "1,5" means 1.5 in much of the world.
 _QUANTITY = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([^\d.,\s]*)\s*\Z")
@@ -55,7 +57,9 @@ _QUANTITY = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([^\d.
 
 def of_metric(metric: str, statistic: str) -> Kind:
     """The kind of a statistic of a metric, from the metric's name suffix: a count or a rate
-    of points is a number whatever the metric measures."""
+    of points is a number whatever the metric measures, a growth a share of it per minute."""
+    if statistic == "growth":
+        return PERCENT_PER_MINUTE
     if statistic == "count":
         return NUMBER
     if statistic == "rate":

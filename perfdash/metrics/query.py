@@ -26,6 +26,10 @@ from perfdash.metrics.scope import FLEET, QueryError, Scope, UnknownMetric, chec
 from perfdash.metrics.sketch import PERCENTILES, key_values, quantiles
 
 STATS = ("count", "min", "max", "avg", "sum", "rate", *PERCENTILES)
+# How fast a mean rises, as a share of itself per minute (`growth`): read from minute rows only,
+# so its windows are short.
+GROWTH = "growth"
+MAX_GROWTH_WINDOW_S = 6 * 3600
 MAX_SERIES_POINTS = 1500
 
 
@@ -93,6 +97,12 @@ _TOTALS = (
 _PEAKS = (
     "SELECT key_id, period, max(hi) FROM ("
     + _in_window("{t}.key_id, extract(epoch FROM {t}.{p})::int8 AS period, {t}.max AS hi")
+    + ") w GROUP BY key_id, period"
+)
+
+_MEANS = (
+    "SELECT key_id, period, sum(n)::int8, sum(s)::float8 FROM ("
+    + _in_window("{t}.key_id, extract(epoch FROM {t}.{p})::int8 AS period, {t}.count AS n, {t}.sum AS s")
     + ") w GROUP BY key_id, period"
 )
 
@@ -409,6 +419,60 @@ def breakdown(
         return {}
     g = _summaries(rows, members.of(rows.key))
     return {members.names[label]: _stat_values(g, i, elapsed) for i, label in enumerate(g.label)}
+
+
+def growth(
+    metric: str, window_s: int, by: str = "agent", scope: Scope = FLEET, now: float | None = None
+) -> dict[str, dict]:
+    """How fast each node's, agent's or tag value's mean rises over the window:
+    {name: {"growth": a share of the mean per minute (0.01: 1 %/min), "avg": the window's mean,
+    "count": points, "spread": the points' weighted sum of squared distances from their mean
+    time, in minutes squared (the slope's precision: its sampling error goes as 1/sqrt of it)}}.
+
+    The growth is the least-squares slope of the group's minute means against each minute's
+    middle (the running minute's: the middle of what has elapsed), each minute weighted by its
+    points, over the window's mean. It answers a leak while it is young: a level still within
+    a group's usual range can already rise faster than any other group's. A group with points
+    in fewer than two minutes, or a mean of 0, has no growth (absent)."""
+    if not 60 <= window_s <= MAX_GROWTH_WINDOW_S + 60:  # and the running minute
+        raise QueryError("window", f"growth is read over 1 min to {MAX_GROWTH_WINDOW_S // 3600} h")
+    members = _members(metric, by, scope, None)
+    if members is None:
+        return {}
+    now = time.time() if now is None else now
+    start, end = window(window_s, now)
+    params = {"keys": _array(members.ids.tolist()), "start": start, "end": end, "h0": end, "h1": end}
+    with binary_cursor() as cur:
+        cur.execute(_MEANS, params)  # h0 = h1: minute rows only
+        fetched = cur.fetchall()
+    if not fetched:
+        return {}
+    key, minute, n, total = (np.array(column) for column in zip(*fetched, strict=True))
+    # One cell per group and minute (a group's keys, and minute rows beside unfolded deltas).
+    steps = (end - start) // 60
+    cell, at = np.unique(members.of(key) * steps + (minute - start) // 60, return_inverse=True)
+    label, step = np.divmod(cell, steps)
+    w, y = np.bincount(at, n).astype(float), np.bincount(at, total)
+    y /= w  # each cell's mean
+    x = (step * 60 + np.minimum(60, now - (start + step * 60)) / 2) / 60  # minutes into the window
+    groups = len(members.names)
+    weight = np.bincount(label, w, groups)
+    minutes = np.bincount(label, minlength=groups)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_mean = np.bincount(label, w * x, groups) / weight
+        y_mean = np.bincount(label, w * y, groups) / weight
+        dx = x - x_mean[label]
+        sxx = np.bincount(label, w * dx**2, groups)
+        share = np.bincount(label, w * dx * (y - y_mean[label]), groups) / sxx / np.abs(y_mean)
+    return {
+        members.names[i]: {
+            "growth": float(share[i]),
+            "avg": float(y_mean[i]),
+            "count": int(weight[i]),
+            "spread": float(sxx[i]),
+        }
+        for i in np.flatnonzero((minutes >= 2) & np.isfinite(share)).tolist()
+    }
 
 
 def key_totals(ids: list[int], start: int, end: int, h0: int, h1: int) -> list[tuple]:

@@ -40,6 +40,7 @@ DEMO_VERSION = "1.3.0"
 DEMO_PREVIOUS_VERSION = "1.2.0"
 DEMO_RELEASE_SLOWDOWN = "12%"
 DEMO_SLOW_AGENT = "agent-7"
+DEMO_LEAKING_AGENT = "agent-3"
 NO_LOGIN = "create one with `.venv/bin/python manage.py createsuperuser`"
 
 
@@ -162,6 +163,9 @@ def demo_fleet(config: Config, demo: Demo) -> Program:
         # An agent slower than its peers, for the outlier panel and rules to find.
         "--slowdown",
         f"{DEMO_SLOW_AGENT}=100%",
+        # An agent whose memory starts leaking minutes in, for the growth outliers to find young.
+        "--leak",
+        f"{DEMO_LEAKING_AGENT}=5m",
     ]
     # Backfill batches carry fresh ids: a restarted fleet that backfilled again would store
     # the history twice; and a later start runs the same release, so it marks no deploy.

@@ -177,7 +177,8 @@
   function outliers(rows) {
     const el = document.getElementById("outliers");
     PD.cells(el, ["agent", "node", "statistic", "value", "peers' median", "peers' band", "MADs above"], rows,
-      (r) => [PD.link(`/agents/${encodeURIComponent(r.agent)}/`, r.agent), r.node, `${r.stat} of ${r.metric}`,
+      (r) => [PD.link(`/agents/${encodeURIComponent(r.agent)}/`, r.agent), r.node,
+              `${r.stat} of ${r.metric}, last ${r.window / 60} min`,
               r.shown.value, r.shown.peer_median, `${r.shown.peer_band[0]} to ${r.shown.peer_band[1]}`,
               r.mads.toFixed(1)]);
     if (!rows.length) el.tBodies[0].rows[0].cells[0].textContent = "no agent stands out from its peers";

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 
 from perfdash.alerts import delivery, engine
 from perfdash.alerts.models import AlertRule, NotificationChannel
-from tests.detect.conftest import NOW, peers  # noqa: F401 (the fixture)
+from tests.detect.conftest import NOW, leaking, peers  # noqa: F401 (the fixtures)
 
 
 def outlier_rule(**extra) -> AlertRule:
@@ -68,3 +68,24 @@ def test_with_too_few_peers_no_agent_fires(peers, settings):  # noqa: F811
     assert outlier_rule(name="Fleet-wide", scope="fleet").pk  # 24 peers: still too few
     engine.evaluate(now=NOW)
     assert not AlertRule.objects.get(name="Fleet-wide").states.filter(state="firing").exists()
+
+
+def test_growth_is_for_outlier_rules_over_at_most_six_hours(db):
+    with pytest.raises(ValidationError, match="outlier rules"):
+        AlertRule(name="t", metric="agent_memory_bytes", statistic="growth", threshold=1).full_clean()
+    with pytest.raises(ValidationError, match="at most 21600 seconds"):
+        outlier_rule(metric="agent_memory_bytes", statistic="growth", window_seconds=7 * 3600)
+
+
+def test_a_growth_rule_fires_on_the_young_leak_and_says_how_fast_it_grows(leaking, receiver):  # noqa: F811
+    hook, base = receiver
+    AlertRule.objects.all().delete()
+    rule = outlier_rule(
+        name="Leak", metric="agent_memory_bytes", statistic="growth", window_seconds=540, min_samples=10
+    )
+    rule.channels.set([NotificationChannel.objects.create(name="hook", kind="webhook", url=f"{base}/hook")])
+    for ids in engine.group(engine.evaluate(now=NOW)):
+        delivery.deliver(ids)
+    assert list(rule.states.filter(state="firing").values_list("subject", flat=True)) == ["agent-3"]
+    text = json.dumps(json.loads(hook.requests[0]["body"]))
+    assert "agent-3" in text and "%/min against a median of" in text

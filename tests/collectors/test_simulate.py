@@ -451,6 +451,39 @@ def test_the_cli_runs_without_episodes():
     assert parse_args(["--dry-run"]).episodes == "random"
 
 
+def test_a_leak_asked_for_starts_its_delay_after_the_start_besides_the_seeds_episodes():
+    from collectors.simulate.cli import _also, parse_args
+
+    args = parse_args(["--dry-run", "--agents", "40", "--leak", "agent-5=5m"])
+    t0 = MIDNIGHT + 14 * HOUR
+    [leak] = _also(args, t0)
+    assert (leak.kind, leak.target, leak.index, leak.start, leak.end) == (
+        "memory_leak",
+        "agent-5",
+        5,
+        t0 + 300,
+        t0 + 300 + 2 * HOUR,
+    )
+    random = Fleet(40, 3, 7, full_at=MIDNIGHT + DAY)
+    both = Fleet(40, 3, 7, full_at=MIDNIGHT + DAY, also=[leak])
+    assert both.episodes(t0 - DAY, t0 + DAY) == sorted(
+        [*random.episodes(t0 - DAY, t0 + DAY), leak], key=lambda e: e.start
+    )
+    memory = {
+        p["ts"]: p["value"]
+        for p in both.points(t0, t0 + 30 * MINUTE, MINUTE)
+        if p["metric"] == "agent_memory_bytes" and p["agent"] == "agent-5"
+    }
+    calm = {
+        p["ts"]: p["value"]
+        for p in random.points(t0, t0 + 30 * MINUTE, MINUTE)
+        if p["metric"] == "agent_memory_bytes" and p["agent"] == "agent-5"
+    }
+    added = {ts: memory[ts] - calm[ts] for ts in memory}
+    assert all(v == 0 for ts, v in added.items() if ts < leak.start)
+    assert 15e6 < added[max(added)] < 40e6  # about 160 MB over 2 h, 24 min in
+
+
 def test_cache_lookups_hit_more_for_some_tools_than_others():
     points = fleet().points(MIDNIGHT + 15 * HOUR, MIDNIGHT + 16 * HOUR)
 

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from perfdash.api.models import ApiToken
 from perfdash.ingest.models import IngestedBatch
 from perfdash.metrics.batch import Batch
-from tests.detect.conftest import peers  # noqa: F401 (the fixture)
+from tests.detect.conftest import leaking, peers  # noqa: F401 (the fixtures)
 
 SCRIPT = '<script>alert("x")</script>'
 
@@ -278,6 +278,15 @@ def test_the_overview_lists_the_agents_far_above_their_nodes_peers(viewer, peers
     slow = next(r for r in rows if r["agent"] == "agent-5")
     assert slow["shown"]["value"].endswith(" s") and slow["mads"] > 5 and slow["node"] == "node-1"
     assert "outliers" not in viewer.get("/data/overview?agent=agent-5").json()
+
+
+def test_the_overview_lists_an_agent_whose_memory_grows_far_faster_than_its_peers(viewer, leaking):  # noqa: F811
+    from perfdash.dashboard import panels
+
+    panels._outliers.clear()
+    rows = viewer.get("/data/overview").json()["outliers"]
+    assert [(r["agent"], r["stat"], r["window"]) for r in rows] == [("agent-3", "growth", 900)]
+    assert rows[0]["shown"]["value"].endswith(" %/min") and rows[0]["mads"] > 5
 
 
 def test_the_overview_has_an_llm_row_of_tokens_cache_hit_rate_and_error_types(viewer):

@@ -45,3 +45,27 @@ def seeded(db) -> None:
         "perfdash.alerts.migrations.0013_default_burn_rules",
     ):
         importlib.import_module(module).seed(apps, None)
+
+
+LEAK_FROM_S = 300  # the leak started five minutes before NOW
+
+
+@pytest.fixture
+def leaking(db) -> None:
+    """Over the last 15 minutes, the memory of 24 agents on 2 nodes read every 10 s: each
+    30-70 MB, drifting up or down by up to 0.1 %/min, with 0.5 % noise; agent-3 (node-1), at
+    40 MB, has leaked 2 MB/min for the last five minutes (10 MB so far: still within its peers'
+    levels)."""
+    rng = np.random.default_rng(7)
+    token = ApiToken.issue("fleet", ["ingest"])[0]
+    series = [("agent_memory_bytes", f"node-{a % 2}", f"agent-{a}", "{}") for a in range(24)]
+    ts = NOW - np.arange(0, 900, 10.0)
+    base = rng.uniform(30e6, 70e6, 24)
+    base[3] = 40e6
+    drift = rng.uniform(-0.001, 0.001, 24) * base  # per minute
+    minutes = (ts - NOW) / 60
+    values = base[:, None] * (1 + 0.005 * rng.standard_normal((24, len(ts)))) + drift[:, None] * minutes
+    values[3] += 2e6 * np.maximum(0.0, ts - (NOW - LEAK_FROM_S)) / 60
+    idx = np.repeat(np.arange(24), len(ts)).astype(np.int32)
+    batch = Batch("fleet", series, idx, np.tile(ts, 24), np.round(values.ravel()))
+    assert IngestedBatch.store(token.id, batch, now=NOW)

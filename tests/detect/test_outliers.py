@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perfdash.detect.outliers import judge
+from perfdash.detect.outliers import Peer, judge
 
 
-def alike(n: int, rng, slow: dict[int, float] | None = None) -> dict[str, tuple[float, int, str]]:
+def alike(n: int, rng, slow: dict[int, float] | None = None) -> dict[str, Peer]:
     """n agents' p95s around 2 s (5 % apart), on two nodes; `slow` multiplies some."""
     slow = slow or {}
     return {
-        f"agent-{i}": (2000 * rng.lognormal(0, 0.05) * slow.get(i, 1.0), 500, f"node-{i % 2}")
+        f"agent-{i}": Peer(2000 * rng.lognormal(0, 0.05) * slow.get(i, 1.0), 500, f"node-{i % 2}")
         for i in range(n)
     }
 
@@ -35,9 +35,9 @@ def test_no_agent_among_50_alike_is_an_outlier(seed):
 
 
 def test_peers_that_all_report_the_same_value_do_not_make_a_trivial_difference_extreme():
-    values = {f"a{i}": (1000.0, 100, "n") for i in range(10)} | {"a10": (1010.0, 100, "n")}
+    values = {f"a{i}": Peer(1000.0, 100, "n") for i in range(10)} | {"a10": Peer(1010.0, 100, "n")}
     assert not any(j.outlier() for j in judge(values, 5, 5, 20, by_node=True))
-    values["a10"] = (1110.0, 100, "n")  # 11 %: more than five times the 2 % floor
+    values["a10"] = Peer(1110.0, 100, "n")  # 11 %: more than five times the 2 % floor
     assert [j.agent for j in judge(values, 5, 5, 20, by_node=True) if j.outlier()] == ["a10"]
 
 
@@ -46,23 +46,23 @@ def test_too_few_peers_or_points_decide_nothing():
     few = alike(4, rng, {0: 3.0})
     judged = judge(few, 5, 5, 20, by_node=False)
     assert all(j.peer_median is None and not j.outlier() for j in judged)
-    thin = {a: (v, 5, n) for a, (v, _, n) in alike(50, rng, {3: 3.0}).items()}
+    thin = {a: p._replace(count=5) for a, p in alike(50, rng, {3: 3.0}).items()}
     assert judge(thin, 5, 5, 20, by_node=False) == []
 
 
 def test_an_agent_with_fewer_points_than_its_peers_is_judged_against_its_own_wider_spread():
     values = alike(50, np.random.default_rng(4))
-    median = float(np.median([v for v, _, _ in values.values()]))
-    values["agent-7"] = (median * 1.45, 125, "node-1")  # a quarter of its peers' 500 points
+    median = float(np.median([p.value for p in values.values()]))
+    values["agent-7"] = Peer(median * 1.45, 125, "node-1")  # a quarter of its peers' 500 points
     judged = {j.agent: j for j in judge(values, 5, 5, 20, by_node=False)}
     quiet = judged["agent-7"]
     assert not quiet.outlier()  # its spread is twice the peers': 1.45x is its own noise
     assert quiet.peer_band[1] - quiet.peer_median == pytest.approx(
         2 * (judged["agent-1"].peer_band[1] - judged["agent-1"].peer_median)
     )
-    values["agent-7"] = (median * 2.5, 125, "node-1")  # far beyond even that
+    values["agent-7"] = Peer(median * 2.5, 125, "node-1")  # far beyond even that
     assert [j.agent for j in judge(values, 5, 5, 20, by_node=False) if j.outlier()] == ["agent-7"]
-    values["agent-7"] = (median * 1.45, 2000, "node-1")  # more points than its peers: as before
+    values["agent-7"] = Peer(median * 1.45, 2000, "node-1")  # more points than its peers: as before
     assert [j.agent for j in judge(values, 5, 5, 20, by_node=False) if j.outlier()] == ["agent-7"]
 
 
