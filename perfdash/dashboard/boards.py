@@ -8,7 +8,6 @@ may not divide another window).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import time
@@ -255,15 +254,32 @@ def _shared_key(view: explore.Explore) -> str:
     return redis_keys.key("board-panel", hashlib.sha1(repr(view.key()).encode()).hexdigest())
 
 
+# After Redis fails, this process computes its panels itself for a while rather than ask again
+# for each one: a Redis that hangs would cost every long panel its socket timeout.
+REDIS_BACKOFF_S = 30.0
+_redis_away_until = 0.0
+
+
+def _redis_away() -> bool:
+    return time.monotonic() < _redis_away_until
+
+
+def _redis_failed() -> None:
+    global _redis_away_until
+    _redis_away_until = time.monotonic() + REDIS_BACKOFF_S
+
+
 def _shared(view: explore.Explore, now: float) -> dict:
     """The worker's (or another process's) copy of the panel while it is recent enough, else
     the panel computed now and shared."""
-    seconds = reuse_s(view)
+    if _redis_away():
+        return _chart(view, now)
     try:
         kept = redis_keys.client().get(_shared_key(view))
     except redis.RedisError:
+        _redis_failed()
         return _chart(view, now)
-    if kept is not None and (data := json.loads(kept))["as_of"] > time.time() - seconds:
+    if kept is not None and (data := json.loads(kept))["as_of"] > time.time() - reuse_s(view):
         return data
     data = _chart(view, now)
     _share(view, data)
@@ -271,8 +287,13 @@ def _shared(view: explore.Explore, now: float) -> dict:
 
 
 def _share(view: explore.Explore, data: dict) -> None:
-    with contextlib.suppress(redis.RedisError):  # then the next viewer computes it: slower, never wrong
+    """Then the next viewer computes it (slower, never wrong) if Redis is away."""
+    if _redis_away():
+        return
+    try:
         redis_keys.client().set(_shared_key(view), json.dumps(data), ex=int(REUSE_AT_MOST_S * 2))
+    except redis.RedisError:
+        _redis_failed()
 
 
 def precompute(specs: list[BoardSpec], budget_s: float = PRECOMPUTE_BUDGET_S) -> int:
@@ -312,7 +333,9 @@ _recent = panels.Reused(seconds=0.0)  # each panel its own reuse_s, its age its 
 def forget(shared: bool = True) -> None:
     """Drop the reused panels of this process, and with `shared` every process's and the
     worker's (tests; the benchmark's cold first paint)."""
+    global _redis_away_until
     _recent.clear()
+    _redis_away_until = 0.0
     if shared:
         client = redis_keys.client()
         for key in client.scan_iter(redis_keys.key("board-panel", "*")):

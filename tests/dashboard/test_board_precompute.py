@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import threading
 import time
 
 import numpy as np
 import pytest
+import redis
 
 from perfdash.api.models import ApiToken
 from perfdash.beat import BEAT_SCHEDULE
@@ -99,6 +102,55 @@ def test_a_board_whose_window_is_chosen_is_computed_for_its_viewer(token):
     respond(token, 2, "second")
     boards.forget(shared=False)
     assert counted(boards.build(BOARD, window="14d"), "Week") == 5  # not the board's own window
+
+
+@pytest.fixture
+def hanging_redis(monkeypatch):
+    """A Redis that takes connections and commands and never answers, as perfdash's client
+    meets it; what it was sent."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=lambda c=conn: _swallow(c, received), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    hung = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=0.2, retry=redis_keys.RETRY)
+    monkeypatch.setattr(redis_keys, "client", lambda: hung)
+    yield received
+    listener.close()
+
+
+def _swallow(conn: socket.socket, received: list[bytes]) -> None:
+    with conn:
+        while data := conn.recv(65536):
+            received.append(data)
+
+
+def test_a_hanging_redis_is_waited_for_once_then_left_alone_for_a_while(token, hanging_redis):
+    respond(token, 3, "first")
+    three = boards.BoardSpec(
+        "Three",
+        "three",
+        panels=tuple(boards.PanelSpec(f"Week {n}", f"{WEEK}&node={n}") for n in ("node-1", "a", "b")),
+    )
+    boards.forget(shared=False)
+    data = boards.build(three)
+    assert counted(data, "Week node-1") == 3  # computed by the viewer: Redis did not answer
+    # One panel's wait, with its one retry, not three: the other panels did not ask.
+    assert 1 <= len(hanging_redis) <= 2
+    asked = len(hanging_redis)
+    boards.build(three)
+    assert len(hanging_redis) == asked  # within the back-off, nothing more is asked of it
+    boards.forget(shared=False)  # and the back-off with it: Redis is asked again
+    boards.build(three)
+    assert len(hanging_redis) > asked
 
 
 @pytest.fixture
