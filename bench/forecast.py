@@ -70,6 +70,8 @@ class Score:
     mase: dict[str, float]  # method -> mean over origins
     cover80: float
     cover95: float
+    cover80_first: float  # over the first season ahead
+    cover80_later: float  # over the rest of the horizon
     models: Counter
 
 
@@ -187,7 +189,7 @@ def backtest(s: Series) -> Score:
     if origins[0] < 3 * s.season:
         raise ValueError(f"{s.name}: too short for {ORIGINS} origins")
     errors: dict[str, list[float]] = {"ours": [], "seasonal naive": [], "predict_linear": []}
-    inside80 = inside95 = total = 0
+    inside80, inside95 = np.zeros(s.horizon), np.zeros(s.horizon)  # held-out points inside, per lead
     models: Counter = Counter()
     for o in origins:
         train, test = s.y[max(0, o - history) : o], s.y[o : o + s.horizon]
@@ -206,25 +208,27 @@ def backtest(s: Series) -> Score:
         }
         for method, guess in guesses.items():
             errors[method].append(float(np.mean(np.abs(guess - test))) / scale)
-        inside80 += int(np.sum((fc.lower80 <= test) & (test <= fc.upper80)))
-        inside95 += int(np.sum((fc.lower95 <= test) & (test <= fc.upper95)))
-        total += len(test)
+        inside80 += (fc.lower80 <= test) & (test <= fc.upper80)
+        inside95 += (fc.lower95 <= test) & (test <= fc.upper95)
     mase = {m: float(np.mean(v)) for m, v in errors.items()}
-    return Score(mase, inside80 / total, inside95 / total, models)
+    cover80, cover95 = inside80 / len(origins), inside95 / len(origins)
+    shares = (cover80.mean(), cover95.mean(), cover80[: s.season].mean(), cover80[s.season :].mean())
+    return Score(mase, *map(float, shares), models)
 
 
 def accuracy() -> bool:
     print(
         f"accuracy: rolling origin, {ORIGINS} origins {STRIDE_SEASONS} seasons apart, fitting on the "
         f"last {HISTORY_SEASONS} seasons before each;\nMASE = MAE / in-sample seasonal-naive MAE, mean "
-        "over origins; coverage pooled over all held-out points.\n"
+        "over origins; coverage pooled over all held-out points;\n80 % 1st / later: the 80 % interval's "
+        "coverage over the first season ahead (a day; a year for monthly series) / the rest.\n"
     )
     started = time.perf_counter()
     series = [*simulator_series(), synthetic_series(), compounding_series(), *real_series()]
     print(f"series built in {time.perf_counter() - started:.1f} s\n")
     header = (
         f"{'series':<40}{'steps':>6}{'ours':>7}{'snaive':>8}{'linear':>8}{'cov80':>7}{'cov95':>7}"
-        "  MASE   cover80  models chosen"
+        f"{'80 % 1st':>10}{'later':>7}  MASE   cover80  models chosen"
     )
     print(header)
     print("-" * len(header))
@@ -239,6 +243,7 @@ def accuracy() -> bool:
         print(
             f"{s.name:<40}{s.horizon:>6}{sc.mase['ours']:>7.2f}{sc.mase['seasonal naive']:>8.2f}"
             f"{sc.mase['predict_linear']:>8.2f}{sc.cover80:>7.0%}{sc.cover95:>7.0%}"
+            f"{sc.cover80_first:>10.0%}{sc.cover80_later:>7.0%}"
             f"  {'PASS' if beats else 'FAIL':<6} {'PASS' if covers else 'FAIL':<7}  {chosen}"
         )
     n = len(series)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+from scipy.special import stdtrit
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
@@ -32,10 +33,6 @@ COMBINE = 3
 COMBINE_WITHIN = 2.0
 # Central prediction-interval coverages.
 LEVELS = (0.80, 0.95)
-# Backtest errors come from at most three origins in one stretch of the history: they understate
-# how far a forecast from a new origin strays, so unwidened intervals cover less than their
-# level says, most of all on series without a daily cycle.
-INTERVAL_WIDENING = 1.2
 # Seasonal models are candidates only where a cycle shows: a seasonal strength (the share of the
 # detrended variance the cycle explains) of at least this, on the raw or the log scale (see
 # `_cycle_strength`). Fitted to a series without one, they chase noise in the backtest and are
@@ -105,9 +102,9 @@ def forecast(timestamps: np.ndarray, values: np.ndarray, horizon_s: float, step_
             else f"no daily or weekly cycle (seasonal strength {max(cycles.values()):.2f}): trend models only"
         )
     candidates = _candidates(len(y), season, week, positive=positive, daily=daily, weekly=weekly)
-    best, mase, errors = _choose(y, candidates, steps, season, notes)
+    best, mase, predicted, actual = _choose(y, candidates, steps, season, notes)
     mean = np.mean([_fit_quietly(candidates[name], y, steps) for name in best], axis=0)
-    bands = _empirical_bands(mean, errors, y)
+    bands = _empirical_bands(mean, predicted, actual, relative=best[0].startswith("log_"))
     # Stored in a CharField(max_length=80): at most three names of up to 23 characters.
     name = " + ".join(best)
     if np.min(y) >= 0:  # agents, bytes, rates, latencies: a series never below zero stays so
@@ -358,23 +355,26 @@ def _fit_quietly(model: Model, y: np.ndarray, steps: int) -> np.ndarray:
 
 def _choose(
     y: np.ndarray, candidates: dict[str, Model], steps: int, season: int, notes: list[str]
-) -> tuple[list[str], float | None, np.ndarray]:
-    """The COMBINE models with the lowest backtest MASE, the MASE of their mean forecast and its
-    errors (one row per backtest origin they share, one column per step ahead)."""
+) -> tuple[list[str], float | None, np.ndarray, np.ndarray]:
+    """The COMBINE models with the lowest backtest MASE, the MASE of their mean forecast, and
+    that mean forecast and the actual values at each backtest origin they share (one row per
+    origin, one column per step ahead)."""
     h = max(1, min(steps, int(BACKTEST_SHARE * len(y))))
     scale = _naive_scale(y, season)
     errors = _backtest(y, candidates, h, season, notes)
     if not errors:
-        # Too short to backtest anything: a linear trend is the least surprising guess.
-        return ["linear_trend"], None, np.empty((0, h))
+        # Too short to backtest anything: a linear trend is the least surprising guess, and the
+        # history's one-step changes stand in for its errors one step ahead.
+        return ["linear_trend"], None, y[:-1, None], y[1:, None]
     mase = {name: float(np.mean(np.abs(np.array(list(e.values()))))) / scale for name, e in errors.items()}
     ranked = sorted(mase, key=mase.__getitem__)
     best = [name for name in ranked[:COMBINE] if mase[name] <= COMBINE_WITHIN * mase[ranked[0]]]
     shared = sorted(set.intersection(*(set(errors[name]) for name in best)))
     combined = np.array([np.mean([errors[name][o] for name in best], axis=0) for o in shared])
+    actual = np.array([y[o : o + h] for o in shared])
     scores = ", ".join(f"{name}={mase[name]:.2f}" for name in ranked)
     notes.append(f"backtest MASE ({h} steps, up to {BACKTEST_ORIGINS} origins): {scores}")
-    return best, float(np.mean(np.abs(combined))) / scale, combined
+    return best, float(np.mean(np.abs(combined))) / scale, combined + actual, actual
 
 
 def _backtest(
@@ -409,18 +409,48 @@ def _naive_scale(y: np.ndarray, season: int) -> float:
 
 
 def _empirical_bands(
-    mean: np.ndarray, errors: np.ndarray, y: np.ndarray
+    mean: np.ndarray, predicted: np.ndarray, actual: np.ndarray, relative: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Intervals from backtest errors: quantiles of |error| / lead, widened in proportion to lead.
+    """Intervals shaped per step ahead (lead) from the backtest's forecasts and actual values
+    (one row per origin, one column per lead).
 
-    Over weeks the error of a capacity forecast is mostly that of its trend, and a slope that is
-    off by s is off by s * lead. The backtest reaches only `h` steps ahead, so the shape matters
-    beyond it; growing like sqrt(lead) (a random walk) would cover too little there."""
-    lead = np.arange(1, len(mean) + 1)
-    # With no backtest errors (history too short), one-step changes of the history stand in.
-    unit = np.abs(errors) / np.arange(1, errors.shape[1] + 1) if errors.size else np.abs(np.diff(y))
-    q80, q95 = (INTERVAL_WIDENING * float(np.quantile(unit, level)) * lead for level in LEVELS)
-    return mean - q80, mean + q80, mean - q95, mean + q95
+    Each origin's errors are split into a straight line through them (how far that forecast's
+    level and slope were off) and the scatter around the line (noise, a cycle not quite fitted).
+    A new forecast's error at lead k has the scatter's variance, a floor at every lead, plus the
+    mean square of the origins' lines at k, which grows with their slope errors and goes on
+    beyond the backtest's reach. The lines come from a few origins only, so the quantiles are
+    Student's t with Welch-Satterthwaite degrees of freedom rather than the normal's.
+
+    With `relative` (the best model was fitted on the log scale) and a forecast that stays
+    positive, errors are taken on the log scale: the noise of such a series is in proportion to
+    a level that grows, so errors in units from older origins would understate today's."""
+    relative = relative and min(np.min(predicted), np.min(mean)) > 0
+    errors = np.log(predicted) - np.log(actual) if relative else predicted - actual
+    origins, reach = errors.shape
+    # Under three leads, a line with a level leaves no scatter to measure the noise by: the
+    # whole error is then taken to grow in proportion to the lead.
+    terms = 2 if reach >= 3 else 1
+    line = np.column_stack([np.ones(reach), np.arange(1, reach + 1)])[:, -terms:]
+    coef = np.linalg.lstsq(line, errors.T, rcond=None)[0]
+    noise = float(np.sum((errors - (line @ coef).T) ** 2)) / max(1, origins * (reach - terms))
+    lead = np.column_stack([np.ones(len(mean)), np.arange(1, len(mean) + 1)])[:, -terms:]
+    # A line fitted to noisy errors strays by the noise alone, the more so the further it is
+    # extended (by `leverage` times the noise's variance): that part is not the trend's.
+    leverage = np.sum((lead @ np.linalg.inv(line.T @ line)) * lead, axis=1)
+    trend = np.maximum(np.mean((lead @ coef) ** 2, axis=1) - noise * leverage, 0)
+    spread = noise + trend
+    # Welch-Satterthwaite degrees of freedom: the noise is measured on many errors (taken as
+    # infinitely many), the trend on one line per origin.
+    trend_share = np.divide(trend, spread, out=np.zeros_like(spread), where=spread > 0)
+    with np.errstate(divide="ignore"):  # no trend error: infinite degrees of freedom, the normal
+        dof = origins / trend_share**2
+    bands = []
+    for level in LEVELS:
+        # A forecast further ahead is no surer than a nearer one, though lines that were off in
+        # level more than in slope would narrow the band for a while.
+        half = np.maximum.accumulate(stdtrit(dof, (1 + level) / 2) * np.sqrt(spread))
+        bands += [mean * np.exp(-half), mean * np.exp(half)] if relative else [mean - half, mean + half]
+    return bands[0], bands[1], bands[2], bands[3]
 
 
 def _first_crossing(times: np.ndarray, band: np.ndarray, limit: float, now: float) -> float | None:

@@ -4,10 +4,12 @@ import math
 
 import numpy as np
 import pytest
+from scipy.special import ndtr, ndtri, stdtrit
 
 from perfdash.forecasting.forecast import (
     MIN_SEASONAL_STRENGTH,
     Forecast,
+    _empirical_bands,
     _seasonal_regression,
     forecast,
     nodes_needed,
@@ -150,6 +152,77 @@ def test_80_percent_intervals_cover_about_80_percent_of_held_out_points() -> Non
 
     covered = np.mean((future >= fc.lower80) & (future <= fc.upper80))
     assert 0.70 <= covered <= 0.95
+
+
+def covered(lower: np.ndarray, upper: np.ndarray, truth: np.ndarray, sd: float) -> np.ndarray:
+    """The share of fresh normal noise of `sd` around `truth` that falls within each step's band."""
+    return ndtr((upper - truth) / sd) - ndtr((lower - truth) / sd)
+
+
+def test_bands_around_a_known_trend_cover_their_level_of_fresh_noise_near_and_far() -> None:
+    # i.i.d. noise around a line: the error is mostly noise at every lead, so neither band may
+    # shrink at short leads nor balloon at long ones, within the backtest's reach (100 steps,
+    # about 4 days) or beyond it.
+    n, sd = 21 * 24, 10.0
+    t = np.arange(n + 7 * 24)
+    truth = 500 + 0.5 * t
+    cover80, cover95 = [], []
+    for seed in range(24):  # one history's band is one draw: average over histories
+        values = truth[:n] + np.random.default_rng(seed).normal(0, sd, n)
+        fc = forecast(T0 + HOUR * t[:n], values, horizon_s=7 * DAY)
+        cover80.append(covered(fc.lower80, fc.upper80, truth[n:], sd))
+        cover95.append(covered(fc.lower95, fc.upper95, truth[n:], sd))
+    for cover, low, high in ((np.mean(cover80, axis=0), 0.74, 0.86), (np.mean(cover95, axis=0), 0.91, 0.98)):
+        first_day, last_days = cover[:24].mean(), cover[4 * 24 :].mean()
+        assert low <= first_day <= high and low <= last_days <= high, (first_day, last_days)
+
+
+def test_bands_of_a_compounding_series_cover_noise_in_proportion_to_its_level() -> None:
+    # +10 %/day with a daily swing and log-normal noise: on the log scale the noise is the same
+    # at every level, so the band in units grows with the level from the first day ahead.
+    n, sd = 21 * 24, 0.25
+    t = np.arange(n + 7 * 24)
+    truth = 100 * np.exp(0.10 * t / 24) * (1 + 0.3 * np.sin(2 * np.pi * t / 24))
+    cover80, cover95 = [], []
+    for seed in range(3):
+        values = truth[:n] * np.exp(np.random.default_rng(seed).normal(0, sd, n))
+        fc = forecast(T0 + HOUR * t[:n], values, horizon_s=7 * DAY)
+        assert fc.model.startswith("log_"), fc.model
+        log_truth = np.log(truth[n:])
+        cover80.append(covered(np.log(fc.lower80), np.log(fc.upper80), log_truth, sd))
+        cover95.append(covered(np.log(fc.lower95), np.log(fc.upper95), log_truth, sd))
+    for cover, low, high in ((np.mean(cover80, axis=0), 0.74, 0.86), (np.mean(cover95, axis=0), 0.91, 0.98)):
+        first_day, last_days = cover[:24].mean(), cover[4 * 24 :].mean()
+        assert low <= first_day <= high and low <= last_days <= high, (first_day, last_days)
+
+
+def test_slope_errors_widen_the_band_with_the_lead_and_noise_gives_it_a_floor() -> None:
+    lead = np.arange(1, 25.0)
+    slope = np.array([1.0, -1.0, 2.0])[:, None]
+    # Scatter with no level or slope in it: a pattern with its least-squares line taken out.
+    pattern = np.tile([2.0, -2.0, -2.0, 2.0], 6)
+    design = np.column_stack([np.ones(24), lead])
+    scatter = pattern - design @ np.linalg.lstsq(design, pattern, rcond=None)[0]
+    noise_sd = np.sqrt(np.sum(scatter**2) / 22)  # 24 errors less a level and a slope, per origin
+    actual = np.full((3, 24), 100.0)
+    mean = np.full(48, 100.0)
+    far = np.arange(1, 49.0)
+
+    # Slope errors only: the band is the slopes' root mean square times the lead, with the
+    # quantiles of Student's t on three origins.
+    _, upper80, lower95, _ = _empirical_bands(mean, actual + slope * lead, actual, relative=False)
+    np.testing.assert_allclose(upper80 - mean, stdtrit(3, 0.90) * np.sqrt(2) * far)
+    np.testing.assert_allclose(mean - lower95, stdtrit(3, 0.975) * np.sqrt(2) * far)
+
+    # Noise only: a floor at every lead, with the normal's quantiles.
+    _, upper80, lower95, _ = _empirical_bands(mean, actual + scatter, actual, relative=False)
+    np.testing.assert_allclose(upper80 - mean, ndtri(0.90) * noise_sd)
+    np.testing.assert_allclose(mean - lower95, ndtri(0.975) * noise_sd)
+
+    # Relative: the same scatter on the log scale gives a band in proportion to the forecast.
+    lower80, upper80, *_ = _empirical_bands(3 * mean, actual * np.exp(scatter / 100), actual, relative=True)
+    np.testing.assert_allclose(np.log(upper80 / (3 * mean)), ndtri(0.90) * noise_sd / 100)
+    np.testing.assert_allclose(upper80 * lower80, (3 * mean) ** 2)
 
 
 def test_it_refuses_empty_input() -> None:
