@@ -123,7 +123,7 @@ class AlertRule(models.Model):
     metric = models.CharField(max_length=128, blank=True)
     statistic = models.CharField(
         max_length=10,
-        choices=[(s, s) for s in STATS if s != "sum"] + [(GROWTH, "growth per minute (outlier rules)")],
+        choices=[(s, s) for s in STATS if s != "sum"] + [(GROWTH, "growth (%/min)")],
         default="p95",
     )
     scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.FLEET)

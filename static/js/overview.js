@@ -164,7 +164,7 @@
   function alerts(rows) {
     const drill = (r) => (r.scope === "node" ? `/nodes/${encodeURIComponent(r.subject)}/`
       : r.scope === "agent" ? `/agents/${encodeURIComponent(r.subject)}/` : "/");
-    PD.cells(document.getElementById("alerts"), ["severity", "rule", "where", "value", "threshold", "firing since"],
+    PD.cells(document.getElementById("alerts"), ["severity", "rule", "where", "value when it fired", "threshold", "firing since"],
       rows, (r) => [r.severity, r.rule, PD.link(drill(r), r.subject || "fleet"),
         r.shown.value || "no data", r.shown.threshold,
         new Date(r.since).toLocaleTimeString()]);

@@ -285,7 +285,7 @@ def test_the_overview_lists_an_agent_whose_memory_grows_far_faster_than_its_peer
 
     panels._outliers.clear()
     rows = viewer.get("/data/overview").json()["outliers"]
-    assert [(r["agent"], r["stat"], r["window"]) for r in rows] == [("agent-3", "growth", 900)]
+    assert [(r["agent"], r["stat"], r["window"]) for r in rows] == [("agent-3", "growth", 300)]
     assert rows[0]["shown"]["value"].endswith(" %/min") and rows[0]["mads"] > 5
 
 

@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
                     ("p90", "p90"),
                     ("p95", "p95"),
                     ("p99", "p99"),
-                    ("growth", "growth per minute (outlier rules)"),
+                    ("growth", "growth (%/min)"),
                 ],
                 default="p95",
                 max_length=10,
