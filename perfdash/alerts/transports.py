@@ -70,7 +70,8 @@ class Notification:
     deploy: dict | None = None  # deploy rules: {"event_id", "version", "against", "how", "node"}
 
     def format(self, value: float | None) -> str:
-        """A value of this metric for people: 2410 -> "2.41 s" for a *_ms metric."""
+        """A value of this metric for people, as the dashboard shows it: 2410 -> "2.41 s" for a
+        *_ms metric."""
         if self.unit == "days" and value is not None and math.isfinite(value):
             return f"{_number(value)} days"
         if self.unit == "days" and value == math.inf:
@@ -83,11 +84,7 @@ class Notification:
             return f"{_number(value)} MADs"
         if self.unit == "burn":
             return f"{_number(value)}x the alerting rate"
-        if self.metric.endswith("_ms"):
-            return f"{_number(value / 1000)} s" if abs(value) >= 1000 else f"{_number(value)} ms"
-        if self.metric.endswith("_bytes"):
-            return f"{_number(value / 1e6)} MB"
-        return _number(value)
+        return units.readable(value, units.of_metric(self.metric, self.statistic))
 
     @property
     def threshold_text(self) -> str:
