@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime, timedelta
 
 from celery import shared_task
@@ -9,6 +8,7 @@ from django.conf import settings
 
 from perfdash.health import measure
 from perfdash.ingest.models import FailedBatch, IngestedBatch, PendingBatch
+from perfdash.lib import pg
 from perfdash.lib.unavailable import DATABASE_AWAY
 from perfdash.live import peaks, publish
 from perfdash.metrics import partitions
@@ -61,9 +61,9 @@ def store_batch(message: dict) -> None:
         publish.points_committed(len(batch), metrics, peaks.of_batch(batch))
         stored = [("perfdash_points_stored_total", len(batch), {})]
         # From the start of the transaction that kept it in the outbox to the commit, however
-        # the worker was woken: the web process, OTLP or the sweeper.
+        # the worker was woken (the web process, OTLP or the sweeper), both on the database's clock.
         if accepted_at is not None:
-            stored.append(("perfdash_ingest_lag_ms", (time.time() - accepted_at) * 1000, {}))
+            stored.append(("perfdash_ingest_lag_ms", (pg.clock() - accepted_at) * 1000, {}))
         measure.push("worker", *stored)
 
 

@@ -8,6 +8,7 @@ import importlib
 import time
 from datetime import timedelta
 
+import numpy as np
 import pytest
 import redis
 from django.apps import apps
@@ -15,13 +16,15 @@ from django.db.models import F
 
 from perfdash.alerts import engine
 from perfdash.alerts.models import AlertRule, AlertState
+from perfdash.api.models import ApiToken
 from perfdash.dashboard import boards
 from perfdash.health import gauges, measure
 from perfdash.health.record import record
 from perfdash.ingest.models import PendingBatch
-from perfdash.ingest.tasks import requeue_pending
+from perfdash.ingest.tasks import requeue_pending, store_batch
 from perfdash.lib.redis import client
 from perfdash.metrics import compact, query
+from perfdash.metrics.batch import Batch
 from perfdash.metrics.scope import Scope
 from tests.conftest import start_server, start_worker, wait_until
 from tests.ingest.test_pipeline import make_points, post
@@ -114,6 +117,19 @@ def test_a_stored_batch_records_its_lag_from_the_202_to_the_commit(
     )
     assert 0 < stat("perfdash_ingest_lag_ms", "max", now) < 30_000
     assert stat("perfdash_points_stored_total", "sum", now, Scope(node="perfdash", agent="worker")) == 20
+
+
+def test_the_ingest_lag_is_read_on_the_database_s_clock_whatever_the_worker_s(
+    db, nothing_measured, monkeypatch
+):
+    series = [("agent_response_ms", "n", "a", "{}")]
+    batch = Batch("skewed", series, np.zeros(1, np.int32), np.array([time.time() - 5]), np.array([100.0]))
+    pending = PendingBatch.keep(ApiToken.issue("skewed", ["ingest"])[0].id, batch)
+    behind = time.time() - 3600
+    monkeypatch.setattr(time, "time", lambda: behind)  # this worker's clock, an hour behind
+    store_batch({"v": 2, "pending": pending})
+    lags = [value for _, _, metric, value, _ in measure.drain() if metric == "perfdash_ingest_lag_ms"]
+    assert len(lags) == 1 and 0 < lags[0] < 60_000
 
 
 LAG = "perfdash_compaction_lag_seconds"
