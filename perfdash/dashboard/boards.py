@@ -184,6 +184,7 @@ def build(spec: BoardSpec, window: str = "", now: float | None = None) -> dict:
     now = time.time() if now is None else now
     out = {
         "board": {k: getattr(spec, k) for k in ("name", "slug", "description", "empty_hint")},
+        "as_of": now,  # the server's time, against which a page tells each panel's age
         "window": window,
         "panels": [],
         "events": [],

@@ -56,7 +56,7 @@
     });
   }
 
-  function drawPanel(board, panel, i) {
+  function drawPanel(board, panel, i, boardAsOf) {
     const box = document.getElementById(`panel-${i}`).parentElement;
     const error = box.querySelector(".panel-error");
     const note = box.querySelector(".panel-note");
@@ -92,8 +92,9 @@
     }
     note.textContent = empty ? "no data in this window" : data.rows.filter((r) => r.all)
       .map((r) => `over the window: ${data.stats.map((s) => `${s} ${r.shown[s]}`).join(", ")}`).join("");
-    // Long panels are computed ahead or shared between viewers: say how old this one is.
-    const age = Math.round(Date.now() / 1000 - data.as_of);
+    // Long panels are computed ahead or shared between viewers: say how old this one is, by the
+    // server's clock (the browser's may be off).
+    const age = Math.round(boardAsOf - data.as_of);
     if (age >= 5) note.textContent += ` · computed ${age} s ago`;
     PD.draw(`panel-${i}`, empty ? [] : traces(panel, data), lay);
   }
@@ -111,7 +112,7 @@
     const chosen = data.window ? `every panel over the last ${data.window}` : "each panel over its own window";
     document.getElementById("subtitle").textContent = `${data.panels.length} panels · ${chosen}`;
     boxes(data.panels);
-    data.panels.forEach((panel, i) => drawPanel(data.board, panel, i));
+    data.panels.forEach((panel, i) => drawPanel(data.board, panel, i, data.as_of));
     if (!data.panels.length) document.getElementById("panels").textContent = "This board has no panels yet.";
     document.body.dataset.rendered = String(Date.now());
   }
