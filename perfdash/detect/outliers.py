@@ -18,10 +18,6 @@ points. An agent with fewer points strays further by chance (a percentile's samp
 goes as 1/sqrt(count)): its spread is widened by sqrt(median count / its count), so an agent
 that was away for part of the window, or serves few requests, is not flagged for its own
 noise. An agent with as many points as its peers, or more, is judged by the peers' spread.
-A growth's precision is not its count but how far its points spread in time (a slope's
-sampling error goes as 1/sqrt of their sum of squared distances from their mean time): an
-agent with points in three minutes of a window of six has a third of the precision a count
-would give it.
 
 Besides the statistics of a window, an agent can be judged on its `growth`: how fast its mean
 rises, as a share of itself per minute (`query.growth`). A leak is caught while young: five
@@ -29,7 +25,10 @@ minutes into it, an agent's memory is still within its own daily swings, but it 
 faster than any of its peers' does. A share, so that a big agent's wider swings in bytes do not
 stand out from small peers'. Peers' growths centre near zero, so the least spread is
 `GROWTH_FLOOR` instead (at a tolerance of 5, growing 10 % an hour faster than the peers is the
-least that is flagged).
+least that is flagged). A growth's precision is not its count but its points' sum of squared
+distances from their mean time (a slope's sampling error goes as 1/sqrt of it): an agent with
+points in the last three minutes of a window of six has about a quarter of the precision its
+count would say.
 """
 
 from __future__ import annotations
