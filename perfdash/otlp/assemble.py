@@ -33,17 +33,14 @@ def batch(batch_id: str, points: Points, added: Added) -> Batch:
         return Batch.of_lists(batch_id, series, [], [], [])
     point, out_series = np.array(point, np.int64), np.array(out_series, np.int32)
     keep, factor = np.array(keep), np.array(factor)
-    ts = np.array(points.time_ns, np.float64)[point] / 1e9
-    kind = np.array(points.kind)[point]
-    count, total = added.count.copy(), added.sum.copy()
-    for i, h in added.histograms.items():  # exponential: their own count and sum
-        count[i], total[i] = h.count, (math.nan if h.sum is None else h.sum)
-    count, total = count[point], total[point]
+    ts = points.array("time_ns")[point] / 1e9
+    kind = points.array("kind")[point]
+    count, total = added.count[point], added.sum[point]
 
     # Plain points: a number (a counter that did not move adds nothing), or a histogram's
     # sum (if any) or count (if any) as a counter.
     value = np.where(kind == NUMBER, added.value[point] * factor, np.where(keep == 2, total, count))
-    counter = np.array(points.mode)[point] == TO_DELTA
+    counter = points.array("mode")[point] == TO_DELTA
     plain = (keep == 0) & (kind == NUMBER) & ~(counter & (value == 0))
     plain |= (keep == 2) & (kind != NUMBER) & (count > 0) & ~np.isnan(total) & (total != 0)
     plain |= (keep == 3) & (kind != NUMBER) & (count > 0)
@@ -58,10 +55,9 @@ def batch(batch_id: str, points: Points, added: Added) -> Batch:
 
 def _aggregates(points: Points, added: Added, point: np.ndarray, series_idx: np.ndarray, factor: np.ndarray):
     m = len(point)
-    kind = np.array(points.kind)[point]
-    count = added.count[point].copy()
-    total, lo, hi = added.sum[point].copy(), added.lo[point].copy(), added.hi[point].copy()
-    within_lo, within_hi = added.within_lo[point].copy(), added.within_hi[point].copy()
+    kind = points.array("kind")[point]
+    count, total, lo, hi = added.count[point], added.sum[point], added.lo[point], added.hi[point]
+    within_lo, within_hi = added.within_lo[point], added.within_hi[point]
 
     # Explicit histograms: each bucket's bounds from its layout, all at once.
     ex = np.flatnonzero(kind == EXPLICIT)
@@ -69,7 +65,7 @@ def _aggregates(points: Points, added: Added, point: np.ndarray, series_idx: np.
     if len(ex):
         edges, edge_start = _edges(points.bounds)
         p = point[ex]
-        layout = np.array(points.layout, np.int64)[p]
+        layout = points.array("layout")[p]
         lengths = added.bstart[p + 1] - added.bstart[p]
         at = _ranges(added.bstart[p], lengths)
         j = at - np.repeat(added.bstart[p], lengths)  # bucket number within its histogram
@@ -87,12 +83,6 @@ def _aggregates(points: Points, added: Added, point: np.ndarray, series_idx: np.
         lower_parts.append(np.array(lower, np.float64))
         upper_parts.append(np.array(upper, np.float64))
         count_parts.append(np.array(counts, np.int64))
-        count[e] = h.count
-        total[e] = math.nan if h.sum is None else h.sum
-        lo[e] = math.nan if h.min is None else h.min
-        hi[e] = math.nan if h.max is None else h.max
-        within_lo[e] = math.nan if h.within[0] is None else h.within[0]
-        within_hi[e] = math.nan if h.within[1] is None else h.within[1]
     owner = np.concatenate(owner_parts)
     lower, upper = np.concatenate(lower_parts), np.concatenate(upper_parts)
     counts = np.concatenate(count_parts)
@@ -117,7 +107,7 @@ def _aggregates(points: Points, added: Added, point: np.ndarray, series_idx: np.
         total[e] = float((key_values(keys[sl]) * pair_count[sl]).sum())
     return Aggregates(
         series_idx.astype(np.int32),
-        np.array(points.time_ns, np.float64)[point] / 1e9,
+        points.array("time_ns")[point] / 1e9,
         count,
         total,
         exact_lo,

@@ -116,16 +116,6 @@ class Histogram:
                 counts.append(c)
         return lower, upper, counts
 
-    @classmethod
-    def from_state(cls, state: dict) -> Histogram:
-        head = (state["count"], state["sum"], state["min"], state["max"])
-        if "bounds" in state:
-            return cls(*head, state["bounds"], state["counts"])
-        return cls(
-            *head, scale=state["scale"], zero=state["zero"], pos_offset=state["pos_offset"], pos=state["pos"],
-            neg_offset=state["neg_offset"], neg=state["neg"],
-        )  # fmt: skip
-
 
 def _less(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b

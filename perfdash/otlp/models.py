@@ -14,14 +14,20 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import orjson
-from django.conf import settings
 from django.db import connection, models
 
-from perfdash.lib.durations import DAY_S
 from perfdash.lib.pg import binary_cursor
 from perfdash.otlp import temporality
 from perfdash.otlp.temporality import REC, State
-from perfdash.otlp.translate import EXPLICIT, EXPONENTIAL, NUMBER, TO_DELTA, Points, bounds_digest
+from perfdash.otlp.translate import (
+    EXPLICIT,
+    EXPONENTIAL,
+    NUMBER,
+    TO_DELTA,
+    Points,
+    bounds_digest,
+    earliest_ns,
+)
 
 
 class StreamState(models.Model):
@@ -157,8 +163,7 @@ def added(points: Points, now: float) -> temporality.Added:
         }
         if new:
             _earlier(cur, state, new)
-        forget_before_ns = int((now - settings.ROLLUP_RETENTION_DAYS * DAY_S) * 1e9)
-        out, written = temporality.apply(points, state, forget_before_ns)
+        out, written = temporality.apply(points, state, earliest_ns(now))
         cur.execute(
             "UPDATE otlp_streamstate s SET state = x.v, updated_at = now() "
             "FROM unnest(%b::bytea[], %b::bytea[]) AS x(k, v) WHERE s.key = x.k",

@@ -101,7 +101,7 @@ class Added:
     within_hi: np.ndarray
     buckets: np.ndarray  # explicit histograms: the bucket counts added, one after the other
     bstart: np.ndarray  # where each point's bucket counts start (len(points) + 1)
-    histograms: dict[int, Histogram]  # exponential histograms: what each adds
+    histograms: dict[int, Histogram]  # exponential histograms: what each adds (the columns too)
 
 
 def as_sent(points: Points) -> Added:
@@ -109,15 +109,15 @@ def as_sent(points: Points) -> Added:
     n = len(points)
     nan = np.full(n, math.nan)
     bstart = np.zeros(n + 1, np.int64)
-    np.cumsum(points.nbuckets, out=bstart[1:])
+    np.cumsum(points.array("nbuckets"), out=bstart[1:])
     kind = points.kind
     return Added(
         take=np.ones(n, bool),
-        value=np.array(points.value, np.float64),
-        count=np.array(points.count, np.int64),
-        sum=np.array(points.value, np.float64),
-        lo=np.array(points.lo, np.float64),
-        hi=np.array(points.hi, np.float64),
+        value=points.array("value").copy(),
+        count=points.array("count").copy(),
+        sum=points.array("value").copy(),
+        lo=points.array("lo").copy(),
+        hi=points.array("hi").copy(),
         within_lo=nan,
         within_hi=nan.copy(),
         buckets=np.array(points.buckets, np.int64),
@@ -128,21 +128,21 @@ def as_sent(points: Points) -> Added:
 
 def _records(points: Points) -> np.ndarray:
     n = len(points)
+    kind = points.array("kind")
     rec = np.zeros(n, REC)
-    rec["start"] = points.start_ns
-    rec["time"] = points.time_ns
-    rec["kind"] = points.kind
-    rec["value"] = points.value
-    rec["count"] = points.count
-    rec["lo"] = points.lo
-    rec["hi"] = points.hi
-    rec["nbuckets"] = points.nbuckets
-    layout = np.array(points.layout, np.int64)
-    explicit = np.array(points.kind) == EXPLICIT
+    rec["start"] = points.array("start_ns")
+    rec["time"] = points.array("time_ns")
+    rec["kind"] = kind
+    rec["value"] = points.array("value")
+    rec["count"] = points.array("count")
+    rec["lo"] = points.array("lo")
+    rec["hi"] = points.array("hi")
+    rec["nbuckets"] = points.array("nbuckets")
+    rec["layout"] = points.array("layout")
+    explicit = kind == EXPLICIT
     if explicit.any():
-        layout[explicit] = np.array(points.bounds_digest, np.int64)[layout[explicit]]
-    rec["layout"] = layout
-    for i in np.flatnonzero(np.array(points.kind) == EXPONENTIAL):
+        rec["layout"][explicit] = np.array(points.bounds_digest, np.int64)[rec["layout"][explicit]]
+    for i in np.flatnonzero(kind == EXPONENTIAL):
         rec["zero"][i], rec["pos_offset"][i], rec["npos"][i], rec["neg_offset"][i] = points.exp[i]
     return rec
 
@@ -154,7 +154,7 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def _histogram(rec: np.ndarray, buckets: np.ndarray, at: int, row: int) -> Histogram:
-    """An exponential histogram's state (record `row`, buckets from `at`) as a Histogram."""
+    """An exponential histogram's record `row` (its buckets from `at`) as a Histogram."""
     r = rec[row]
     counts = buckets[at : at + int(r["nbuckets"])].tolist()
     npos = int(r["npos"])
@@ -213,7 +213,7 @@ def apply(points: Points, state: State, forget_before_ns: int) -> tuple[Added, d
     before = rec[p]
     cur = rec[s:]
     restart = (cur["start"] != 0) & (before["start"] != 0) & (cur["start"] != before["start"])
-    go_on = has & ~skip & (np.array(mode) == TO_DELTA) & ~restart & (before["kind"] == kind)
+    go_on = has & ~skip & (points.array("mode") == TO_DELTA) & ~restart & (before["kind"] == kind)
 
     number = go_on & (kind == NUMBER) & (cur["value"] >= before["value"])
     added.value[number] -= before["value"][number]
@@ -239,11 +239,15 @@ def apply(points: Points, state: State, forget_before_ns: int) -> tuple[Added, d
         added.hi[explicit] = np.where(moved_hi, c["hi"], math.nan)
         added.within_lo[explicit], added.within_hi[explicit] = c["lo"], c["hi"]
 
+    # Exponential histograms one by one: two exports' buckets may be at different scales.
     for i in np.flatnonzero(go_on & (kind == EXPONENTIAL)).tolist():
-        now = _histogram(rec, buckets, int(bstart[s + i]), s + i)
-        delta = now.minus(_histogram(rec, buckets, int(bstart[p[i]]), int(p[i])))
+        delta = added.histograms[i].minus(_histogram(rec, buckets, int(bstart[p[i]]), int(p[i])))
         if delta is not None:
             added.histograms[i] = delta
+            added.count[i] = delta.count
+            added.sum[i], added.lo[i], added.hi[i], added.within_lo[i], added.within_hi[i] = (
+                math.nan if x is None else x for x in (delta.sum, delta.min, delta.max, *delta.within)
+            )
     added.take = ~skip
     blobs = _blobs(points, state, stateful, index, latest, times, rec, buckets, bstart, forget_before_ns)
     return added, blobs

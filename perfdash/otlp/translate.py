@@ -15,11 +15,14 @@ import re
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+import numpy as np
 import orjson
+from django.conf import settings
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, DataPointFlags
 
 from collectors.protocol import CONTROL_CHARS, NAME, NON_NEGATIVE_SUFFIXES, SURROGATES, Limits
+from perfdash.lib.durations import DAY_S
 from perfdash.metrics.batch import SeriesKey
 from perfdash.otlp import conventions
 from perfdash.otlp.histograms import Histogram
@@ -58,6 +61,15 @@ class Output:
 NUMBER, EXPLICIT, EXPONENTIAL = 0, 1, 2
 AS_SENT, TO_DELTA, TO_LEVEL = 0, 1, 2
 NAN = math.nan
+_FLOAT_COLUMNS = frozenset({"value", "lo", "hi"})
+
+
+def earliest_ns(now: float) -> int:
+    """The oldest time_unix_nano taken: the rollup retention back from `now` (past it a data
+    point's values are gone anyway). Older data points are refused (Translator), and streams
+    last exported before it are forgotten (temporality.apply): one cut-off for both, so an
+    export never forgets a stream it has just taken a data point of."""
+    return int((now - settings.ROLLUP_RETENTION_DAYS * DAY_S) * 1e9)
 
 
 @dataclass
@@ -89,9 +101,20 @@ class Points:
     outputs: list[list[Output]] = field(default_factory=list)
     bounds: list[tuple[float, ...]] = field(default_factory=list)  # explicit bounds, each once
     bounds_digest: list[int] = field(default_factory=list)
+    _arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.time_ns)
+
+    def array(self, column: str) -> np.ndarray:
+        """A column as a numpy array, made once for the stages that read it, so read-only:
+        whoever changes its values works on a copy. Only once the export is translated."""
+        out = self._arrays.get(column)
+        if out is None:
+            out = np.array(getattr(self, column), np.float64 if column in _FLOAT_COLUMNS else np.int64)
+            out.flags.writeable = False
+            self._arrays[column] = out
+        return out
 
     def histogram(self, i: int, start: int) -> Histogram:
         """Data point i as a Histogram (its buckets from `start` in `buckets`)."""
@@ -172,7 +195,8 @@ class Translator:
         self.identity = identity
         self.limits = limits
         self.dimension_tags = dimension_tags
-        self.earliest_ns = int((now - limits.max_age_s) * 1e9)
+        # Not limits.max_age_s: the streams' state is kept as long as this (earliest_ns).
+        self.earliest_ns = earliest_ns(now)
         self.latest_ns = int((now + limits.max_future_s) * 1e9)
         self.report = Report()
         self.points = Points()

@@ -1,9 +1,11 @@
 """The streams' state, one row per metric of a resource and scope: a delta up-down counter
 summed into its level, several exports of one stream in one request, a stream kept one row
-each before the rows per metric, and a row's streams forgotten one by one."""
+each before the rows per metric, a row's streams forgotten one by one, an exponential
+histogram's delta in the columns, and one retention cut-off for data points and state."""
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -19,7 +21,7 @@ from perfdash.metrics import query
 from perfdash.otlp import temporality, wire
 from perfdash.otlp.models import Stream, StreamState
 from perfdash.otlp.receive import identity
-from perfdash.otlp.translate import Translator
+from perfdash.otlp.translate import Translator, earliest_ns
 from tests.otlp.conftest import Sdk, store
 
 NOW = time.time()
@@ -189,3 +191,47 @@ def test_new_bounds_are_a_reset(token_id):
     store(token_id, export([5.0, 10.0, 20.0], [2, 1, 1, 1], NOW - 200), now=NOW)  # counted whole
     assert query.stats("work.duration_ms", 3600, now=NOW)["count"] == 3 + 1 + 5
     assert StreamState.objects.count() == 1
+
+
+def exponential_request(at: float, pos: list[int], lo: float, hi: float) -> ExportMetricsServiceRequest:
+    """One export of a cumulative exponential histogram (scale 0: bucket i is (2^i, 2^(i+1)])."""
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    rm.resource.attributes.add(key="gen_ai.agent.id").value.string_value = "agent-1"
+    metric = rm.scope_metrics.add().metrics.add(name="work.duration", unit="ms")
+    metric.exponential_histogram.aggregation_temporality = CUMULATIVE
+    dp = metric.exponential_histogram.data_points.add(
+        time_unix_nano=int(at * 1e9), start_time_unix_nano=int((NOW - 600) * 1e9)
+    )
+    dp.count, dp.sum, dp.min, dp.max = sum(pos), 3.0 * sum(pos), lo, hi
+    dp.positive.offset = 0
+    dp.positive.bucket_counts.extend(pos)
+    return req
+
+
+def test_an_exponential_histogram_s_columns_are_what_it_added():
+    def points(req):
+        return Translator(1, identity(), Limits(), ("tool",), NOW).request(req)
+
+    first = points(exponential_request(NOW - 300, [1, 2], 1.5, 3.5))
+    added, blobs = temporality.apply(first, temporality.State(), 0)
+    assert (added.count[0], added.sum[0], added.lo[0], added.hi[0]) == (3, 9.0, 1.5, 3.5)
+    later = points(exponential_request(NOW - 200, [1, 3, 1], 1.5, 6.0))
+    added, _ = temporality.apply(later, temporality.State.of_blobs(blobs), 0)
+    delta = added.histograms[0]
+    assert (delta.pos_offset, delta.pos, delta.count, delta.sum) == (0, [0, 1, 1], 2, 6.0)
+    # The columns say the same as the histogram: min not moved (NaN), max moved.
+    assert (added.count[0], added.sum[0], added.hi[0]) == (2, 6.0, 6.0)
+    assert math.isnan(added.lo[0]) and (added.within_lo[0], added.within_hi[0]) == (1.5, 6.0)
+
+
+def test_a_data_point_taken_within_the_retention_keeps_its_stream_s_state():
+    at = earliest_ns(NOW) / 1e9
+    probe = Translator(1, identity(), Limits(), ("tool",), NOW)
+    too_old = probe.request(exponential_request(at - 1, [1], 1.5, 1.5))
+    assert not len(too_old) and probe.report.rejected == 1
+    points = Translator(1, identity(), Limits(), ("tool",), NOW).request(
+        exponential_request(at + 1, [1], 1.5, 1.5)
+    )
+    _, blobs = temporality.apply(points, temporality.State(), earliest_ns(NOW))
+    assert temporality.State.of_blobs(blobs).keys == [points.stream[0]]
