@@ -46,10 +46,10 @@ and encodes the same batches as fast as it can and sends nothing.
 from __future__ import annotations
 
 # The docstring above is also `--help`. The package: traffic.py (the fleet, its episodes and
-# points; how a backfill is sampled), send.py (encoding, the sender threads, their counts and
-# the progress line), cli.py (the options and the run).
+# points; how a backfill is sampled), send.py (the sender threads, their counts and the
+# progress line), cli.py (the options and the run). Batches are encoded as every collector's
+# are (collectors.transport.encode_dicts).
 from collectors.simulate.cli import main
-from collectors.simulate.send import encode
 from collectors.simulate.traffic import (
     DAY,
     HOUR,
@@ -76,6 +76,5 @@ __all__ = [
     "Window",
     "backfill_step",
     "backfill_windows",
-    "encode",
     "main",
 ]

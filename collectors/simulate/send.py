@@ -1,25 +1,15 @@
-"""Sending the simulated fleet's batches: encoding, sender threads that retry until the
-server takes a batch, the counts, and the progress line."""
+"""Sending the simulated fleet's batches: sender threads that retry until the server takes a
+batch, the counts, and the progress line."""
 
 from __future__ import annotations
 
-import gzip
 import queue
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 
-import orjson
-
-from collectors.transport import Backoff, Outcome, Transport
-
-
-def encode(points: list[dict]) -> tuple[str, bytes]:
-    """A new batch id and the gzip-compressed v1 body of `points`."""
-    batch_id = uuid.uuid4().hex
-    return batch_id, gzip.compress(orjson.dumps({"batch_id": batch_id, "points": points}), compresslevel=1)
+from collectors.transport import Backoff, Outcome, Transport, encode_dicts
 
 
 @dataclass
@@ -31,7 +21,7 @@ class Batch:
 
     @classmethod
     def of(cls, points: list[dict], phase: str) -> Batch:
-        batch_id, body = encode(points)
+        batch_id, body = encode_dicts(points)
         return cls(batch_id, body, len(points), phase)
 
 

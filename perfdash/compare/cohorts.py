@@ -126,17 +126,11 @@ def read(metric: str, cohort: Cohort, plan: Plan, now: float) -> Cells:
     start, end = cohort.start, cohort.end
     h0, h1 = query.whole_hours(start, end) if plan.hourly else (end, end)
     periods = (h1 - h0) // HOUR_S + (end - start - (h1 - h0)) // 60
-    ids, unit_of_id, level, agents = _units(metric, cohort, periods)
-    rows = query.read_rows(ids, start, end, h0, h1)
-    names = sorted(set(unit_of_id))
-    position = {name: i for i, name in enumerate(names)}
-    order = np.argsort(ids)
-    key_ids = np.asarray(ids, np.int64)[order]
-    unit_of_key = np.array([position[unit_of_id[i]] for i in order], np.int64)
-    unit = unit_of_key[np.searchsorted(key_ids, rows.key)] if len(rows.key) else rows.key
+    units, level, agents = _units(metric, cohort, periods)
+    rows = query.read_rows(units.ids.tolist(), start, end, h0, h1)
     slot = rows.period // plan.slot_s
     groups = combine(
-        group_label(unit, slot),
+        group_label(units.of(rows.key), slot),
         rows.count,
         rows.sum,
         rows.min,
@@ -152,7 +146,7 @@ def read(metric: str, cohort: Cohort, plan: Plan, now: float) -> Cells:
     )
     return Cells(
         groups=groups,
-        units=tuple(names),
+        units=tuple(units.names),
         level=level,
         agents=agents,
         start=start,
@@ -164,19 +158,16 @@ def read(metric: str, cohort: Cohort, plan: Plan, now: float) -> Cells:
     )
 
 
-def _units(metric: str, cohort: Cohort, periods: int) -> tuple[list[int], list[str], str, int]:
-    """The keys to read, the unit of each (its agent, or its node), the level, and how many
-    agents the cohort has."""
+def _units(metric: str, cohort: Cohort, periods: int) -> tuple[query.Members, str, int]:
+    """The keys to read, each labelled with its unit (its agent, or its node); the level; and
+    how many agents the cohort has."""
     scope = cohort.scope
-    if scope.agent:
-        ids = keys.ids(metric, scope)
-        return ids, [scope.agent] * len(ids), "agent", int(bool(ids))
-    of_agents = [k for k in keys.agents(metric, scope) if k.agent != cohort.except_agent]
-    agents = len({k.agent for k in of_agents})
-    if len(of_agents) * periods <= ROW_BUDGET or cohort.except_agent:
-        return [k.id for k in of_agents], [k.agent for k in of_agents], "agent", agents
-    of_nodes = [(i, n) for i, n in keys.members(metric, "node", scope) if not scope.node or n == scope.node]
-    return [i for i, _ in of_nodes], [n for _, n in of_nodes], "node", agents
+    of_agents = [(k, a) for k, a in keys.members(metric, "agent", scope) if a != cohort.except_agent]
+    agents = len({a for _, a in of_agents})
+    if scope.agent or cohort.except_agent or len(of_agents) * periods <= ROW_BUDGET:
+        return query.Members.of_pairs(of_agents), "agent", agents
+    of_nodes = [(k, n) for k, n in keys.members(metric, "node", scope) if not scope.node or n == scope.node]
+    return query.Members.of_pairs(of_nodes), "node", agents
 
 
 # A breakdown compares at most this many values (those with the most points in both cohorts):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -367,30 +367,38 @@ def breakdowns() -> tuple[str, ...]:
 
 
 @dataclass
-class _Members:
-    """A breakdown's keys and the group (node, agent or tag value) each belongs to."""
+class Members:
+    """Rollup keys and the group (node, agent or tag value) each belongs to."""
 
     ids: np.ndarray  # key ids, ascending
     label: np.ndarray  # each key's group: an index into `names`
     names: list[str]  # the groups' names, ascending
 
+    @classmethod
+    def of_pairs(cls, pairs: Iterable[tuple[int, str]]) -> Members:
+        """From (key id, group name) pairs, as `keys.members` lists them."""
+        ordered = sorted(pairs)
+        names = sorted({n for _, n in ordered})
+        position = {n: i for i, n in enumerate(names)}
+        return cls(
+            np.array([k for k, _ in ordered], np.int64),
+            np.array([position[n] for _, n in ordered], np.int64),
+            names,
+        )
+
     def of(self, keys_read: np.ndarray) -> np.ndarray:
         return self.label[np.searchsorted(self.ids, keys_read)]
 
 
-def _members(metric: str, by: str, scope: Scope, names: Collection[str] | None) -> _Members | None:
+def _members(metric: str, by: str, scope: Scope, names: Collection[str] | None) -> Members | None:
     _check(metric)
     if by not in (allowed := breakdowns()):
         raise QueryError("by", f"by must be one of {', '.join(allowed)}")
-    pairs = sorted(keys.members(metric, by, scope))
+    pairs = keys.members(metric, by, scope)
     if names is not None:
         wanted = set(names)
         pairs = [(key, name) for key, name in pairs if name in wanted]
-    if not pairs:
-        return None
-    groups = sorted({n for _, n in pairs})
-    position = {n: i for i, n in enumerate(groups)}
-    return _Members(np.array([k for k, _ in pairs]), np.array([position[n] for _, n in pairs]), groups)
+    return Members.of_pairs(pairs) if pairs else None
 
 
 def breakdown(
@@ -615,7 +623,7 @@ def _window_params(bounds: tuple[int, int, int, int]) -> dict[str, int]:
 
 
 def _first_and_rest(
-    members: _Members, first: list[int], bounds: tuple[int, int, int, int], elapsed: float
+    members: Members, first: list[int], bounds: tuple[int, int, int, int], elapsed: float
 ) -> tuple[dict[str, dict], dict | None]:
     """Statistics of the groups `first` (in that order), and of all the others merged."""
     chosen = np.isin(members.label, first)
@@ -644,7 +652,7 @@ def _partitioned(metric: str, by: str, scope: Scope, names: Collection[str] | No
 
 
 def _first_and_whole(
-    members: _Members, first: list[int], whole: list[int], rest: tuple, bounds: tuple, elapsed: float
+    members: Members, first: list[int], whole: list[int], rest: tuple, bounds: tuple, elapsed: float
 ) -> tuple[dict[str, dict], dict]:
     """As `_first_and_rest`, the others' sketch being the whole scope's less the first groups':
     one read of a few keys' rows, not of every other group's (a thousand agents over a week).

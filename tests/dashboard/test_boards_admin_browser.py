@@ -13,8 +13,8 @@ from django.contrib.auth.models import User
 from playwright.sync_api import sync_playwright
 
 from perfdash.dashboard.models import Board
+from tests.dashboard.browser import ARTIFACTS, CHROMIUM, log_in, open_page
 from tests.dashboard.test_boards import SCRIPT, seed_boards
-from tests.dashboard.test_browser import ARTIFACTS, CHROMIUM, log_in, open_page
 
 pytestmark = [
     pytest.mark.slow,

@@ -16,8 +16,8 @@ from perfdash.api.models import ApiToken
 from perfdash.dashboard import boards
 from perfdash.dashboard.models import Board
 from tests.conftest import wait_until
+from tests.dashboard.browser import ARTIFACTS, CHROMIUM, XSS, log_in, open_page, post, stored
 from tests.dashboard.test_boards import seed_boards
-from tests.dashboard.test_browser import ARTIFACTS, CHROMIUM, XSS, log_in, open_page, post, stored
 
 pytestmark = [
     pytest.mark.slow,

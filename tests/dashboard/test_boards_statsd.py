@@ -17,7 +17,7 @@ from perfdash.dashboard import boards
 from perfdash.dashboard.models import Board
 from tests.collectors.test_agent import start_agent, stop_agent, stored_points
 from tests.conftest import wait_until
-from tests.dashboard.test_browser import ARTIFACTS, CHROMIUM, log_in, open_page
+from tests.dashboard.browser import ARTIFACTS, CHROMIUM, log_in, open_page
 
 SEEDED = importlib.import_module("perfdash.dashboard.migrations.0002_seed_boards").SEEDED
 # What `last_value("vm.memory.total", unit: :byte)` and the others send, one datagram each.

@@ -5,38 +5,24 @@ land in test-artifacts/."""
 
 from __future__ import annotations
 
-import gzip
 import re
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlparse
 
 import httpx
-import orjson
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
 from playwright.sync_api import sync_playwright
 
 from perfdash.alerts.models import AlertRule, AlertState
 from perfdash.api.models import ApiToken
 from perfdash.events.models import Event
 from tests.compare.conftest import DEPLOY, fleet, tools  # noqa: F401 (fixtures)
-from tests.conftest import ROOT, wait_until
+from tests.conftest import wait_until
+from tests.dashboard.browser import ARTIFACTS, CHROMIUM, XSS, log_in, open_page, post, stored
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = ROOT / "test-artifacts"
-XSS = '<img src=x onerror="window.__xss=1">'
 LATENCY_METRICS = ["agent_response_ms", "tool_execution_ms", "llm_call_ms", "memory_op_ms"]
 
 
@@ -51,39 +37,6 @@ def points(n: int, agent: str = "agent-1", value: float = 800.0) -> list[dict]:
     )
     out.append({"ts": now - 1, "node": "node-1", "agent": "collector", "metric": "active_agents", "value": 2})
     return out
-
-
-def post(url: str, token: str, body: list[dict]) -> None:
-    r = httpx.post(
-        f"{url}/api/v1/ingest",
-        content=gzip.compress(orjson.dumps({"points": body})),
-        headers={
-            "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json",
-            "Content-Encoding": "gzip",
-        },
-    )
-    assert r.status_code == 202, r.text
-
-
-def open_page(pw, errors: list[str]):
-    """A new Chromium page whose script errors land in `errors`."""
-    browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    return browser, page
-
-
-def log_in(page, username: str) -> None:
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", f"{username}-password")
-    page.click("button[type=submit]")
-
-
-def stored() -> int:
-    with connection.cursor() as cur:
-        cur.execute("SELECT count(*) FROM metrics_point")
-        return cur.fetchone()[0]
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is installed by .ci/run")

@@ -15,7 +15,7 @@ from playwright.sync_api import sync_playwright
 
 from perfdash.api.models import ApiToken
 from tests.conftest import wait_until
-from tests.dashboard.test_browser import ARTIFACTS, CHROMIUM, XSS, log_in, open_page, post, stored
+from tests.dashboard.browser import ARTIFACTS, CHROMIUM, XSS, log_in, open_page, post, stored
 
 pytestmark = [
     pytest.mark.slow,

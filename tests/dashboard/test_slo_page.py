@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from playwright.sync_api import sync_playwright
 
 from perfdash.detect.models import SLO
-from tests.dashboard.test_browser import ARTIFACTS, CHROMIUM, log_in, open_page
+from tests.dashboard.browser import ARTIFACTS, CHROMIUM, log_in, open_page
 from tests.detect.conftest import seeded  # noqa: F401 (the fixture)
 from tests.detect.test_slos import DAY, HOUR, responses
 
