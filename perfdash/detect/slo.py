@@ -122,15 +122,18 @@ def _time_left(budget_left: float | None, burn: float | None, period_s: float) -
 
 def burn_down(whole: Events, allowed: float, total: float, start: float, now: float) -> dict:
     """The budget left at the end of each hour of the period, against the period's events so
-    far: {"t": [...], "left": [...]}, ending at the budget left now."""
+    far: {"t": [...], "left": [...]}, ending at the budget left now. It starts, whole, at the
+    start of the first hour with events: before them there is no budget to speak of, not a full
+    one."""
     if not total:
         return {"t": [], "left": []}
     hour = ((whole.period - start) // HOUR_S).astype(np.int64)
     hours = int((now - start) // HOUR_S) + 1
     bad = np.bincount(hour, whole.total - whole.good, minlength=hours)[:hours]
-    left = 1 - np.cumsum(bad) / (allowed * total)
-    t = start + HOUR_S * (np.arange(hours) + 1)
-    return {"t": np.minimum(t, now).tolist(), "left": left.tolist()}
+    first = int(hour[whole.total > 0].min())
+    left = np.concatenate([[1.0], 1 - np.cumsum(bad[first:]) / (allowed * total)])
+    t = np.minimum(start + HOUR_S * np.arange(first, hours + 1), now)
+    return {"t": t.tolist(), "left": left.tolist()}
 
 
 def top_spender(slo: SLO, start: float, now: float, bad: float) -> dict | None:

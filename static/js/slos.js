@@ -76,12 +76,18 @@
     const d = s.burn_down;
     const lay = PD.layout(`Error budget left over the last ${s.period}`, "time", "budget left (%)",
       { yaxis: { title: { text: "budget left (%)" }, automargin: true, zeroline: true, zerolinecolor: "#c0392b" } });
+    // The whole period on the x axis: a line that starts late says how much of it has events.
+    const days = parseInt(s.period, 10);
+    const end = d.t.length ? d.t[d.t.length - 1] * 1000 : Date.now();
+    Object.assign(lay.xaxis, { type: "date", range: [new Date(end - days * 86400e3), new Date(end)] });
     if (!d.t.length) {
       lay.annotations = [{ xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false,
                            text: "no data in this period", font: { size: 15, color: "#667" } }];
-      const days = parseInt(s.period, 10);
-      Object.assign(lay.xaxis, { type: "date", range: [new Date(Date.now() - days * 86400e3), new Date()] });
       lay.yaxis.range = [0, 100];
+    } else if (d.t[0] * 1000 > end - days * 86400e3 + 86400e3) {
+      lay.annotations = [{ xref: "paper", yref: "paper", x: 0, y: 0.5, xanchor: "left", showarrow: false,
+                           text: `no events before ${new Date(d.t[0] * 1000).toLocaleString()}`,
+                           font: { size: 13, color: "#667" } }];
     }
     PD.draw(`burn-down-${i}`, d.t.length ? [{
       type: "scatter", mode: "lines", name: "budget left", line: { color: "#2e86c1", width: 2 },

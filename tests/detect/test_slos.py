@@ -61,6 +61,8 @@ def test_attainment_budget_and_burn_of_a_known_share_of_slow_points(db):
     assert down["left"][0] == pytest.approx(1, abs=0.01) and down["left"][-1] == pytest.approx(
         got["budget_left"]
     )
+    # From the start of the first hour with events (two days ago), not from the period's start.
+    assert NOW - 2 * DAY - HOUR - 60 < down["t"][0] <= NOW - 2 * DAY and down["left"][0] == 1
     assert got["top_spender"] == {"by": "node", "name": "node-1", "share": pytest.approx(1)}
 
 
