@@ -115,7 +115,7 @@ def _outlier_words(rule: AlertRule, events: list[AlertEvent], offenders: list) -
         for j in outliers.find(
             rule.metric,
             rule.statistic,
-            max(60, rule.window_seconds),
+            rule.read_window_s,  # as the engine judged it
             "node" if by_node else "fleet",
             rule.threshold,
             settings.OUTLIER_MIN_PEERS,

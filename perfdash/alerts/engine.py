@@ -61,12 +61,6 @@ class Observed:
         return Observation(None if np.isnan(value) else value, int(self.counts[i]))
 
 
-def _window(rule: AlertRule) -> int:
-    """Whole minutes, plus the minute still running: a 60 s rule sees the last complete
-    minute and the current one, never a nearly empty window just after a minute starts."""
-    return max(60, rule.window_seconds // 60 * 60) + 60
-
-
 def observe(rule: AlertRule, now: float, cache: dict | None = None) -> Observed:
     """The rule's statistic per subject ("" for the fleet, else each node or agent). Rules
     reading the same rollups share `cache`: one read, and one set of arrays per statistic."""
@@ -80,7 +74,7 @@ def observe(rule: AlertRule, now: float, cache: dict | None = None) -> Observed:
     if rule.kind == AlertRule.Kind.ANOMALY:
         return _anomalous(rule, now)
     by = {"fleet": "", "node": "node", "agent": "agent"}[rule.scope]
-    window = _window(rule)
+    window = rule.read_window_s
     # Percentiles per node or agent merge every subject's sketches; count, min, max, avg and
     # rate are sums PostgreSQL makes (far less work for a thousand agents).
     percentiles = rule.statistic in query.PERCENTILES
@@ -114,10 +108,10 @@ def _projected(rule: AlertRule, now: float) -> Observed:
 def _outlying(rule: AlertRule, now: float, cache: dict) -> Observed:
     """How many spreads above its peers' median each agent lies (no data: too few peers).
     Rules on the same metric, statistic, window and node share one read of every agent."""
-    key = ("outlier", rule.metric, rule.statistic, _window(rule), rule.node)
+    key = ("outlier", rule.metric, rule.statistic, rule.read_window_s, rule.node)
     try:
         if key not in cache:
-            cache[key] = outliers.peer_values(rule.metric, rule.statistic, _window(rule), rule.node, now)
+            cache[key] = outliers.peer_values(rule.metric, rule.statistic, rule.read_window_s, rule.node, now)
         judged = outliers.judge(
             cache[key],
             rule.threshold,
@@ -175,9 +169,11 @@ def _read(rule: AlertRule, by: str, now: float, percentiles: bool) -> dict[str, 
         # (the rule's no-data behaviour applies) instead of stopping every rule's evaluation.
         scope = rule.filters()
         if not by:
-            return {"": query.stats(rule.metric, _window(rule), scope, now=now)}
+            return {"": query.stats(rule.metric, rule.read_window_s, scope, now=now)}
         narrower = Scope(node=rule.node, tag_key=rule.tag_key, tag_value=rule.tag_value)
-        rows = query.breakdown(rule.metric, _window(rule), by, narrower, now=now, percentiles=percentiles)
+        rows = query.breakdown(
+            rule.metric, rule.read_window_s, by, narrower, now=now, percentiles=percentiles
+        )
     except (UnknownMetric, QueryError):
         return {}
     return {a: v for a, v in rows.items() if not (by == "agent" and rule.agent and a != rule.agent)}

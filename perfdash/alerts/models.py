@@ -306,6 +306,13 @@ class AlertRule(models.Model):
         return Scope(node=self.node, agent=self.agent, tag_key=self.tag_key, tag_value=self.tag_value)
 
     @property
+    def read_window_s(self) -> int:
+        """The window the rule's statistic is read over: whole minutes, plus the minute still
+        running, so a 60 s rule sees the last complete minute and the current one, never a
+        nearly empty window just after a minute starts."""
+        return max(60, self.window_seconds // 60 * 60) + 60
+
+    @property
     def recovery(self) -> float:
         return self.threshold if self.recovery_threshold is None else self.recovery_threshold
 
