@@ -244,7 +244,7 @@ def _chart(view: explore.Explore, now: float) -> dict:
 # viewer would wait for all of them; with the worker's copy it waits for none. The panel says
 # how old it is (`as_of`), never more than its reuse time. Shorter steps are not worth a pass
 # every 15 s: a viewer computes them, and its copy is shared too.
-PRECOMPUTE_FROM_S = min(3 * HOUR_S / REUSE_SHARE, REUSE_AT_MOST_S)  # reuse_s of 3-hour steps
+PRECOMPUTE_FROM_STEP_S = 3 * HOUR_S
 PRECOMPUTE_EVERY_S = 15.0  # beat's "precompute-boards" (perfdash/beat.py)
 # A pass computes panels, the oldest copies first, until this much time is spent; what is left
 # is next pass's (or a viewer's). It bounds the worker's cost whatever the number of boards.
@@ -308,11 +308,13 @@ def precompute(specs: list[BoardSpec], budget_s: float = PRECOMPUTE_BUDGET_S) ->
                 view = check_query(panel.query)
             except BoardError:
                 continue
-            if reuse_s(view) >= PRECOMPUTE_FROM_S:
+            if view.step_seconds >= PRECOMPUTE_FROM_STEP_S:
                 views.setdefault(view.key(), view)
     if not views:
         return 0
+    global _redis_away_until
     kept = redis_keys.client().mget([_shared_key(v) for v in views.values()])
+    _redis_away_until = 0.0  # Redis answers: share again at once, not after the back-off
     started, due = time.time(), []
     for view, value in zip(views.values(), kept, strict=True):
         as_of = json.loads(value)["as_of"] if value is not None else 0.0
@@ -321,8 +323,8 @@ def precompute(specs: list[BoardSpec], budget_s: float = PRECOMPUTE_BUDGET_S) ->
     done = 0
     with keys.pinned():
         for _, view in sorted(due, key=lambda d: d[0]):
-            if done and time.time() - started >= budget_s:
-                break
+            if _redis_away() or (done and time.time() - started >= budget_s):
+                break  # a copy that cannot be shared is not worth computing here
             _share(view, _chart(view, time.time()))
             done += 1
     return done
