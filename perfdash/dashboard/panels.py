@@ -236,7 +236,7 @@ class Reused:
 OUTLIER_CHECKS = (
     ("agent_response_ms", "p50", 3600),
     ("agent_memory_bytes", "max", 3600),
-    ("agent_memory_bytes", query.GROWTH, 300),  # as the seeded growth rule
+    ("agent_memory_bytes", query.GROWTH, 300),  # the seeded growth rule's 5 minutes
 )
 OUTLIER_ROWS = 10
 _outliers = Reused(seconds=30)

@@ -126,9 +126,10 @@ def fitted(metric: str, stat: str, scope: Scope, now: float) -> Baseline:
         _fitted.clear()
         _fitted_hour[0] = hour
     key = (metric, stat, scope)
-    if key not in _fitted:
-        _fitted[key] = baseline(metric, stat, scope, now - HOUR_S, now)
-    return _fitted[key]
+    found = _fitted.get(key)  # one look: another thread may clear the cache meanwhile
+    if found is None:
+        found = _fitted[key] = baseline(metric, stat, scope, now - HOUR_S, now)
+    return found
 
 
 def forget() -> None:

@@ -126,7 +126,7 @@ def peer_values(
         )
     node_of = {k.agent: k.node for k in keys.agents(metric, scope)}
     return {
-        agent: Peer(value, int(row["count"]), node_of.get(agent, node), row.get("spread"))
+        agent: Peer(value, int(row["count"]), node_of.get(agent, node), row.get("precision"))
         for agent, row in stats.items()
         if (value := row.get(stat)) is not None
     }

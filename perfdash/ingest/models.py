@@ -109,14 +109,17 @@ class PendingBatch(models.Model):
 
     @classmethod
     def load(cls, pending: int) -> tuple[int, Batch, float] | None:
-        """(token id, batch, when it was accepted in Unix seconds) of a pending row, or None
-        once it is stored."""
+        """(token id, batch, seconds since it was accepted) of a pending row, or None once it
+        is stored. Its age is read on the database's clock, which stamped `accepted_at`: the
+        worker's clock may be off."""
         with binary_cursor() as cur:  # the payload in binary, not as hex text
             cur.execute(
-                "SELECT token_id, payload, accepted_at FROM ingest_pendingbatch WHERE id = %s", [pending]
+                "SELECT token_id, payload, extract(epoch FROM clock_timestamp() - accepted_at)::float8 "
+                "FROM ingest_pendingbatch WHERE id = %s",
+                [pending],
             )
             row = cur.fetchone()
-        return (row[0], Batch.from_bytes(bytes(row[1])), row[2].timestamp()) if row else None
+        return (row[0], Batch.from_bytes(bytes(row[1])), row[2]) if row else None
 
     @classmethod
     def due(cls, older_than_s: float, limit: int = 1000) -> list[int]:

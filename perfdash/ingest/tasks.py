@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 from celery import shared_task
@@ -8,7 +9,6 @@ from django.conf import settings
 
 from perfdash.health import measure
 from perfdash.ingest.models import FailedBatch, IngestedBatch, PendingBatch
-from perfdash.lib import pg
 from perfdash.lib.unavailable import DATABASE_AWAY
 from perfdash.live import peaks, publish
 from perfdash.metrics import partitions
@@ -36,14 +36,16 @@ def store_batch(message: dict) -> None:
     messages, queued by a web process from before the outbox, carry the batch itself."""
     pending = message.get("pending")
     if pending is None:
-        token_id, batch, accepted_at = message["token_id"], Batch.from_message(message), None
+        token_id, batch, age_s = message["token_id"], Batch.from_message(message), None
     else:
         kept = PendingBatch.load(pending)
         if kept is None:  # stored already: a second wake-up (the sweeper, a redelivery)
             return
-        token_id, batch, accepted_at = kept
+        token_id, batch, age_s = kept
+    loaded = time.monotonic()
     try:
         written = IngestedBatch.store(token_id, batch, pending=pending)
+        committed = time.monotonic()
     except DATABASE_AWAY:
         partitions.forget()
         raise
@@ -61,9 +63,10 @@ def store_batch(message: dict) -> None:
         publish.points_committed(len(batch), metrics, peaks.of_batch(batch))
         stored = [("perfdash_points_stored_total", len(batch), {})]
         # From the start of the transaction that kept it in the outbox to the commit, however
-        # the worker was woken (the web process, OTLP or the sweeper), both on the database's clock.
-        if accepted_at is not None:
-            stored.append(("perfdash_ingest_lag_ms", (pg.clock() - accepted_at) * 1000, {}))
+        # the worker was woken (the web process, OTLP or the sweeper): its age when loaded, on
+        # the database's clock, and the time the store took, on this process's steady clock.
+        if age_s is not None:
+            stored.append(("perfdash_ingest_lag_ms", (age_s + committed - loaded) * 1000, {}))
         measure.push("worker", *stored)
 
 

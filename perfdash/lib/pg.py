@@ -12,11 +12,3 @@ def binary_cursor() -> psycopg.Cursor:
     cur = psycopg.Cursor(connection.connection)
     cur.format = psycopg.pq.Format.BINARY
     return cur
-
-
-def clock() -> float:
-    """PostgreSQL's clock now (Unix seconds): to measure against its own timestamps without
-    the skew between its machine's clock and ours."""
-    with connection.cursor() as cur:
-        cur.execute("SELECT extract(epoch FROM clock_timestamp())::float8")
-        return cur.fetchone()[0]

@@ -434,8 +434,8 @@ def growth(
 ) -> dict[str, dict]:
     """How fast each node's, agent's or tag value's mean rises over the window:
     {name: {"growth": a share of the mean per minute (0.01: 1 %/min), "avg": the window's mean,
-    "count": points, "spread": the points' weighted sum of squared distances from their mean
-    time, in minutes squared (the slope's precision: its sampling error goes as 1/sqrt of it)}}.
+    "count": points, "precision": the points' sum of squared distances from their mean time, in
+    minutes squared (the slope's sampling error goes as 1/sqrt of it)}}.
 
     The growth is the least-squares slope of the group's minute means against each minute's
     middle (the running minute's: the middle of what has elapsed), each minute weighted by its
@@ -477,7 +477,7 @@ def growth(
             "growth": float(share[i]),
             "avg": float(y_mean[i]),
             "count": int(weight[i]),
-            "spread": float(sxx[i]),
+            "precision": float(sxx[i]),
         }
         for i in np.flatnonzero((minutes >= 2) & np.isfinite(share)).tolist()
     }
