@@ -10,8 +10,8 @@ import numpy as np
 
 from perfdash.metrics.batch import Aggregates, Batch, SeriesKey
 from perfdash.metrics.sketch import key_values
-from perfdash.otlp.histograms import close, pairs
-from perfdash.otlp.temporality import Added, _ranges
+from perfdash.otlp.histograms import bucket_indices, close, pairs
+from perfdash.otlp.temporality import Added
 from perfdash.otlp.translate import EXPLICIT, NUMBER, TO_DELTA, Points
 
 _KEEPS = {"value": 0, "histogram": 1, "sum": 2, "count": 3}
@@ -35,11 +35,11 @@ def batch(batch_id: str, points: Points, added: Added) -> Batch:
     keep, factor = np.array(keep), np.array(factor)
     ts = points.array("time_ns")[point] / 1e9
     kind = points.array("kind")[point]
-    count, total = added.count[point], added.sum[point]
+    count, total = added.count[point], added.value[point]  # total: a number, or a histogram's sum
 
     # Plain points: a number (a counter that did not move adds nothing), or a histogram's
     # sum (if any) or count (if any) as a counter.
-    value = np.where(kind == NUMBER, added.value[point] * factor, np.where(keep == 2, total, count))
+    value = np.where(kind == NUMBER, total * factor, np.where(keep == 2, total, count))
     counter = points.array("mode")[point] == TO_DELTA
     plain = (keep == 0) & (kind == NUMBER) & ~(counter & (value == 0))
     plain |= (keep == 2) & (kind != NUMBER) & (count > 0) & ~np.isnan(total) & (total != 0)
@@ -56,7 +56,7 @@ def batch(batch_id: str, points: Points, added: Added) -> Batch:
 def _aggregates(points: Points, added: Added, point: np.ndarray, series_idx: np.ndarray, factor: np.ndarray):
     m = len(point)
     kind = points.array("kind")[point]
-    count, total, lo, hi = added.count[point], added.sum[point], added.lo[point], added.hi[point]
+    count, total, lo, hi = added.count[point], added.value[point], added.lo[point], added.hi[point]
     within_lo, within_hi = added.within_lo[point], added.within_hi[point]
 
     # Explicit histograms: each bucket's bounds from its layout, all at once.
@@ -67,7 +67,7 @@ def _aggregates(points: Points, added: Added, point: np.ndarray, series_idx: np.
         p = point[ex]
         layout = points.array("layout")[p]
         lengths = added.bstart[p + 1] - added.bstart[p]
-        at = _ranges(added.bstart[p], lengths)
+        at = bucket_indices(added.bstart[p], lengths)
         j = at - np.repeat(added.bstart[p], lengths)  # bucket number within its histogram
         e = edge_start[np.repeat(layout, lengths)] + j
         f = np.repeat(factor[ex], lengths)

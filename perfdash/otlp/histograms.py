@@ -29,17 +29,15 @@ OPEN_BUCKET_FACTOR = 10.0
 
 @dataclass
 class Histogram:
-    """One OTLP histogram data point: exact count and sum (min and max if sent), and either
-    explicit buckets (`bounds`, `counts` with one more entry) or an exponential histogram
-    (`scale`, `zero`, positive and negative buckets each as an offset and counts). Plain lists:
-    a histogram has a few dozen buckets, where numpy's cost per call would dominate."""
+    """One OTLP exponential histogram data point: exact count and sum (min and max if sent),
+    `scale`, `zero`, positive and negative buckets each as an offset and counts (explicit ones
+    stay columns: temporality.py, assemble.py). Plain lists: a histogram has a few dozen
+    buckets, where numpy's cost per call would dominate."""
 
     count: int
     sum: float | None
     min: float | None
     max: float | None
-    bounds: list[float] | None = None
-    counts: list[int] = field(default_factory=list)
     scale: int = 0
     zero: int = 0
     pos_offset: int = 0
@@ -50,35 +48,21 @@ class Histogram:
     # cumulative histogram lies within the cumulative min and max).
     within: tuple[float | None, float | None] = (None, None)
 
-    @property
-    def exponential(self) -> bool:
-        return self.bounds is None
-
     def minus(self, prev: Histogram) -> Histogram | None:
         """This cumulative histogram less an earlier one of the same stream, or None when it
-        cannot be a continuation of it (a counter went down, the buckets changed): a reset."""
-        if self.count < prev.count or self.exponential != prev.exponential:
+        cannot be a continuation of it (a count or bucket went down): a reset."""
+        if self.count < prev.count:
             return None
-        if self.exponential:
-            scale = min(self.scale, prev.scale)
-            pos_offset, pos = _subtract(*_downscale(self, scale, "pos"), *_downscale(prev, scale, "pos"))
-            neg_offset, neg = _subtract(*_downscale(self, scale, "neg"), *_downscale(prev, scale, "neg"))
-            zero = self.zero - prev.zero
-            if pos is None or neg is None or zero < 0:
-                return None
-            delta = Histogram(
-                self.count - prev.count, _less(self.sum, prev.sum), None, None,
-                scale=scale, zero=zero, pos_offset=pos_offset, pos=pos, neg_offset=neg_offset, neg=neg,
-            )  # fmt: skip
-        else:
-            if self.bounds != prev.bounds or len(self.counts) != len(prev.counts):
-                return None
-            counts = [a - b for a, b in zip(self.counts, prev.counts, strict=True)]
-            if min(counts, default=0) < 0:
-                return None
-            delta = Histogram(
-                self.count - prev.count, _less(self.sum, prev.sum), None, None, self.bounds, counts
-            )
+        scale = min(self.scale, prev.scale)
+        pos_offset, pos = _subtract(*_downscale(self, scale, "pos"), *_downscale(prev, scale, "pos"))
+        neg_offset, neg = _subtract(*_downscale(self, scale, "neg"), *_downscale(prev, scale, "neg"))
+        zero = self.zero - prev.zero
+        if pos is None or neg is None or zero < 0:
+            return None
+        delta = Histogram(
+            self.count - prev.count, _less(self.sum, prev.sum), None, None,
+            scale=scale, zero=zero, pos_offset=pos_offset, pos=pos, neg_offset=neg_offset, neg=neg,
+        )  # fmt: skip
         # The cumulative min and max hold for the interval only where they moved in it.
         delta.min = self.min if self.min is not None and (prev.min is None or self.min < prev.min) else None
         delta.max = self.max if self.max is not None and (prev.max is None or self.max > prev.max) else None
@@ -88,33 +72,31 @@ class Histogram:
     def ranges(self, factor: float) -> tuple[list[float], list[float], list[int]]:
         """(lower, upper, count) of each bucket holding values, in units scaled by `factor`."""
         lower, upper, counts = [], [], []
-        if self.exponential:
-            base = 2.0 ** (2.0**-self.scale)
-            if self.zero:
-                lower.append(0.0)
-                upper.append(0.0)
-                counts.append(self.zero)
-            for i, c in enumerate(self.pos):
-                if c:
-                    lo = factor * base ** (self.pos_offset + i)
-                    lower.append(lo)
-                    upper.append(lo * base)
-                    counts.append(c)
-            for i, c in enumerate(self.neg):
-                if c:
-                    lo = factor * base ** (self.neg_offset + i)
-                    lower.append(-lo * base)
-                    upper.append(-lo)
-                    counts.append(c)
-            return lower, upper, counts
-        bounds = self.bounds
-        last = len(bounds)
-        for i, c in enumerate(self.counts):
+        base = 2.0 ** (2.0**-self.scale)
+        if self.zero:
+            lower.append(0.0)
+            upper.append(0.0)
+            counts.append(self.zero)
+        for i, c in enumerate(self.pos):
             if c:
-                lower.append(bounds[i - 1] * factor if i else -math.inf)
-                upper.append(bounds[i] * factor if i < last else math.inf)
+                lo = factor * base ** (self.pos_offset + i)
+                lower.append(lo)
+                upper.append(lo * base)
+                counts.append(c)
+        for i, c in enumerate(self.neg):
+            if c:
+                lo = factor * base ** (self.neg_offset + i)
+                lower.append(-lo * base)
+                upper.append(-lo)
                 counts.append(c)
         return lower, upper, counts
+
+
+def bucket_indices(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Where histograms' bucket counts lie in an array holding them one after the other: the
+    indices start..start+length-1 of each (start, length), one after the other."""
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
 
 
 def _less(a: float | None, b: float | None) -> float | None:

@@ -36,8 +36,8 @@ class StreamState(models.Model):
 
     key = models.BinaryField(primary_key=True)
     state = models.BinaryField(null=True)
-    # Not indexed: every export updates its rows, and an index on a column that changes would
-    # make each of those updates write the primary key's index too.
+    # Not indexed: every export that moves a stream updates its row, and an index on a column
+    # that changes would make each of those updates write the primary key's index too.
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -114,7 +114,8 @@ def coarse_note(metric: str, window_s: float, now: float) -> str | None:
 
 
 def forget_streams(before: datetime, chunk: int = 10_000) -> int:
-    """Remove the state rows not exported to since `before`, a chunk per statement. A stream
+    """Remove the state rows no export has moved since `before` (an export retried or out of
+    order writes nothing: its data points are no newer), a chunk per statement. A stream
     that comes back later counts from its start again: the window must outlast any sender's
     pause (it is the rollup retention, past which its earlier values are gone anyway). Streams
     of a row still exported to are left out of it on its next write (temporality.apply)."""
@@ -164,11 +165,16 @@ def added(points: Points, now: float) -> temporality.Added:
         if new:
             _earlier(cur, state, new)
         out, written = temporality.apply(points, state, earliest_ns(now))
-        cur.execute(
-            "UPDATE otlp_streamstate s SET state = x.v, updated_at = now() "
-            "FROM unnest(%b::bytea[], %b::bytea[]) AS x(k, v) WHERE s.key = x.k",
-            [list(written), list(written.values())],
-        )
+        # A row whose blob did not change (an export retried, or out of order) is not written
+        # again: its blob, and updated_at, are those of the export that last moved one of its
+        # streams, which is what forgetting goes by (a new row's blob is NULL, so it differs).
+        written = {k: v for k, v in written.items() if v != blobs.get(k)}
+        if written:
+            cur.execute(
+                "UPDATE otlp_streamstate s SET state = x.v, updated_at = now() "
+                "FROM unnest(%b::bytea[], %b::bytea[]) AS x(k, v) WHERE s.key = x.k",
+                [list(written), list(written.values())],
+            )
     return out
 
 

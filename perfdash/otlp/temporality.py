@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perfdash.otlp.histograms import Histogram
+from perfdash.otlp.histograms import Histogram, bucket_indices
 from perfdash.otlp.translate import AS_SENT, EXPLICIT, EXPONENTIAL, NUMBER, TO_DELTA, TO_LEVEL, Points
 
 # One stream's last export taken. `layout`: a digest of the explicit bounds, or the scale.
@@ -92,11 +92,13 @@ class Added:
     """What each data point adds, as columns (assemble.py makes the batch of them)."""
 
     take: np.ndarray  # False: the point adds nothing (not newer than its stream's last export)
-    value: np.ndarray  # numbers: as sent, the delta, or the level
-    count: np.ndarray  # histograms: the count added, its sum (NaN: not known), and its
-    sum: np.ndarray  # min and max where known exactly (else NaN, and `within` bounds them:
-    lo: np.ndarray  # an interval of a cumulative histogram lies within the cumulative min
-    hi: np.ndarray  # and max)
+    # Numbers: `value` as sent, the delta, or the level. Histograms: the sum (`value`, NaN: not
+    # known) and count added, their min and max where known exactly (else NaN, and `within`
+    # bounds them: an interval of a cumulative histogram lies within the cumulative min and max).
+    value: np.ndarray
+    count: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
     within_lo: np.ndarray
     within_hi: np.ndarray
     buckets: np.ndarray  # explicit histograms: the bucket counts added, one after the other
@@ -115,7 +117,6 @@ def as_sent(points: Points) -> Added:
         take=np.ones(n, bool),
         value=points.array("value").copy(),
         count=points.array("count").copy(),
-        sum=points.array("value").copy(),
         lo=points.array("lo").copy(),
         hi=points.array("hi").copy(),
         within_lo=nan,
@@ -145,12 +146,6 @@ def _records(points: Points) -> np.ndarray:
     for i in np.flatnonzero(kind == EXPONENTIAL):
         rec["zero"][i], rec["pos_offset"][i], rec["npos"][i], rec["neg_offset"][i] = points.exp[i]
     return rec
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The indices start..start+length-1 of each (start, length), one after the other."""
-    offsets = np.cumsum(lengths) - lengths
-    return np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
 
 
 def _histogram(rec: np.ndarray, buckets: np.ndarray, at: int, row: int) -> Histogram:
@@ -223,15 +218,15 @@ def apply(points: Points, state: State, forget_before_ns: int) -> tuple[Added, d
     sel = np.flatnonzero(explicit)
     if len(sel):
         lengths = cur["nbuckets"][sel]
-        at = _ranges(bstart[s + sel], lengths)
-        diff = buckets[at] - buckets[_ranges(bstart[p[sel]], lengths)]
+        at = bucket_indices(bstart[s + sel], lengths)
+        diff = buckets[at] - buckets[bucket_indices(bstart[p[sel]], lengths)]
         ok = np.minimum.reduceat(diff, np.cumsum(lengths) - lengths) >= 0  # else a reset
         keep = np.repeat(ok, lengths)
         added.buckets[at[keep] - len(state.buckets)] = diff[keep]
         explicit[sel[~ok]] = False
         b, c = before[explicit], cur[explicit]
         added.count[explicit] = c["count"] - b["count"]
-        added.sum[explicit] = c["value"] - b["value"]  # NaN where either was not sent
+        added.value[explicit] = c["value"] - b["value"]  # NaN where either was not sent
         # The cumulative min and max hold for the interval only where they moved in it.
         moved_lo = ~np.isnan(c["lo"]) & (np.isnan(b["lo"]) | (c["lo"] < b["lo"]))
         moved_hi = ~np.isnan(c["hi"]) & (np.isnan(b["hi"]) | (c["hi"] > b["hi"]))
@@ -245,7 +240,7 @@ def apply(points: Points, state: State, forget_before_ns: int) -> tuple[Added, d
         if delta is not None:
             added.histograms[i] = delta
             added.count[i] = delta.count
-            added.sum[i], added.lo[i], added.hi[i], added.within_lo[i], added.within_hi[i] = (
+            added.value[i], added.lo[i], added.hi[i], added.within_lo[i], added.within_hi[i] = (
                 math.nan if x is None else x for x in (delta.sum, delta.min, delta.max, *delta.within)
             )
     added.take = ~skip
@@ -273,7 +268,7 @@ def _blobs(points, state, stateful, index, latest, times, rec, buckets, bstart, 
     rows = np.array(order, np.int64)
     out_rec = rec[rows]
     lengths = out_rec["nbuckets"]
-    out_buckets = buckets[_ranges(bstart[rows], lengths)]
+    out_buckets = buckets[bucket_indices(bstart[rows], lengths)]
     blobs, at, bat = {}, 0, 0
     for g, size in zip(members, sizes, strict=True):
         nb = int(lengths[at : at + size].sum())

@@ -117,12 +117,9 @@ class Points:
         return out
 
     def histogram(self, i: int, start: int) -> Histogram:
-        """Data point i as a Histogram (its buckets from `start` in `buckets`)."""
+        """Exponential data point i as a Histogram (its buckets from `start` in `buckets`)."""
         end = start + self.nbuckets[i]
         lo, hi, total = (None if math.isnan(x) else x for x in (self.lo[i], self.hi[i], self.value[i]))
-        if self.kind[i] == EXPLICIT:
-            bounds = list(self.bounds[self.layout[i]])
-            return Histogram(self.count[i], total, lo, hi, bounds, self.buckets[start:end])
         zero, pos_offset, npos, neg_offset = self.exp[i]
         return Histogram(
             self.count[i], total, lo, hi, scale=self.layout[i], zero=zero,

@@ -21,7 +21,7 @@ from perfdash.metrics import query
 from perfdash.otlp import temporality, wire
 from perfdash.otlp.models import Stream, StreamState
 from perfdash.otlp.receive import identity
-from perfdash.otlp.translate import Translator, earliest_ns
+from perfdash.otlp.translate import Points, Translator, earliest_ns
 from tests.otlp.conftest import Sdk, store
 
 NOW = time.time()
@@ -102,9 +102,9 @@ def test_exports_of_one_stream_in_one_request_count_in_time_order(token_id):
     assert sorted(stored_values("requests_total")) == [5, 10]
 
 
-def stream_of(body: bytes) -> bytes:
-    points = Translator(1, identity(), Limits(), ("tool",), NOW).request(wire.decode(body, wire.PROTOBUF))
-    return points.stream[0]
+def points(req: ExportMetricsServiceRequest) -> Points:
+    """A request's data points, translated for token 1."""
+    return Translator(1, identity(), Limits(), ("tool",), NOW).request(req)
 
 
 def test_a_stream_kept_in_the_table_of_before_goes_on_from_there(token_id):
@@ -158,9 +158,6 @@ def test_a_metric_s_streams_share_one_row_and_a_stale_one_is_forgotten():
             dp.attributes.add(key="tool").value.string_value = tool
         return req
 
-    def points(req):
-        return Translator(1, identity(), Limits(), ("tool",), NOW).request(req)
-
     first = points(request(NOW - 300, ["a", "b", "c"]))
     added, blobs = temporality.apply(first, temporality.State(), 0)
     assert len(blobs) == 1 and added.value.tolist() == [3, 3, 3]
@@ -210,18 +207,15 @@ def exponential_request(at: float, pos: list[int], lo: float, hi: float) -> Expo
 
 
 def test_an_exponential_histogram_s_columns_are_what_it_added():
-    def points(req):
-        return Translator(1, identity(), Limits(), ("tool",), NOW).request(req)
-
     first = points(exponential_request(NOW - 300, [1, 2], 1.5, 3.5))
     added, blobs = temporality.apply(first, temporality.State(), 0)
-    assert (added.count[0], added.sum[0], added.lo[0], added.hi[0]) == (3, 9.0, 1.5, 3.5)
+    assert (added.count[0], added.value[0], added.lo[0], added.hi[0]) == (3, 9.0, 1.5, 3.5)
     later = points(exponential_request(NOW - 200, [1, 3, 1], 1.5, 6.0))
     added, _ = temporality.apply(later, temporality.State.of_blobs(blobs), 0)
     delta = added.histograms[0]
     assert (delta.pos_offset, delta.pos, delta.count, delta.sum) == (0, [0, 1, 1], 2, 6.0)
     # The columns say the same as the histogram: min not moved (NaN), max moved.
-    assert (added.count[0], added.sum[0], added.hi[0]) == (2, 6.0, 6.0)
+    assert (added.count[0], added.value[0], added.hi[0]) == (2, 6.0, 6.0)
     assert math.isnan(added.lo[0]) and (added.within_lo[0], added.within_hi[0]) == (1.5, 6.0)
 
 
@@ -230,8 +224,6 @@ def test_a_data_point_taken_within_the_retention_keeps_its_stream_s_state():
     probe = Translator(1, identity(), Limits(), ("tool",), NOW)
     too_old = probe.request(exponential_request(at - 1, [1], 1.5, 1.5))
     assert not len(too_old) and probe.report.rejected == 1
-    points = Translator(1, identity(), Limits(), ("tool",), NOW).request(
-        exponential_request(at + 1, [1], 1.5, 1.5)
-    )
-    _, blobs = temporality.apply(points, temporality.State(), earliest_ns(NOW))
-    assert temporality.State.of_blobs(blobs).keys == [points.stream[0]]
+    kept = points(exponential_request(at + 1, [1], 1.5, 1.5))
+    _, blobs = temporality.apply(kept, temporality.State(), earliest_ns(NOW))
+    assert temporality.State.of_blobs(blobs).keys == [kept.stream[0]]

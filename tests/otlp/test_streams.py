@@ -12,10 +12,14 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from perfdash.api.models import ApiToken
+from perfdash.ingest.validate import Limits
 from perfdash.metrics import query
+from perfdash.otlp import temporality
 from perfdash.otlp.histograms import Histogram
 from perfdash.otlp.models import StreamState
+from perfdash.otlp.receive import identity
 from perfdash.otlp.tasks import forget_streams
+from perfdash.otlp.translate import Points, Translator
 from tests.otlp.conftest import store
 
 NOW = time.time()
@@ -76,10 +80,30 @@ def test_an_exponential_histogram_minus_an_earlier_one_at_a_finer_scale():
     assert (delta.count, delta.sum, delta.min, delta.max) == (2, 10.0, None, 6.0)
 
 
+def histogram_export(counts: list[int], at: float) -> ExportMetricsServiceRequest:
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    rm.resource.attributes.add(key="gen_ai.agent.id").value.string_value = "agent-1"
+    metric = rm.scope_metrics.add().metrics.add(name="work.duration", unit="ms")
+    metric.histogram.aggregation_temporality = CUMULATIVE
+    dp = metric.histogram.data_points.add(
+        time_unix_nano=int(at * 1e9), start_time_unix_nano=int((NOW - 600) * 1e9)
+    )
+    dp.count, dp.sum, dp.min, dp.max = sum(counts), 2.0 * sum(counts), 1.0, 3.0
+    dp.explicit_bounds.extend([1.0, 2.0])
+    dp.bucket_counts.extend(counts)
+    return request
+
+
 def test_a_histogram_whose_buckets_went_down_is_a_reset():
-    before = Histogram(3, 6.0, 1.0, 3.0, [1.0, 2.0], [1, 1, 1])
-    after = Histogram(3, 6.0, 1.0, 3.0, [1.0, 2.0], [2, 0, 1])
-    assert after.minus(before) is None
+    def points(counts: list[int], at: float) -> Points:
+        return Translator(1, identity(), Limits(), ("tool",), NOW).request(histogram_export(counts, at))
+
+    _, blobs = temporality.apply(points([1, 1, 1], NOW - 300), temporality.State(), 0)
+    # The same count and start, but a bucket went down: counted whole, as sent.
+    after = points([2, 0, 1], NOW - 200)
+    added, _ = temporality.apply(after, temporality.State.of_blobs(blobs), 0)
+    assert (added.count[0], added.value[0], added.buckets.tolist()) == (3, 6.0, [2, 0, 1])
 
 
 def test_a_retried_export_is_the_same_batch(token_id):
@@ -94,3 +118,14 @@ def test_streams_not_exported_for_the_retention_are_forgotten(token_id):
     StreamState.objects.update(updated_at=datetime.now(UTC) - timedelta(days=91))
     assert forget_streams() == 1
     assert not StreamState.objects.exists()
+
+
+def test_an_export_that_moves_no_stream_writes_no_row(token_id):
+    store(token_id, counter_export(15, NOW - 300, NOW - 190), now=NOW)
+    old = datetime.now(UTC) - timedelta(days=1)
+    StreamState.objects.update(updated_at=old)
+    store(token_id, counter_export(12, NOW - 300, NOW - 195), now=NOW)  # older: adds nothing
+    assert StreamState.objects.get().updated_at == old
+    store(token_id, counter_export(16, NOW - 300, NOW - 180), now=NOW)
+    assert StreamState.objects.get().updated_at > old
+    assert total() == 16
